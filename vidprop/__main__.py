@@ -1,0 +1,5 @@
+import sys
+
+from vidprop.cli import main
+
+sys.exit(main())

