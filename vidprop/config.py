@@ -103,6 +103,10 @@ class ExtractorConfig:
     device: str = "auto"
     #: Frames per U-Net batch (each frame brings ``ensemble`` samples).
     batch_size: int = 1
+    #: channels_last memory format for the U-Net and VAE (often faster on GPUs).
+    channels_last: bool = False
+    #: torch.compile the U-Net (opt-in; the first batches are slow while it compiles).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.ensemble < 1:
