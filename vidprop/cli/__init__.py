@@ -22,6 +22,7 @@ __all__ = ["main", "build_parser"]
 #: Modules providing ``register(subparsers)``.
 COMMANDS = [
     "vidprop.cli.segment",
+    "vidprop.cli.bench",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = []

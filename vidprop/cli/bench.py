@@ -1,0 +1,34 @@
+"""``vidprop bench``: benchmarks that print figures (never timed tests).
+
+Each benchmark is a module of :mod:`vidprop.bench` with ``main(argv) -> int``;
+``vidprop bench NAME --help`` shows its options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+#: name -> (module, one-line description)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "propagate": ("vidprop.bench.propagation", "protocol A/B propagation step at DAVIS/JHMDB scale vs the dense computation"),
+    "segment-memory": ("vidprop.bench.segment_memory", "peak RSS of `segment` on 100- and 1,000-frame synthetic videos (tiny model)"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lines = "\n".join(f"  {name:<16} {desc}" for name, (_, desc) in BENCHMARKS.items())
+    p = sub.add_parser(
+        "bench",
+        help="print speed and memory figures",
+        description="Benchmarks that print speed and memory figures.\n\nbenchmarks:\n" + lines,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", choices=sorted(BENCHMARKS), metavar="NAME", help="which benchmark (see above)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="options passed to the benchmark (NAME --help lists them)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    module = importlib.import_module(BENCHMARKS[args.name][0])
+    return int(module.main(list(args.args)) or 0)

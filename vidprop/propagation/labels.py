@@ -1,0 +1,91 @@
+"""Index masks <-> per-object label maps, as the two protocols do it.
+
+Object ids are kept as given (they need not be consecutive): channel 0 is
+the background, channel i the i-th id of ``ids`` (sorted).  Packing the ids
+into consecutive channels changes no result: an id that is absent would be an
+all-zero channel that can never win the argmax over channel 0.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = [
+    "object_ids",
+    "one_hot",
+    "labels_nearest",
+    "labels_bilinear",
+    "norm_mask",
+    "decode_dino",
+    "decode_crw",
+]
+
+
+def object_ids(mask: np.ndarray) -> list[int]:
+    """Sorted non-zero ids present in an index mask."""
+    return [int(v) for v in np.unique(mask) if v != 0]
+
+
+def one_hot(mask: np.ndarray, ids: Sequence[int]) -> torch.Tensor:
+    """(H, W) index mask -> (1 + len(ids), H, W) float32 one-hot (channel 0 = background)."""
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got {mask.shape}")
+    out = np.zeros((1 + len(ids), *mask.shape), dtype=np.float32)
+    out[0] = ~np.isin(mask, list(ids))
+    for c, i in enumerate(ids, start=1):
+        out[c] = mask == i
+    return torch.from_numpy(out)
+
+
+def labels_nearest(mask: np.ndarray, grid: tuple[int, int], ids: Sequence[int]) -> torch.Tensor:
+    """Protocol A: NEAREST resize of the index mask to ``grid`` = (gh, gw), then one-hot. -> (K, gh, gw)."""
+    gh, gw = grid
+    small = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((gw, gh), Image.NEAREST))
+    return one_hot(small, ids)
+
+
+def labels_bilinear(mask: np.ndarray, grid: tuple[int, int], ids: Sequence[int]) -> torch.Tensor:
+    """Protocol B: one-hot at full resolution, then BILINEAR downsampling to ``grid``. -> (K, gh, gw)."""
+    full = one_hot(mask, ids)[None]  # (1, K, H, W)
+    return F.interpolate(full, size=grid, mode="bilinear", align_corners=False)[0]
+
+
+def norm_mask(soft: torch.Tensor) -> torch.Tensor:
+    """Per channel: if its max > 0, min-max normalise to [0, 1] (DINO's norm_mask). (K, H, W) -> (K, H, W)."""
+    mx = soft.amax(dim=(1, 2), keepdim=True)
+    mn = soft.amin(dim=(1, 2), keepdim=True)
+    rng = mx - mn
+    scaled = torch.where(rng > 0, (soft - mn) / torch.where(rng > 0, rng, torch.ones_like(rng)), torch.zeros_like(soft))
+    return torch.where(mx > 0, scaled, soft)
+
+
+def _ids_lut(ids: Sequence[int]) -> np.ndarray:
+    return np.asarray([0, *ids], dtype=np.uint8)
+
+
+def decode_dino(soft: torch.Tensor, stride: int, out_size: tuple[int, int], ids: Sequence[int]) -> np.ndarray:
+    """Protocol A output: soft (K, h, w) -> index mask (H, W) uint8 at ``out_size`` = (W, H).
+
+    Bilinear upsampling by the stride (align_corners=False), per-channel
+    min-max normalisation, argmax, ids restored, NEAREST resize to the
+    original frame size.
+    """
+    up = F.interpolate(soft[None].float(), scale_factor=stride, mode="bilinear", align_corners=False)[0]
+    idx = torch.argmax(norm_mask(up), dim=0).to(torch.uint8).cpu().numpy()
+    lab = _ids_lut(ids)[idx]
+    if (lab.shape[1], lab.shape[0]) != tuple(out_size):
+        lab = np.asarray(Image.fromarray(lab).resize(tuple(out_size), Image.NEAREST))
+    return lab
+
+
+def decode_crw(soft: torch.Tensor, out_size: tuple[int, int], ids: Sequence[int]) -> np.ndarray:
+    """Protocol B output for masks: bilinear resize of soft (K, h, w) to ``out_size`` = (W, H), argmax."""
+    w, h = out_size
+    up = F.interpolate(soft[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+    idx = torch.argmax(up, dim=0).to(torch.uint8).cpu().numpy()
+    return _ids_lut(ids)[idx]
