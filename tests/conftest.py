@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny random Stable Diffusion saved in diffusers format.
+
+Nothing here downloads anything: the Hub is forced offline, and the model
+folder is written by the tests themselves and loaded through the same
+``from_pretrained`` path users take.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local diffusers-format folder with a tiny random SD (unet, vae, scheduler, tokenizer, text_encoder)."""
+    from vidprop.features.tiny import save_random_sd
+
+    return save_random_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def real_model_path() -> Path:
+    """A real SD folder from VIDPROP_TEST_MODEL; tests marked ``weights`` skip without it."""
+    path = os.environ.get("VIDPROP_TEST_MODEL")
+    if not path or not Path(path).is_dir():
+        pytest.skip("real Stable Diffusion weights are not available (set VIDPROP_TEST_MODEL to a local folder)")
+    return Path(path)

@@ -1,0 +1,305 @@
+"""Streaming frame readers: one interface over decord, PyAV, OpenCV and frame folders.
+
+    reader = open_video("clip.mp4")              # backend="auto"
+    print(reader.info.width, reader.info.fps)
+    for frame in reader:                          # (H, W, 3) uint8 RGB
+        ...
+
+Decoding runs ahead of the consumer on a background thread with a bounded
+queue (``prefetch`` frames), so memory does not grow with video length.
+decord is abandoned upstream and can hang when a container over-reports its
+frame count: it is read strictly sequentially, the reported count is never
+trusted, and if decord fails vidprop falls back to PyAV with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import numpy as np
+
+from vidprop.errors import InputError
+
+__all__ = ["VideoInfo", "FrameReader", "open_video", "IMAGE_EXTENSIONS", "BACKENDS", "list_frames"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+Backend = Literal["auto", "decord", "pyav", "opencv", "folder"]
+BACKENDS = ("auto", "decord", "pyav", "opencv", "folder")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What is known of a video before reading it all."""
+
+    path: Path
+    backend: str
+    width: int
+    height: int
+    fps: float | None = None
+    #: As reported by the container (may be wrong) or the number of images in a folder.
+    num_frames: int | None = None
+    #: Frame names (stems) for a folder; None for video files.
+    frame_names: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path.is_file() else self.path.name
+
+
+def list_frames(folder: Path) -> list[Path]:
+    """Images of a frame folder, sorted by name."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise InputError(f"{folder}: no frames in this folder (expected {', '.join(IMAGE_EXTENSIONS)} images)")
+    return files
+
+
+# --------------------------------------------------------------------- backends
+def _iter_folder(files: list[Path]) -> Iterator[np.ndarray]:
+    from PIL import Image
+
+    size = None
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except Exception as exc:  # noqa: BLE001 - PIL raises many kinds
+            raise InputError(f"{f}: cannot read this frame image ({exc})") from exc
+        if size is None:
+            size = arr.shape[:2]
+        elif arr.shape[:2] != size:
+            raise InputError(
+                f"{f}: frame size {arr.shape[1]}x{arr.shape[0]} differs from the first frame's {size[1]}x{size[0]}"
+            )
+        yield arr
+
+
+def _iter_pyav(path: Path, skip: int = 0) -> Iterator[np.ndarray]:
+    import av
+
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: cannot open this video ({exc})") from exc
+    try:
+        if not container.streams.video:
+            raise InputError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            if i < skip:
+                continue
+            yield frame.to_ndarray(format="rgb24")
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - av.error.* kinds
+        raise InputError(f"{path}: cannot decode this video ({exc})") from exc
+    finally:
+        container.close()
+
+
+def _iter_opencv(path: Path) -> Iterator[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise InputError(f"{path}: OpenCV cannot open this video")
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def _iter_decord(path: Path) -> Iterator[np.ndarray]:
+    """Sequential decord reading; falls back to PyAV (with a warning) if decord fails."""
+    yielded = 0
+    try:
+        import decord
+
+        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("decord could not open %s (%s); falling back to PyAV", path, exc)
+        yield from _iter_pyav(path)
+        return
+    reported = len(vr)
+    while True:
+        try:
+            frame = vr.next()
+        except StopIteration:
+            break
+        except Exception as exc:  # noqa: BLE001 - decord.DECORDError and friends
+            if yielded < reported:
+                log.warning(
+                    "decord failed at frame %d of %s (%s); continuing with PyAV", yielded, path, str(exc).splitlines()[0]
+                )
+                yield from _iter_pyav(path, skip=yielded)
+            break
+        yielded += 1
+        yield frame.asnumpy()
+    if yielded != reported:
+        log.debug("%s: container reported %d frames, decoded %d", path, reported, yielded)
+
+
+def _probe(path: Path, backend: str) -> tuple[float | None, int | None]:
+    """fps and reported frame count (informative only)."""
+    try:
+        if backend == "decord":
+            import decord
+
+            vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+            return float(vr.get_avg_fps()), len(vr)
+        if backend == "pyav":
+            import av
+
+            with av.open(str(path)) as c:
+                s = c.streams.video[0]
+                fps = float(s.average_rate) if s.average_rate else None
+                return fps, (s.frames or None)
+        if backend == "opencv":
+            import cv2
+
+            cap = cv2.VideoCapture(str(path))
+            fps, n = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            cap.release()
+            return (fps or None), (n if n > 0 else None)
+    except Exception as exc:  # noqa: BLE001
+        log.debug("probing %s with %s failed: %s", path, backend, exc)
+    return None, None
+
+
+def _decord_available() -> bool:
+    try:
+        import decord  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+# --------------------------------------------------------------------- reader
+_END = object()
+
+
+class FrameReader:
+    """Iterate the frames of a video file or a frame folder, decoded on a background thread.
+
+    Args:
+        source: a video file or a folder of images (sorted by name).
+        backend: "auto" (decord if installed, else PyAV; "folder" for folders),
+            "decord", "pyav", "opencv" or "folder".
+        prefetch: frames decoded ahead (bounds memory).
+        transform: optional function applied to each frame on the decoding
+            thread (e.g. resizing); the reader then yields its results.
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        backend: Backend = "auto",
+        prefetch: int = 8,
+        transform: Callable[[np.ndarray], Any] | None = None,
+    ) -> None:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{path}: no such video file or frame folder")
+        self._files: list[Path] | None = None
+        if path.is_dir():
+            if backend not in ("auto", "folder"):
+                raise InputError(f"{path}: is a folder; backend {backend!r} reads video files only")
+            backend = "folder"
+            self._files = list_frames(path)
+        else:
+            if backend == "folder":
+                raise InputError(f"{path}: is a file, not a frame folder")
+            if backend == "auto":
+                backend = "decord" if _decord_available() else "pyav"
+        if backend not in BACKENDS:
+            raise InputError(f"unknown video backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        self.path = path
+        self.backend = backend
+        self.prefetch = max(1, int(prefetch))
+        self.transform = transform
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._first = self._read_first()
+        h, w = self._first.shape[:2]
+        if self._files is not None:
+            fps, n = None, len(self._files)
+            names = tuple(f.stem for f in self._files)
+        else:
+            fps, n = _probe(path, backend)
+            names = None
+        self.info = VideoInfo(path=path, backend=backend, width=w, height=h, fps=fps, num_frames=n, frame_names=names)
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        if self._files is not None:
+            return _iter_folder(self._files)
+        return {"decord": _iter_decord, "pyav": _iter_pyav, "opencv": _iter_opencv}[self.backend](self.path)
+
+    def _read_first(self) -> np.ndarray:
+        it = self._frames()
+        try:
+            first = next(iter(it))
+        except StopIteration:
+            raise InputError(f"{self.path}: the video has no frames") from None
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()
+        return first
+
+    def __iter__(self) -> Iterator[Any]:
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        self._stop.clear()
+
+        def work() -> None:
+            try:
+                for frame in self._frames():
+                    item = self.transform(frame) if self.transform else frame
+                    while not self._stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if self._stop.is_set():
+                        return
+                q.put(_END)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                q.put(exc)
+
+        self._thread = threading.Thread(target=work, name=f"vidprop-decode-{self.path.name}", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=5)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def with_info(self, **changes: Any) -> VideoInfo:
+        return replace(self.info, **changes)
+
+
+def open_video(source: str | Path, backend: Backend = "auto", prefetch: int = 8,
+               transform: Callable[[np.ndarray], Any] | None = None) -> FrameReader:
+    """Open a video file or frame folder for streaming; see :class:`FrameReader`."""
+    return FrameReader(source, backend=backend, prefetch=prefetch, transform=transform)
