@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -65,8 +66,20 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.setLevel(level)
     root.propagate = False
     if verbose < 2:
+        # Third-party libraries: errors only, no download/loading bars (the CLI shows its own).
         for noisy in ("diffusers", "transformers", "huggingface_hub", "PIL"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            import diffusers.utils.logging as dlog
+            import transformers.utils.logging as tlog
+
+            dlog.set_verbosity_error()
+            dlog.disable_progress_bar()
+            tlog.set_verbosity_error()
+            tlog.disable_progress_bar()
+        except Exception:  # noqa: BLE001 - optional quieting only
+            pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,6 +81,14 @@ def frame_generator(seed: int, index: int, device: torch.device) -> torch.Genera
     return gen
 
 
+def _move(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """Move a model, casting only when its dtype differs (avoids diffusers' cast warning)."""
+    param = next(module.parameters(), None)
+    if param is not None and param.dtype != dtype:
+        module = module.to(dtype=dtype)
+    return module.to(device)
+
+
 class _StopForward(Exception):
     """Raised by the up-block hook to end the U-Net forward early."""
 
@@ -200,8 +208,8 @@ class DiftExtractor:
         self.config = config or ExtractorConfig()
         self.device = resolve_device(device if device is not None else self.config.device)
         self.dtype = resolve_dtype(dtype if dtype is not None else self.config.dtype, self.device)
-        self.unet = unet.to(self.device, self.dtype).eval().requires_grad_(False)
-        self.vae = vae.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.unet = _move(unet, self.device, self.dtype).eval().requires_grad_(False)
+        self.vae = _move(vae, self.device, self.dtype).eval().requires_grad_(False)
         self.scheduler = scheduler
         if self.config.channels_last:
             self.unet.to(memory_format=torch.channels_last)

@@ -1,0 +1,141 @@
+"""The tiled propagation equals the plain dense protocols (tests/propagation/reference.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.propagation.reference import dense_protocol_a, dense_protocol_b
+from vidprop.propagation.affinity import propagate_tiled, window_reach
+
+
+def _channels_last(feats):
+    return torch.stack([F.normalize(f, dim=0) for f in feats]).permute(0, 2, 3, 1).contiguous()
+
+
+def _labels_last(labels):
+    return torch.stack(labels).permute(0, 2, 3, 1).contiguous()
+
+
+def _random_case(seed, C, h, w, N, K, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(C, h, w, generator=g, dtype=dtype)
+    ctx = [torch.randn(C, h, w, generator=g, dtype=dtype) for _ in range(N)]
+    labs = [torch.softmax(3 * torch.randn(K, h, w, generator=g, dtype=dtype), 0) for _ in range(N)]
+    return q, ctx, labs
+
+
+def _kth_gap(q, ctx, radius, topk, window):
+    """Smallest gap between the k-th and (k+1)-th allowed logit over all queries (to set ties aside)."""
+    C, h, w = q.shape
+    qn = F.normalize(q.reshape(C, -1), dim=0)
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    dy, dx = ys[:, None] - ys[None], xs[:, None] - xs[None]
+    allowed = (dy.abs() <= radius) & (dx.abs() <= radius) if window == "square" else (dy**2 + dx**2) < radius**2
+    sims = [F.normalize(c.reshape(C, -1), dim=0).T @ qn for c in ctx]  # (keys, queries)
+    a = torch.cat([s.masked_fill(~allowed, float("-inf")) for s in sims], dim=0)
+    top = torch.topk(a, topk + 1, dim=0).values
+    return (top[topk - 1] - top[topk]).abs().min().item()
+
+
+@pytest.mark.parametrize(
+    "C,h,w,N,K,radius,topk,tile",
+    [
+        (16, 9, 13, 3, 4, 3, 15, 4),
+        (8, 12, 7, 5, 3, 2.5, 15, 8),
+        (32, 20, 20, 2, 5, 15, 15, 8),
+        (8, 6, 6, 1, 2, 1, 5, 3),  # fewer keys in window than topk at the corners
+        (12, 11, 17, 4, 6, 4, 7, 5),
+        (8, 5, 9, 2, 3, 100, 10, 16),  # window wider than the frame, tile wider than the frame
+    ],
+)
+def test_protocol_a_matches_dense(C, h, w, N, K, radius, topk, tile):
+    q, ctx, labs = _random_case(h * 100 + w, C, h, w, N, K)
+    ref = dense_protocol_a(q, ctx, labs, temperature=0.2, topk=topk, radius=radius)
+    out = propagate_tiled(
+        F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx), _labels_last(labs),
+        temperature=0.2, topk=topk, radius=radius, window="square", keep_ties=True, tile=tile,
+    )
+    assert out.shape == (K, h, w)
+    torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "C,h,w,N,K,radius,topk,tile",
+    [
+        (16, 9, 13, 3, 4, 3, 10, 4),
+        (8, 12, 7, 5, 3, 2.5, 10, 8),
+        (16, 10, 10, 8, 16, 5, 10, 8),
+        (8, 7, 9, 2, 2, 1, 5, 2),  # disc of radius 1 = the query's own cell only
+    ],
+)
+def test_protocol_b_matches_dense(C, h, w, N, K, radius, topk, tile):
+    q, ctx, labs = _random_case(h * 100 + w + 7, C, h, w, N, K)
+    ref = dense_protocol_b(q, ctx, labs, n_global=1, temperature=0.05, topk=topk, radius=radius)
+    g_keys = F.normalize(ctx[0], dim=0).reshape(C, -1).T[None].contiguous()
+    g_labels = labs[0].reshape(K, -1).T[None].contiguous()
+    out = propagate_tiled(
+        F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx[1:]), _labels_last(labs[1:]),
+        global_keys=g_keys, global_labels=g_labels,
+        temperature=0.05, topk=topk, radius=radius, window="disc", keep_ties=False, tile=tile,
+    )
+    torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=1e-6)
+
+
+def test_float32_agrees_when_no_near_ties():
+    C, h, w, N, K = 32, 16, 24, 4, 3
+    for seed in range(20):
+        q, ctx, labs = _random_case(seed, C, h, w, N, K, dtype=torch.float32)
+        if _kth_gap(q.double(), [c.double() for c in ctx], 6, 15, "square") > 1e-4:
+            break
+    else:  # pragma: no cover
+        pytest.skip("no random case without near-ties")
+    ref = dense_protocol_a(q, ctx, labs, temperature=0.2, topk=15, radius=6)
+    out = propagate_tiled(
+        F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx), _labels_last(labs),
+        temperature=0.2, topk=15, radius=6, window="square", keep_ties=True,
+    )
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_ties_at_kth_value_are_kept_in_protocol_a():
+    # Hand-made: 1 context frame 1x3, query identical to keys 0 and 1 (cos 1), key 2 orthogonal.
+    # topk=1: both tied keys (cos 1) are kept, so the label is the mean of theirs.
+    q = torch.tensor([[[1.0]], [[0.0]]])  # (C=2, 1, 1)
+    key = torch.tensor([[[1.0, 1.0, 0.0]], [[0.0, 0.0, 1.0]]])  # (2, 1, 3)
+    lab = torch.tensor([[[1.0, 0.0, 0.0]], [[0.0, 1.0, 1.0]]])  # (K=2, 1, 3)
+    # The query frame has the key frame's size: put the query at (0, 1) by using a 1x3 query map.
+    qmap = torch.stack([q[:, 0, 0]] * 3, dim=1)[:, None, :]  # (2, 1, 3) all equal to q
+    out = propagate_tiled(
+        qmap.permute(1, 2, 0).contiguous(), key.permute(1, 2, 0)[None].contiguous(), lab.permute(1, 2, 0)[None].contiguous(),
+        temperature=0.2, topk=1, radius=5, window="square", keep_ties=True,
+    )
+    torch.testing.assert_close(out[:, 0, 1], torch.tensor([0.5, 0.5]))
+    # Protocol B keeps exactly k=1: one of the two tied keys, so a hard label.
+    out_b = propagate_tiled(
+        qmap.permute(1, 2, 0).contiguous(), key.permute(1, 2, 0)[None].contiguous(), lab.permute(1, 2, 0)[None].contiguous(),
+        temperature=0.2, topk=1, radius=5, window="disc", keep_ties=False,
+    )
+    assert sorted(out_b[:, 0, 1].tolist()) == [0.0, 1.0]
+
+
+def test_hand_computed_two_keys():
+    # One query, two keys in window with cos 1 and 0: weights softmax([1, 0] / T).
+    T = 0.5
+    qmap = torch.tensor([[[1.0, 0.0]]])  # (h=1, w=1, C=2)
+    keys = torch.tensor([[[[1.0, 0.0]]], [[[0.0, 1.0]]]])  # (S=2, 1, 1, 2)
+    labels = torch.tensor([[[[1.0, 0.0]]], [[[0.0, 1.0]]]])  # (S=2, 1, 1, K=2)
+    out = propagate_tiled(qmap, keys, labels, temperature=T, topk=2, radius=1, window="square", keep_ties=True)
+    e = torch.exp(torch.tensor(1 / T))
+    torch.testing.assert_close(out[:, 0, 0], torch.tensor([e / (e + 1), 1 / (e + 1)]))
+
+
+def test_window_reach():
+    assert window_reach(15, "square") == 15
+    assert window_reach(2.5, "square") == 2
+    assert window_reach(5, "disc") == 4  # distance < 5
+    assert window_reach(5.5, "disc") == 5
+    with pytest.raises(ValueError):
+        window_reach(3, "circle")
