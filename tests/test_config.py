@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from vidprop.config import FrameConfig, TaskConfig, load_preset, preset_names
+from vidprop.errors import ConfigError
+
+
+def test_presets_hold_the_paper_settings():
+    assert {"davis", "jhmdb", "semantic", "geometric"} <= set(preset_names())
+    d = load_preset("davis")
+    assert (d.extractor.t, d.extractor.up_ft_index, d.extractor.ensemble) == (51, 2, 8)
+    p = d.propagation
+    assert (p.protocol, p.temperature, p.topk, p.n_last_frames, p.radius) == ("dino", 0.2, 15, 28, 15)
+    j = load_preset("jhmdb")
+    assert (j.propagation.protocol, j.propagation.topk, j.propagation.n_last_frames, j.propagation.radius,
+            j.propagation.temperature, j.frames.mode, j.frames.size) == ("crw", 10, 7, 5, 0.05, "square", 320)
+    s = load_preset("semantic")
+    assert (s.extractor.t, s.extractor.up_ft_index, s.extractor.prompt) == (261, 1, "a photo of a {category}")
+    assert load_preset("geometric").extractor.t == 0
+
+
+def test_frame_sizes():
+    f = FrameConfig()
+    assert f.target_size(854, 480) == (832, 480)
+    assert f.target_size(480, 854) == (480, 832)
+    assert f.target_size(1152, 480) == (1152, 480)
+    assert FrameConfig(mode="square", size=320).target_size(320, 240) == (320, 320)
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        FrameConfig(short_side=100).target_size(200, 100)
+
+
+def test_override_and_errors(tmp_path):
+    cfg = load_preset("davis").override(propagation={"topk": 5, "radius": None})
+    assert cfg.propagation.topk == 5 and cfg.propagation.radius == 15
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_preset("davis").override(propagation={"topk_": 5})
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
+        load_preset("davis").override(propagation={"temperature": 0})
+    (tmp_path / "bad.yaml").write_text("propagation: {protocol: nope}\n")
+    with pytest.raises(ConfigError, match="protocol"):
+        load_preset(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="no preset named"):
+        load_preset("nope")
+    assert TaskConfig.from_dict(cfg.to_dict()) == cfg
