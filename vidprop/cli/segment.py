@@ -116,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
     from vidprop.io.video import open_video
 
     reader = open_video(args.video, backend=args.backend)
-    read_mask(args.mask)
+    logging.disable(logging.WARNING)  # the real read below logs how the mask was interpreted
+    try:
+        read_mask(args.mask)
+    finally:
+        logging.disable(logging.NOTSET)
     check_writable_target(Path(args.out) / (args.name or reader.info.name), args.overwrite)
     seg = Segmenter.from_pretrained(config=cfg)
     res = segment_video(

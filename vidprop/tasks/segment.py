@@ -235,9 +235,7 @@ def segment_video(
     """
     video = Path(video)
     if isinstance(mask, (str, Path)):
-        mask_arr, info = read_mask(mask)
-        if info.kind == "antialiased":
-            log.info("%s: anti-aliased greyscale mask thresholded at 128 into one object", info.path)
+        mask_arr, _ = read_mask(mask)
         mask_desc = str(mask)
     else:
         mask_arr = np.asarray(mask, dtype=np.uint8)
