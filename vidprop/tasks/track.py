@@ -1,0 +1,333 @@
+"""Keypoint tracking by label propagation: first-frame keypoints in, keypoints of every frame out.
+
+Python API (the CLI is a thin layer over it):
+
+    from vidprop.tasks.track import Tracker, track_video
+    tracker = Tracker.from_pretrained(config="jhmdb")          # DIFT + protocol B ("crw")
+    for fr in tracker.run(frames, keypoints):                  # keypoints: (J, 2) pixels or a KeypointSet
+        fr.xy, fr.visible                                      # (J, 2) pixels (NaN if vanished), (J,) bool
+    track_video("clip.mp4", "first_frame.json", "results/", tracker=tracker)
+
+Each joint becomes one heatmap channel on the feature grid (specs/jhmdb.md):
+frames are resized as the preset says (JHMDB: a square ``crop x crop``), a
+pixel (x, y) maps to grid units (x * crop_w / W / stride, y * crop_h / H /
+stride), the heatmaps are propagated with the
+:class:`~vidprop.propagation.propagator.Propagator` (the unnormalised soft
+labels go back into its queue), and each frame's heatmaps are decoded (top-3
+weighted) and mapped back to pixels with x * W / grid_w, y * H / grid_h.
+A joint whose heatmap becomes empty has vanished (not visible).
+
+These are the JHMDB protocol's conventions, kept as they are so that
+``vidprop track`` and ``vidprop eval jhmdb`` agree.  One consequence: the
+Gaussian is drawn with its peak at cell ``int(x - 1.5) + 2`` and decoded
+without a half-cell offset, so from frame 1 on a point reads on average about
+half a feature cell right of / below where the same image content sits
+(up to one cell; a cell is crop/stride of the frame, e.g. 8 px of a 320-px
+wide frame at the JHMDB settings).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Literal
+
+import numpy as np
+import torch
+
+from vidprop import __version__
+from vidprop.config import TaskConfig, load_preset
+from vidprop.errors import InputError
+from vidprop.features.base import FeatureExtractor
+from vidprop.io.atomic import atomic_dir, check_writable_target
+from vidprop.io.keypoints import KeypointSet, draw_keypoints, joint_colours, read_keypoints, write_tracks_csv, write_tracks_json
+from vidprop.io.video import Backend, open_video
+from vidprop.io.writers import BackgroundWriter, VideoWriter
+from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
+from vidprop.propagation.propagator import Propagator
+from vidprop.tasks.segment import Profile, resize_frame
+
+__all__ = ["Tracker", "TrackFrame", "TrackResult", "track_video"]
+
+log = logging.getLogger(__name__)
+
+Outside = Literal["vanish", "draw"]
+
+
+@dataclass(frozen=True)
+class TrackFrame:
+    """Keypoints of one frame."""
+
+    index: int
+    #: (J, 2) float64 pixel (x, y) in the original frame; NaN where not visible.
+    xy: np.ndarray
+    #: (J,) bool: the joint's heatmap is not empty.
+    visible: np.ndarray
+    #: (J, 2) float64 grid-unit (x, y) as the protocol decodes them; (-1, -1) where vanished.
+    grid_xy: np.ndarray
+    #: (grid_h, grid_w) of the feature grid.
+    grid: tuple[int, int]
+
+
+class Tracker:
+    """Propagate first-frame keypoints through a stream of frames.
+
+    Args:
+        extractor: frames (B, 3, H, W) uint8 -> features (B, C, H/s, W/s).
+        config: frame resizing and propagation settings (a TaskConfig; the
+            ``jhmdb`` preset is protocol B with a 320 x 320 square crop).
+    """
+
+    def __init__(self, extractor: FeatureExtractor, config: TaskConfig) -> None:
+        self.extractor = extractor
+        self.config = config
+        self.last_profile = Profile()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | None = None,
+        *,
+        config: TaskConfig | str = "jhmdb",
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> "Tracker":
+        """Load the DIFT extractor named by ``model`` (default: the config's) with a preset or config."""
+        from vidprop.features.dift import DiftExtractor
+
+        cfg = load_preset(config) if isinstance(config, str) else config
+        ext = DiftExtractor.from_pretrained(model, config=cfg.extractor, device=device, dtype=dtype)
+        if model is not None:
+            cfg = cfg.override(extractor={"model": str(model)})
+        return cls(ext, cfg)
+
+    def _prepare(self, item: np.ndarray | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(item, tuple):
+            return item
+        h, w = item.shape[:2]
+        return item, resize_frame(item, self.config.frames.target_size(w, h))
+
+    def _features(self, frames: Iterable) -> Iterator[tuple[int, np.ndarray, tuple[int, int], torch.Tensor]]:
+        """Yield (index, original frame, resized (w, h), features (C, h, w)), extracting in batches."""
+        ext = self.extractor
+        prof = self.last_profile
+        batch_size = max(1, getattr(getattr(ext, "config", None), "batch_size", 1))
+        it = iter(frames)
+        index = 0
+        while True:
+            t0 = time.perf_counter()
+            batch = []
+            for item in it:
+                batch.append(self._prepare(item))
+                if len(batch) == batch_size:
+                    break
+            prof.add("decode", time.perf_counter() - t0)
+            if not batch:
+                return
+            t0 = time.perf_counter()
+            small = torch.from_numpy(np.stack([b[1] for b in batch])).permute(0, 3, 1, 2)
+            if ext.device.type == "cuda":
+                small = small.pin_memory()
+            feats = ext.extract(small, indices=list(range(index, index + len(batch))))
+            prof.add("extract", time.perf_counter() - t0)
+            for j, (orig, sm) in enumerate(batch):
+                yield index, orig, (sm.shape[1], sm.shape[0]), feats[j]
+                index += 1
+
+    def run(
+        self,
+        frames: Iterable[np.ndarray],
+        keypoints: KeypointSet | np.ndarray,
+        *,
+        outside: Outside = "vanish",
+        progress: bool = False,
+        total: int | None = None,
+    ) -> Iterator[TrackFrame]:
+        """Yield one :class:`TrackFrame` per frame; frame 0's prediction is its given labels.
+
+        ``frames`` are (H, W, 3) uint8 RGB at the original size (any iterable,
+        consumed lazily), or ``(frame, resized_frame)`` pairs.  ``keypoints``
+        are (J, 2) pixel (x, y) of frame 0; NaN marks an absent joint.
+        ``outside="vanish"`` (default): a keypoint outside the frame
+        (x < 0, x >= W, y < 0 or y >= H) is reported with a warning and treated
+        as absent; ``outside="draw"``: it is drawn as the JHMDB protocol does
+        (the part of its Gaussian patch that falls inside the grid).
+        Frame 0's ``xy`` is the given keypoints; its ``grid_xy`` is decoded
+        from its labels, as the protocol's frame-0 prediction.
+        """
+        if outside not in ("vanish", "draw"):
+            raise ValueError(f"outside must be 'vanish' or 'draw', got {outside!r}")
+        if isinstance(keypoints, KeypointSet):
+            names, pts = list(keypoints.names), keypoints.xy.copy()
+        else:
+            pts = np.array(keypoints, dtype=np.float64)
+            if pts.ndim != 2 or pts.shape[1] != 2:
+                raise InputError(f"keypoints must be a (J, 2) array of pixel (x, y), got shape {pts.shape}")
+            names = [str(j) for j in range(len(pts))]
+        if len(pts) == 0:
+            raise InputError("no keypoints to track")
+        return self._run(frames, names, pts, outside, progress, total)
+
+    def _run(
+        self, frames: Iterable, names: list[str], pts: np.ndarray, outside: Outside, progress: bool, total: int | None
+    ) -> Iterator[TrackFrame]:
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        ext = self.extractor
+        prof = self.last_profile = Profile()
+        prop = Propagator(cfg.propagation)
+        bar = tqdm(total=total, unit="frame", desc="track", disable=not progress, leave=False)
+        size = grid = None
+        scale = np.ones(2)
+        n = 0
+        try:
+            for index, orig, (cw, ch), f in self._features(frames):
+                t0 = time.perf_counter()
+                h, w = orig.shape[:2]
+                if size is None:
+                    size, grid = (w, h), (int(f.shape[-2]), int(f.shape[-1]))
+                    scale = np.array([w / grid[1], h / grid[0]])  # grid units -> pixels
+                    present = np.isfinite(pts).all(axis=1)
+                    inside = present & (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+                    for j in np.flatnonzero(present & ~inside):
+                        if outside == "vanish":
+                            log.warning(
+                                "keypoint %r at (%g, %g) lies outside the %dx%d frame; it is treated as vanished",
+                                names[j], pts[j, 0], pts[j, 1], w, h,
+                            )
+                            pts[j] = np.nan
+                    stride = ext.stride
+                    gpts = np.stack([pts[:, 0] * cw / w / stride, pts[:, 1] * ch / h / stride], axis=1)
+                    labels = keypoints_to_heatmaps(gpts, grid)
+                    prop.reset(f, labels.to(f.device))
+                    grid_xy = heatmaps_to_keypoints(labels)
+                    visible = np.isfinite(pts).all(axis=1) & (grid_xy[:, 0] >= 0)
+                    xy = np.where(visible[:, None], pts, np.nan)
+                else:
+                    if (w, h) != size:
+                        raise InputError(f"frame {index} is {w}x{h}, the first frame was {size[0]}x{size[1]}")
+                    soft = prop.step(f)  # the unnormalised soft labels go back into the queue
+                    grid_xy = heatmaps_to_keypoints(soft)
+                    visible = grid_xy[:, 0] >= 0
+                    xy = np.where(visible[:, None], grid_xy * scale, np.nan)
+                prof.add("propagate", time.perf_counter() - t0)
+                n += 1
+                prof.frames = n
+                bar.update(1)
+                yield TrackFrame(index=index, xy=xy, visible=visible, grid_xy=grid_xy, grid=grid)
+        finally:
+            bar.close()
+        if n == 0:
+            raise InputError("the video has no frames")
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """Where a tracking run was written."""
+
+    output_dir: Path
+    num_frames: int
+    json: Path
+    csv: Path
+    overlay: Path | None
+    profile: str = ""
+
+
+def track_video(
+    video: str | Path,
+    keypoints: str | Path | KeypointSet | np.ndarray,
+    out: str | Path,
+    *,
+    tracker: Tracker,
+    name: str | None = None,
+    overwrite: bool = False,
+    overlay: bool = True,
+    backend: Backend = "auto",
+    progress: bool = True,
+) -> TrackResult:
+    """Track keypoints through a video file or frame folder and write ``out/<name>/`` atomically.
+
+    Writes ``keypoints.json`` and ``keypoints.csv`` (formats in
+    :mod:`vidprop.io.keypoints`) and, with ``overlay``, ``overlay.mp4`` (H.264,
+    points and skeleton limbs drawn on the frames).  Nothing is left under the
+    final name unless everything was written; an existing output folder is
+    replaced only with ``overwrite``.
+    """
+    video = Path(video)
+    if isinstance(keypoints, (str, Path)):
+        kps = read_keypoints(keypoints)
+    elif isinstance(keypoints, KeypointSet):
+        kps = keypoints
+    else:
+        arr = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
+        kps = KeypointSet(tuple(str(j) for j in range(len(arr))), arr)
+    reader = open_video(video, backend=backend)
+    vinfo = reader.info
+    name = name or vinfo.name
+    out_dir = Path(out) / name
+    check_writable_target(out_dir, overwrite)  # before any work
+    target = tracker.config.frames.target_size(vinfo.width, vinfo.height)
+    reader.transform = lambda fr: (fr, resize_frame(fr, target))
+    log.info(
+        "tracking %d keypoint(s) through %s (%dx%d%s) -> %s",
+        len(kps), video, vinfo.width, vinfo.height,
+        f", {vinfo.num_frames} frames" if vinfo.num_frames else "", out_dir,
+    )
+    colours = joint_colours(len(kps))
+    xys: list[np.ndarray] = []
+    vis: list[np.ndarray] = []
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        writer = BackgroundWriter()
+        vw: VideoWriter | None = None
+        if overlay:
+            vw = VideoWriter(tmp / "overlay.mp4", vinfo.fps, vinfo.width, vinfo.height)
+        originals: list[np.ndarray] = []
+
+        def tap() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for pair in reader:
+                originals.append(pair[0])
+                yield pair
+
+        try:
+            for fr in tracker.run(tap(), kps, progress=progress, total=vinfo.num_frames):
+                frame = originals.pop(0)
+                xys.append(fr.xy)
+                vis.append(fr.visible)
+                if vw is not None:
+                    writer.submit(
+                        lambda im, p, v: vw.write(draw_keypoints(im, p, v, kps.skeleton, colours)), frame, fr.xy, fr.visible
+                    )
+            if vw is not None:
+                writer.submit(vw.close)
+            writer.close()
+        except BaseException:
+            writer.__exit__(RuntimeError, None, None)
+            raise
+        xy, visible = np.stack(xys), np.stack(vis)
+        frame_names = list(vinfo.frame_names) if vinfo.frame_names and len(vinfo.frame_names) == len(xy) else None
+        ext_cfg = tracker.config.extractor
+        meta = {
+            "video": str(video),
+            "width": vinfo.width,
+            "height": vinfo.height,
+            "fps": vinfo.fps,
+            "config": tracker.config.name,
+            "model": ext_cfg.model,
+            "vidprop_version": __version__,
+        }
+        write_tracks_json(tmp / "keypoints.json", kps.names, xy, visible,
+                          skeleton=kps.skeleton_names, frame_names=frame_names, meta=meta)
+        write_tracks_csv(tmp / "keypoints.csv", kps.names, xy, visible)
+    prof = tracker.last_profile.summary()
+    log.info("wrote keypoints of %d frames to %s (%s)", len(xy), out_dir, prof)
+    return TrackResult(
+        output_dir=out_dir,
+        num_frames=len(xy),
+        json=out_dir / "keypoints.json",
+        csv=out_dir / "keypoints.csv",
+        overlay=out_dir / "overlay.mp4" if overlay else None,
+        profile=prof,
+    )
