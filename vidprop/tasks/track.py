@@ -18,12 +18,12 @@ weighted) and mapped back to pixels with x * W / grid_w, y * H / grid_h.
 A joint whose heatmap becomes empty has vanished (not visible).
 
 These are the JHMDB protocol's conventions, kept as they are so that
-``vidprop track`` and ``vidprop eval jhmdb`` agree.  One consequence: the
-Gaussian is drawn with its peak at cell ``int(x - 1.5) + 2`` and decoded
-without a half-cell offset, so from frame 1 on a point reads on average about
-half a feature cell right of / below where the same image content sits
-(up to one cell; a cell is crop/stride of the frame, e.g. 8 px of a 320-px
-wide frame at the JHMDB settings).
+``vidprop track`` and ``vidprop eval jhmdb`` agree.  The Gaussian's peak lands
+on cell ``int(x - 1.5) + 2``, the nearest cell to x (halves up), except within
+1.5 cells of the left/top border where int()'s truncation toward zero moves it
+right/down (x = 0.7 -> cell 2); from frame 1 on, positions therefore carry the
+quantisation of about a feature cell (crop/stride of the frame: 8 px of a
+320-px wide frame at the JHMDB settings).
 """
 
 from __future__ import annotations
