@@ -105,7 +105,6 @@ def db_eval_iou(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None
     pred = _check_stack("pred", pred)
     if gt.shape != pred.shape:
         raise ValueError(f"gt {gt.shape} and pred {pred.shape} shapes differ")
-    t = gt.shape[0]
     inter_m = gt & pred
     union_m = gt | pred
     if void is not None:
@@ -115,8 +114,9 @@ def db_eval_iou(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None
         keep = ~void
         inter_m &= keep
         union_m &= keep
-    inter = np.count_nonzero(inter_m.reshape(t, -1), axis=1)
-    union = np.count_nonzero(union_m.reshape(t, -1), axis=1)
+    # per-frame count_nonzero (no axis) takes NumPy's fast path
+    inter = np.array([np.count_nonzero(x) for x in inter_m], dtype=np.int64)
+    union = np.array([np.count_nonzero(x) for x in union_m], dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         j = inter / union
     j[union == 0] = 1
@@ -180,10 +180,10 @@ def _bmap_crop(mask: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     return seg2bmap(mask[y0:y1, x0:x1]), y0, x0
 
 
-def _f_measure_frame(gt: np.ndarray, pred: np.ndarray, kernel: np.ndarray) -> float:
-    """F of one frame from (H, W) bool masks; the toolkit's ``f_measure`` without void."""
-    gb = _bmap_crop(gt)
-    pb = _bmap_crop(pred)
+def _f_from_crops(
+    gb: tuple[np.ndarray, int, int] | None, pb: tuple[np.ndarray, int, int] | None, kernel: np.ndarray
+) -> float:
+    """F of one frame from the boundary crops of gt (``gb``) and prediction (``pb``)."""
     n_gt = int(np.count_nonzero(gb[0])) if gb is not None else 0
     n_fg = int(np.count_nonzero(pb[0])) if pb is not None else 0
     if n_fg == 0 and n_gt > 0:
@@ -195,22 +195,47 @@ def _f_measure_frame(gt: np.ndarray, pred: np.ndarray, kernel: np.ndarray) -> fl
     else:
         assert gb is not None and pb is not None
         (g, gy, gx), (p, py, px) = gb, pb
+        # One canvas holding both boundary maps (2 channels), dilated in one call.  It
+        # covers every boundary pixel, so dilating it equals dilating the whole
+        # frame (cv2 ignores what lies outside), restricted to the canvas.
         y0, x0 = min(gy, py), min(gx, px)
         y1 = max(gy + g.shape[0], py + p.shape[0])
         x1 = max(gx + g.shape[1], px + p.shape[1])
-        gc = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        pc = np.zeros_like(gc)
-        gc[gy - y0 : gy - y0 + g.shape[0], gx - x0 : gx - x0 + g.shape[1]] = g
-        pc[py - y0 : py - y0 + p.shape[0], px - x0 : px - x0 + p.shape[1]] = p
-        g_dil = cv2.dilate(gc, kernel)
-        p_dil = cv2.dilate(pc, kernel)
-        fg_match = int(np.count_nonzero(pc & g_dil))
-        gt_match = int(np.count_nonzero(gc & p_dil))
+        canvas = np.zeros((y1 - y0, x1 - x0, 2), np.uint8)
+        canvas[gy - y0 : gy - y0 + g.shape[0], gx - x0 : gx - x0 + g.shape[1], 0] = g
+        canvas[py - y0 : py - y0 + p.shape[0], px - x0 : px - x0 + p.shape[1], 1] = p
+        dil = cv2.dilate(canvas, kernel)
+        fg_match = int(np.count_nonzero(canvas[..., 1] & dil[..., 0]))
+        gt_match = int(np.count_nonzero(canvas[..., 0] & dil[..., 1]))
         precision = fg_match / float(n_fg)
         recall = gt_match / float(n_gt)
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)
+
+
+def _f_measure_frame(gt: np.ndarray, pred: np.ndarray, kernel: np.ndarray) -> float:
+    """F of one frame from (H, W) bool masks; the toolkit's ``f_measure`` without void."""
+    return _f_from_crops(_bmap_crop(gt), _bmap_crop(pred), kernel)
+
+
+def _jf_frame(gt: np.ndarray, pred: np.ndarray, kernel: np.ndarray) -> tuple[float, float]:
+    """(J, F) of one frame from (H, W) bool masks, working inside the objects' bounding boxes."""
+    gb = _bmap_crop(gt)
+    pb = _bmap_crop(pred)
+    n_g = int(np.count_nonzero(gt)) if gb is not None else 0
+    n_p = int(np.count_nonzero(pred)) if pb is not None else 0
+    inter = 0
+    if gb is not None and pb is not None:
+        # the crops hold the whole object (plus a margin): intersect the two boxes
+        y0, x0 = max(gb[1], pb[1]), max(gb[2], pb[2])
+        y1 = min(gb[1] + gb[0].shape[0], pb[1] + pb[0].shape[0])
+        x1 = min(gb[2] + gb[0].shape[1], pb[2] + pb[0].shape[1])
+        if y1 > y0 and x1 > x0:
+            inter = int(np.count_nonzero(gt[y0:y1, x0:x1] & pred[y0:y1, x0:x1]))
+    union = n_g + n_p - inter
+    j = 1.0 if union == 0 else inter / union
+    return j, _f_from_crops(gb, pb, kernel)
 
 
 def db_eval_boundary(
@@ -444,6 +469,8 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
         )
     first = _read_ids(seq.annotations[0], "annotation")
     size = first.shape
+    if first.dtype != np.uint8 and (first.max() > 255 or first.min() < 0):
+        raise InputError(f"{seq.annotations[0]}: annotation values must be 0..255")
     first = np.where(first == VOID_LABEL, 0, first)
     k_objects = int(first.max())
     scored = seq.annotations[1:-1]
@@ -460,10 +487,9 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
                 f"sequence {seq.name}: {ann_path} is {a.shape[1]}x{a.shape[0]}, the first annotation is "
                 f"{size[1]}x{size[0]}"
             )
-        if a.max() > 255 or a.min() < 0:
+        if a.dtype != np.uint8 and (a.max() > 255 or a.min() < 0):
             raise InputError(f"{ann_path}: annotation values must be 0..255")
-        gt[i] = a
-        gt[i][gt[i] == VOID_LABEL] = 0
+        gt[i] = a  # void (255) never equals an object id k <= K <= 254: no need to clear it
         res_path = res_dir / f"{ann_path.stem}.png"
         if not res_path.is_file():
             raise InputError(f"sequence {seq.name}: result frame {res_path} is missing")
@@ -473,14 +499,14 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
                 f"sequence {seq.name}: {res_path} is {p.shape[1]}x{p.shape[0]} but its annotation is "
                 f"{size[1]}x{size[0]}"
             )
-        top, low = int(p.max()), int(p.min())
+        top = int(p.max())
         if top > k_objects:
             raise InputError(
                 f"sequence {seq.name}: {res_path} holds object id {top} but the first annotation has "
                 f"{k_objects} object(s)"
             )
-        if low < 0:
-            raise InputError(f"sequence {seq.name}: {res_path} holds a negative id {low}")
+        if p.dtype.kind == "i" and int(p.min()) < 0:
+            raise InputError(f"sequence {seq.name}: {res_path} holds a negative id {int(p.min())}")
         pr[i] = p
     if k_objects == 0:
         log.warning("sequence %s: the first annotation has no object; nothing to score", seq.name)
@@ -489,10 +515,8 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
     f_all = np.zeros((k_objects, n))
     objects = []
     for k in range(1, k_objects + 1):
-        g = gt == k
-        p = pr == k
-        j_all[k - 1] = db_eval_iou(g, p)
-        f_all[k - 1] = [_f_measure_frame(g[t], p[t], kernel) for t in range(n)]
+        for t in range(n):
+            j_all[k - 1, t], f_all[k - 1, t] = _jf_frame(gt[t] == k, pr[t] == k, kernel)
         jm, jr, jd = db_statistics(j_all[k - 1])
         fm, fr, fd = db_statistics(f_all[k - 1])
         objects.append(ObjectScore(seq.name, k, jm, jr, jd, fm, fr, fd))
@@ -505,6 +529,16 @@ def _worker_init() -> None:
 
 def _score_one(args: tuple[DavisSequence, str, float]) -> SequenceScore:
     return score_sequence(*args)
+
+
+def _mp_context() -> Any:
+    """fork on Linux (works from notebooks, stdin and scripts without a ``__main__`` guard;
+    the workers use only NumPy, PIL and OpenCV with one thread), spawn elsewhere."""
+    import multiprocessing as mp
+
+    if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods():
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
 
 
 def _default_workers() -> int:
@@ -569,10 +603,7 @@ def score_davis(
                 out[i] = score_sequence(s, results, bound_th)
                 bar.update(1)
         else:
-            import multiprocessing as mp
-
-            # spawn: no fork of a process that may hold OpenCV/torch thread pools.
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+            with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_worker_init) as ex:
                 futures = {ex.submit(_score_one, (s, str(results), bound_th)): i for i, s in enumerate(seqs)}
                 pending = {*futures}
                 while pending:
