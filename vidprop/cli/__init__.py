@@ -24,9 +24,12 @@ __all__ = ["main", "build_parser"]
 COMMANDS = [
     "vidprop.cli.segment",
     "vidprop.cli.bench",
+    "vidprop.cli.track",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
-EVAL_COMMANDS: list[str] = []
+EVAL_COMMANDS: list[str] = [
+    "vidprop.cli.eval_jhmdb",
+]
 
 log = logging.getLogger("vidprop")
 

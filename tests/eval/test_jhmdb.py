@@ -1,0 +1,225 @@
+"""JHMDB: split and dataset reading, PCK against hand-computed values, the resumable runner, `eval jhmdb`."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from scipy.io import savemat
+
+from vidprop.cli import main
+from vidprop.errors import InputError
+from vidprop.eval import jhmdb
+from vidprop.config import load_preset
+from vidprop.eval.jhmdb import evaluate_jhmdb, find_videos, pck_distances, pck_scores, read_split
+from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
+
+J = 15
+
+
+def make_jhmdb(root, videos):
+    """videos: key -> (frames list of (H, W, 3) uint8, gt (T, 15, 2) 0-based pixels); writes the JHMDB layout."""
+    for key, (frames, gt) in videos.items():
+        d = root / "Rename_Images" / key
+        d.mkdir(parents=True)
+        for t, f in enumerate(frames):
+            Image.fromarray(f).save(d / f"{t + 1:05d}.png")
+        m = root / "joint_positions" / key
+        m.mkdir(parents=True)
+        savemat(m / "joint_positions.mat", {"pos_img": np.asarray(gt, float).transpose(2, 1, 0) + 1})  # 1-based
+    return root
+
+
+def blank(T, W, H):
+    return [np.full((H, W, 3), 40 * t, np.uint8) for t in range(T)]
+
+
+# ---------------------------------------------------------------- PCK by hand
+# Video A: 80 x 40 frames, grid 10 x 20 -> pixels = grid * (80/20, 40/10) = grid * 4.
+# Video B: 40 x 40 frames, grid 10 x 10 -> pixels = grid * 4.
+def hand_case():
+    gt_a = np.full((3, J, 2), 500.0)  # joints never counted sit far away: they must not enter the boxes
+    pred_a = np.full((3, J, 2), -1.0)
+    pred_a[0] = 7.0  # frame 0: visible garbage, skipped
+    # frame 1: j0 gt (10, 10) pred (3, 2.5)*4 = (12, 10): d = 2; j1 vanished; j2 gt (10, 42) pred (10, 42): d = 0
+    gt_a[1, 0], pred_a[1, 0] = (10, 10), (3, 2.5)
+    gt_a[1, 1] = (60, 30)
+    gt_a[1, 2], pred_a[1, 2] = (10, 42), (2.5, 10.5)
+    # box of the counted gt joints {j0, j2}: 0 x 32 -> reference 0.6 * 32 = 19.2
+    # frame 2: j0 (0, 0) vs (3, 4): d = 5; j1 (30, 40) vs (30, 40): 0; j2 (0, 40) vs (13, 40): 13
+    gt_a[2, 0], pred_a[2, 0] = (0, 0), (0.75, 1)
+    gt_a[2, 1], pred_a[2, 1] = (30, 40), (7.5, 10)
+    gt_a[2, 2], pred_a[2, 2] = (0, 40), (3.25, 10)
+    # box 30 x 40 -> diagonal 50 -> reference 30
+    gt_b = np.full((2, J, 2), 500.0)
+    pred_b = np.full((2, J, 2), -1.0)
+    # frame 1: j0 (20, 20) vs (20, 23): d = 3; j3 (20, 0) vs (20, 0): 0; box 0 x 20 -> reference 12
+    gt_b[1, 0], pred_b[1, 0] = (20, 20), (5, 5.75)
+    gt_b[1, 3], pred_b[1, 3] = (20, 0), (5, 0)
+    return (gt_a, pred_a, (80, 40), (10, 20)), (gt_b, pred_b, (40, 40), (10, 10))
+
+
+EXPECTED_DISTS = {0: [2 / 19.2, 5 / 30, 3 / 12], 1: [0.0], 2: [0.0, 13 / 30], 3: [0.0]}
+# PCK@a per counted joint (j0, j1, j2, j3), then the mean over these 4 joints
+EXPECTED_PCK = {
+    0.1: ([0, 100, 50, 100], 62.5),
+    0.2: ([200 / 3, 100, 50, 100], (200 / 3 + 250) / 4),
+    0.3: ([100, 100, 50, 100], 87.5),
+    0.4: ([100, 100, 50, 100], 87.5),
+    0.5: ([100, 100, 100, 100], 100.0),
+}
+
+
+def test_pck_distances_and_scores_by_hand():
+    (ga, pa, sa, gra), (gb, pb, sb, grb) = hand_case()
+    da, db = pck_distances(pa, ga, sa, gra), pck_distances(pb, gb, sb, grb)
+    dists = [np.concatenate([da[j], db[j]]) for j in range(J)]
+    for j in range(J):
+        np.testing.assert_allclose(dists[j], EXPECTED_DISTS.get(j, []), rtol=1e-12)
+    per, mean = pck_scores(dists)
+    for i, a in enumerate(jhmdb.ALPHAS):
+        joints, m = EXPECTED_PCK[a]
+        np.testing.assert_allclose(per[:4, i], joints)
+        assert np.isnan(per[4:, i]).all()  # never counted
+        assert mean[i] == pytest.approx(m)
+
+
+def test_zero_reference_counts_as_a_miss():
+    gt = np.zeros((2, 2, 2))
+    pred = np.full((2, 2, 2), -1.0)
+    pred[1, 0] = (0, 0)  # the only counted joint: box of one point, reference 0; d = 0 -> 0/0
+    d = pck_distances(pred, gt, (10, 10), (10, 10))
+    assert len(d[0]) == 1 and not (d[0] <= 0.5).any()
+    assert pck_scores(d)[1][0] == 0.0
+
+
+def test_scoring_a_synthetic_dataset_from_saved_predictions(tmp_path, monkeypatch):
+    """PCK of a JHMDB-layout dataset (PNG + .mat) whose predictions are already on disk: no model is loaded."""
+    (ga, pa, sa, gra), (gb, pb, sb, grb) = hand_case()
+    root = make_jhmdb(tmp_path / "JHMDB", {"run/a_1": (blank(3, *sa), ga), "wave/b_2": (blank(2, *sb), gb)})
+    split = tmp_path / "split.txt"
+    split.write_text("# test split\nrun/a_1\n\nwave/b_2/\n")
+    out = tmp_path / "runs"
+    for key, pred, size, grid in (("run/a_1", pa, sa, gra), ("wave/b_2", pb, sb, grb)):
+        p = out / "predictions" / f"{key}.npz"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(p, coords=pred, grid=np.array(grid), size=np.array(size))
+    monkeypatch.setattr(jhmdb.Tracker, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("model loaded")))
+    res = evaluate_jhmdb(root, split, out, config=load_preset("jhmdb"))
+    assert res.num_videos == 2 and res.num_resumed == 2
+    assert res.counts.tolist() == [3, 1, 2, 1] + [0] * 11
+    for i, a in enumerate(res.alphas):
+        assert res.mean[i] == pytest.approx(EXPECTED_PCK[a][1])
+    assert res.pck(0.1) == 62.5
+    rows = list(csv.reader(open(out / "pck.csv")))
+    assert rows[0] == ["joint", "count", "pck@0.1", "pck@0.2", "pck@0.3", "pck@0.4", "pck@0.5"]
+    assert rows[1] == ["neck", "3", "0.0000", "66.6667", "100.0000", "100.0000", "100.0000"]
+    assert rows[-1] == ["mean", "7", "62.5000", "79.1667", "87.5000", "87.5000", "100.0000"]
+    assert rows[5][2] == "nan" and len(rows) == 17
+    # a subset: only video B -> j0 [0.25], j3 [0]
+    res_b = evaluate_jhmdb(root, split, out, config=load_preset("jhmdb"), videos=["wave/b_2"])
+    assert res_b.num_videos == 1 and res_b.pck(0.2) == 50.0 and res_b.pck(0.3) == 100.0
+
+
+def test_split_and_dataset_errors(tmp_path):
+    gt = np.zeros((2, J, 2))
+    root = make_jhmdb(tmp_path / "J", {"c/v": (blank(2, 16, 16), gt)})
+    bad = tmp_path / "bad.txt"
+    bad.write_text("c/v\nc v x\n")
+    with pytest.raises(InputError, match=r"bad.txt: line 2: expected '<class>/<video>'"):
+        read_split(bad)
+    dup = tmp_path / "dup.txt"
+    dup.write_text("c/v\n\nc/v\n")
+    with pytest.raises(InputError, match=r"dup.txt: line 3: c/v is listed twice \(first on line 1\)"):
+        read_split(dup)
+    with pytest.raises(InputError, match=r"split.txt lists a video that is not under .*Rename_Images/c/missing does not exist"):
+        find_videos(root, ["c/v", "c/missing"], "split.txt")
+    with pytest.raises(InputError, match="not a JHMDB folder"):
+        find_videos(tmp_path, ["c/v"])
+    (root / "joint_positions" / "c" / "v" / "joint_positions.mat").unlink()
+    with pytest.raises(InputError, match=r"joint_positions/c/v/joint_positions.mat does not exist"):
+        find_videos(root, ["c/v"])
+    savemat(root / "joint_positions" / "c" / "v" / "joint_positions.mat", {"pos_img": np.zeros((2, J, 3))})
+    (v,) = find_videos(root, ["c/v"])
+    with pytest.raises(InputError, match=r"joint_positions.mat: 'pos_img' has 3 frames but the video has 2"):
+        v.ground_truth()
+
+
+# ---------------------------------------------------------------- end to end, tiny model
+def _scene_dataset(tmp_path):
+    from vidprop.io.synthetic import SyntheticScene
+
+    videos = {}
+    for key, seed, T in (("walk/clip_a", 1, 4), ("jump/clip_b", 2, 3)):
+        sc = SyntheticScene(width=80, height=48, num_frames=T, num_objects=1, seed=seed)
+        rng = np.random.default_rng(seed)
+        base = rng.uniform([4, 4], [76, 44], size=(J, 2))
+        (cy, cx), = sc.positions(0)
+        gt = np.stack([base + np.subtract(sc.positions(t)[0][::-1], (cx, cy)) for t in range(T)])
+        gt[:, 14] = (-30.0, 10.0)  # a joint outside the frame, as JHMDB has: drawn as the protocol does
+        videos[key] = ([f for f, _ in sc.frames()], gt)
+    root = make_jhmdb(tmp_path / "JHMDB", videos)
+    split = tmp_path / "split.txt"
+    split.write_text("walk/clip_a\njump/clip_b\n")
+    return root, split, videos
+
+
+def test_eval_jhmdb_cli_end_to_end_and_resume(tmp_path, tiny_sd_path, capsys, monkeypatch):
+    root, split, videos = _scene_dataset(tmp_path)
+    out = tmp_path / "run"
+    args = ["eval", "jhmdb", "--root", str(root), "--split", str(split), "--out", str(out),
+            "--model", str(tiny_sd_path), "--crop", "64", "--ensemble", "2", "--no-progress"]
+    assert main(["-q", *args]) == 0
+    text = capsys.readouterr().out
+    assert "2 videos (0 resumed)" in text and text.splitlines()[0].split()[:3] == ["joint", "n", "PCK@0.1"]
+    for key, (frames, gt) in videos.items():
+        z = np.load(out / "predictions" / f"{key}.npz")
+        assert z["coords"].shape == (len(frames), J, 2)
+        assert z["grid"].tolist() == [8, 8] and z["size"].tolist() == [80, 48]  # 64 / stride 8
+        # frame 0's prediction is its given labels: gt * (64 / 80 / 8, 64 / 48 / 8), drawn and decoded
+        g0 = gt[0] * np.array([64 / 80 / 8, 64 / 48 / 8])
+        np.testing.assert_allclose(z["coords"][0], heatmaps_to_keypoints(keypoints_to_heatmaps(g0, (8, 8))))
+        assert (z["coords"][0, 14] == -1).all()  # x = -30 px -> grid -3: patch fully outside
+    rows = list(csv.reader(open(out / "pck.csv")))
+    assert len(rows) == 17 and rows[-1][0] == "mean"
+    assert all(0 <= float(v) <= 100 for v in rows[-1][2:])
+    meta = yaml.safe_load((out / "config.yaml").read_text())
+    assert meta["model"] == str(tiny_sd_path) and meta["vidprop_version"] == "0.1.0"
+    assert meta["config"]["frames"]["mode"] == "square" and meta["config"]["frames"]["size"] == 64
+    assert meta["config"]["propagation"]["protocol"] == "crw" and meta["config"]["extractor"]["ensemble"] == 2
+    # re-run: every video is complete, nothing recomputed, no model loaded, same scores
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "predictions").rglob("*.npz")}
+    monkeypatch.setattr(jhmdb.Tracker, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("model loaded")))
+    assert main(["-q", *args]) == 0
+    assert "2 videos (2 resumed)" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert list(csv.reader(open(out / "pck.csv"))) == rows
+    # other settings into the same folder: refused, one line
+    assert main(["-q", *args, "--topk", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds predictions made with other settings" in err[0]
+
+
+def test_eval_jhmdb_cli_bad_inputs_write_nothing(tmp_path, capsys):
+    root, split, videos = _scene_dataset(tmp_path)
+    out = tmp_path / "run"
+    base = ["-q", "eval", "jhmdb", "--root", str(root), "--out", str(out), "--model", "/nonexistent/model"]
+    missing = tmp_path / "missing.txt"
+    missing.write_text("walk/clip_a\nwalk/nope\n")
+    assert main([*base, "--split", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Rename_Images/walk/nope does not exist" in err[0]
+    # a .mat whose frame count disagrees with the frames: caught before the model is loaded
+    savemat(root / "joint_positions" / "jump" / "clip_b" / "joint_positions.mat", {"pos_img": np.zeros((2, J, 7))})
+    assert main([*base, "--split", str(split)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "clip_b/joint_positions.mat: 'pos_img' has 7 frames but the video has 3" in err[0]
+    savemat(root / "joint_positions" / "jump" / "clip_b" / "joint_positions.mat", {"pos": np.zeros((2, J, 3))})
+    assert main([*base, "--split", str(split)]) == 2
+    assert "has no 'pos_img' array" in capsys.readouterr().err
+    assert main([*base, "--split", str(split), "--videos", "walk/other"]) == 2
+    assert "--videos: walk/other is not listed in" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,106 @@
+"""``vidprop track``: propagate first-frame keypoints through a video."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vidprop.cli.segment import add_model_args, config_from_args
+
+__all__ = ["register", "add_crop_arg", "track_config_from_args"]
+
+EPILOG = """\
+examples:
+  vidprop track clip.mp4 --keypoints first_frame.json --out results/
+  vidprop track frames/ --keypoints first_frame.json --out results/ --name dance
+  vidprop track clip.mp4 --keypoints first_frame.json --crop 256 --ensemble 4 --device cuda
+
+keypoint file (JSON), pixel coordinates of the FIRST frame, (0, 0) = centre of
+the top-left pixel, x to the right, y down:
+  {"keypoints": {"head": [120.5, 40], "neck": [121, 62], "l_hand": [90, 130]},
+   "skeleton": [["head", "neck"], ["neck", "l_hand"]]}
+  - "keypoints": name -> [x, y] (order kept), or a list of [x, y] (joints 0..n-1);
+    null instead of [x, y] = a joint absent from the first frame
+  - "skeleton" (optional): limbs drawn on the overlay, pairs of names or indices
+  - a plain list [[x, y], ...] works too (joints 0..n-1, no skeleton)
+  - a CSV with columns joint,x,y (frame optional: frame 0's rows are used) also
+    works, e.g. the keypoints.csv of an earlier run
+  A keypoint outside the frame is reported and treated as vanished.
+
+output: OUT/NAME/keypoints.json (per frame: {"frame", "name", "keypoints":
+{joint: [x, y] or null when vanished}}), OUT/NAME/keypoints.csv (one row per
+frame and joint: frame,joint,x,y,visible; x and y empty when not visible) and
+OUT/NAME/overlay.mp4 (points and skeleton drawn on the frames).
+
+method: DIFT features + label propagation, protocol B ("crw", the JHMDB
+preset): frames resized to a square crop (default 320x320), one Gaussian
+heatmap per joint on the feature grid, decoded back to pixels each frame.
+"""
+
+
+def add_crop_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crop", type=int, metavar="N",
+                   help="resize frames to a square N x N (multiple of 32; the JHMDB preset uses 320)")
+
+
+def track_config_from_args(args: argparse.Namespace):
+    cfg = config_from_args(args)
+    if getattr(args, "crop", None) is not None:
+        cfg = cfg.override(frames={"mode": "square", "size": args.crop})
+    return cfg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "track",
+        help="propagate first-frame keypoints through a video",
+        description="Track named keypoints given on the first frame through a video with DIFT "
+        "features and label propagation; write their positions per frame (JSON, CSV) and an overlay video.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("video", help="video file (mp4, avi, ...) or a folder of frames (sorted by name)")
+    p.add_argument("--keypoints", required=True, help="first-frame keypoint file (JSON, see below)")
+    p.add_argument("--out", default="results", help="output folder (default: results/)")
+    p.add_argument("--name", help="sub-folder name (default: the video's name)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing results for this video")
+    p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    p.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav", "opencv", "folder"],
+                   help="video decoder (default: decord if installed, else PyAV)")
+    p.add_argument("--profile", action="store_true", help="print the time split decode/extract/propagate")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_crop_arg(p)
+    add_model_args(p, "jhmdb")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vidprop.io.atomic import check_writable_target
+    from vidprop.io.keypoints import read_keypoints
+    from vidprop.io.video import open_video
+    from vidprop.tasks.track import Tracker, track_video
+
+    cfg = track_config_from_args(args)
+    # Check the cheap things before loading the model.
+    reader = open_video(args.video, backend=args.backend)
+    kps = read_keypoints(args.keypoints)
+    check_writable_target(Path(args.out) / (args.name or reader.info.name), args.overwrite)
+    tracker = Tracker.from_pretrained(config=cfg)
+    res = track_video(
+        args.video,
+        kps,
+        args.out,
+        tracker=tracker,
+        name=args.name,
+        overwrite=args.overwrite,
+        overlay=not args.no_overlay,
+        backend=args.backend,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    extra = f" and {res.overlay.name}" if res.overlay else ""
+    print(f"wrote keypoints of {res.num_frames} frames to {res.json.parent} ({res.json.name}, {res.csv.name}{extra})")
+    if args.profile:
+        print(f"profile: {res.profile}")
+    return 0
