@@ -1,0 +1,169 @@
+"""`vidprop eval davis`: scoring from the command line, errors, and propagation end to end (tiny SD)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.eval.test_davis import hand_dataset, make_davis
+from vidprop.cli import main
+from vidprop.io.masks import write_indexed_png
+
+HAND_TABLES = (
+    "--------------------------- Global results for val ---------------------------\n"
+    " J&F-Mean   J-Mean  J-Recall   J-Decay   F-Mean  F-Recall   F-Decay\n"
+    " 0.542063 0.544444  0.555556 -0.133333 0.539683  0.555556 -0.119048\n"
+    "\n---------- Per sequence results for val ----------\n"
+    "Sequence   J-Mean   F-Mean\n"
+    "  blob_1 0.633333 0.619048\n"
+    "  pair_1 1.000000 1.000000\n"
+    "  pair_2 0.000000 0.000000\n"
+)
+
+
+@pytest.fixture
+def hand(tmp_path):
+    make_davis(tmp_path / "DAVIS", tmp_path / "res", hand_dataset())
+    return tmp_path / "DAVIS", tmp_path / "res"
+
+
+def _run(capsys, args):
+    rc = main(args)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_score_only_prints_the_toolkit_tables_and_writes_csvs(hand, capsys):
+    root, res = hand
+    (res / "global_results-val.csv").write_text("J&F-Mean,J-Mean\n0.999,0.999\n")  # stale: never shown
+    rc, out, err = _run(capsys, ["eval", "davis", "--root", str(root), "--results", str(res), "--score-only",
+                                 "--workers", "2", "--no-progress"])
+    assert rc == 0, err
+    assert out.startswith(HAND_TABLES)
+    assert "0.999" not in out
+    assert (res / "global_results-val.csv").read_text().splitlines()[1] == "0.542,0.544,0.556,-0.133,0.540,0.556,-0.119"
+    assert (res / "per-sequence_results-val.csv").read_text().splitlines()[1:] == [
+        "blob_1,0.633,0.619", "pair_1,1.000,1.000", "pair_2,0.000,0.000"]
+    assert Image.open(res / "per-sequence_jf-val.png").format == "PNG"
+    assert f"wrote {res / 'global_results-val.csv'}" in out
+
+
+def test_score_only_reports_into_out_and_takes_a_subset(hand, tmp_path, capsys):
+    root, res = hand
+    report = tmp_path / "report"
+    rc, out, _ = _run(capsys, ["eval", "davis", "--root", str(root), "--results", str(res), "--out", str(report),
+                               "--sequences", "pair", "--no-summary", "--no-progress"])
+    assert rc == 0
+    assert (report / "per-sequence_results-val.csv").read_text().splitlines()[1:] == [
+        "pair_1,1.000,1.000", "pair_2,0.000,0.000"]
+    assert not (report / "per-sequence_jf-val.png").exists()
+    assert not (res / "global_results-val.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda root, res: (res / "blob" / "00002.png").unlink(), "blob/00002.png is missing"),
+        (lambda root, res: Image.open(res / "pair" / "00001.png").convert("RGB").save(res / "pair" / "00001.png"),
+         "pair/00001.png: RGB image with 3 channels"),
+        (lambda root, res: write_indexed_png(res / "pair" / "00003.png", np.full((12, 12), 7, np.uint8)),
+         "pair/00003.png holds object id 7"),
+        (lambda root, res: write_indexed_png(res / "blob" / "00001.png", np.zeros((9, 10), np.uint8)),
+         "blob/00001.png is 10x9 but its annotation is 10x10"),
+        (lambda root, res: (root / "ImageSets" / "2017" / "val.txt").unlink(), "ImageSets/2017/val.txt"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero_exit(hand, capsys, damage, message):
+    root, res = hand
+    damage(root, res)
+    rc, out, err = _run(capsys, ["eval", "davis", "--root", str(root), "--results", str(res), "--no-progress",
+                                 "--workers", "1"])
+    assert rc != 0
+    lines = [ln for ln in err.splitlines() if not ln.startswith("INFO:")]
+    assert len(lines) == 1 and lines[0].startswith("vidprop: error: ") and message in lines[0], err
+    assert "Global results" not in out
+    assert not (res / "global_results-val.csv").exists()
+
+
+def test_usage_errors_are_one_line(hand, capsys):
+    root, _ = hand
+    rc, _, err = _run(capsys, ["eval", "davis", "--root", str(root), "--score-only"])
+    assert rc != 0 and err.strip().splitlines()[-1] == "vidprop: error: --score-only needs the masks to score: --results DIR"
+    rc, _, err = _run(capsys, ["eval", "davis", "--root", str(root)])
+    assert rc != 0 and "--out DIR is needed" in err.strip().splitlines()[-1]
+
+
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "davis", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for needle in ("examples:", "vidprop eval davis --root DAVIS/ --set val --out runs/dift-val",
+                   "--results runs/dift-val --score-only", "--sequences", "--workers", "config.yaml",
+                   "global_results-<set>.csv", "--model", "--device", "--dtype", "--config", "--overwrite"):
+        assert needle in text, needle
+
+
+# ------------------------------------------------------------------ propagation, end to end
+
+
+@pytest.fixture(scope="module")
+def scene_davis(tmp_path_factory):
+    """Two short sequences of real synthetic footage (96x64 JPEG frames) with their masks."""
+    from vidprop.io.synthetic import SyntheticScene
+
+    root = tmp_path_factory.mktemp("scene") / "DAVIS"
+    names = ["alpha", "beta"]
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(names) + "\n")
+    for i, name in enumerate(names):
+        scene = SyntheticScene(width=96, height=64, num_frames=5, num_objects=1 + i, seed=10 + i)
+        (root / "JPEGImages" / "480p" / name).mkdir(parents=True)
+        (root / "Annotations" / "480p" / name).mkdir(parents=True)
+        for t, (img, mask) in enumerate(scene.frames()):
+            Image.fromarray(img).save(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", quality=95)
+            write_indexed_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", mask)
+    return root
+
+
+def test_propagate_then_score_end_to_end_and_resume(scene_davis, tiny_sd_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    fast = ["--model", str(tiny_sd_path), "--short-side", "64", "--ensemble", "1", "--no-progress",
+            "--workers", "1"]
+    rc, text, err = _run(capsys, ["eval", "davis", "--root", str(scene_davis), "--out", str(out), *fast])
+    assert rc == 0, err
+    for name in ("alpha", "beta"):
+        pngs = sorted((out / name).glob("*.png"))
+        assert [p.stem for p in pngs] == [f"{t:05d}" for t in range(5)]
+        assert all(Image.open(p).size == (96, 64) for p in pngs)
+    assert not list(out.glob(".*partial*"))
+    rec = yaml.safe_load((out / "config.yaml").read_text())
+    assert rec["model"] == str(tiny_sd_path) and rec["set"] == "val" and rec["sequences"] == ["alpha", "beta"]
+    assert rec["config"]["frames"]["short_side"] == 64 and rec["config"]["extractor"]["ensemble"] == 1
+    assert rec["vidprop_version"] and rec["date"] and "revision" in rec
+    assert "Global results for val" in text
+    lines = text.splitlines()
+    names = [ln.split()[0] for ln in lines[lines.index("---------- Per sequence results for val ----------") + 2:]
+             if ln.strip() and not ln.startswith("wrote")]
+    assert names == ["alpha_1", "beta_1", "beta_2"]
+    jf = float((out / "global_results-val.csv").read_text().splitlines()[1].split(",")[0])
+    assert 0.0 <= jf <= 1.0
+
+    # resume: complete sequences are skipped (files untouched); an incomplete one is redone
+    stamp = {p: p.stat().st_mtime_ns for p in out.glob("*/*.png")}
+    rc, text2, _ = _run(capsys, ["eval", "davis", "--root", str(scene_davis), "--out", str(out), *fast])
+    assert rc == 0 and {p: p.stat().st_mtime_ns for p in out.glob("*/*.png")} == stamp
+    assert text2.splitlines()[:3] == text.splitlines()[:3]
+    (out / "beta" / "00003.png").unlink()
+    rc, _, _ = _run(capsys, ["eval", "davis", "--root", str(scene_davis), "--out", str(out), *fast])
+    assert rc == 0 and (out / "beta" / "00003.png").exists()
+    assert all(p.stat().st_mtime_ns == stamp[p] for p in (out / "alpha").glob("*.png"))
+
+    # resuming with other settings is refused before any work
+    (out / "alpha" / "00004.png").unlink()
+    rc, _, err = _run(capsys, ["eval", "davis", "--root", str(scene_davis), "--out", str(out), *fast, "--topk", "3"])
+    assert rc != 0 and "made with other settings" in err.strip().splitlines()[-1]
+    assert not (out / "alpha" / "00004.png").exists()
+
