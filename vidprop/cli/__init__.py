@@ -29,6 +29,7 @@ COMMANDS = [
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [
     "vidprop.cli.eval_jhmdb",
+    "vidprop.cli.eval_davis",
 ]
 
 log = logging.getLogger("vidprop")
