@@ -34,7 +34,7 @@ import os
 import sys
 import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -447,7 +447,6 @@ class DavisScores:
     global_row: dict[str, float]
     objects: tuple[ObjectScore, ...]
     sequences: tuple[SequenceScore, ...]
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def jf_mean(self) -> float:
@@ -801,7 +800,6 @@ def run_davis(
     ground truth, or with ``score=False``).
     """
     import yaml
-    from tqdm.auto import tqdm
 
     from vidprop import __version__
     from vidprop.config import TaskConfig, load_preset
