@@ -46,7 +46,6 @@ from vidprop.tasks.track import Tracker
 
 __all__ = [
     "JHMDB_JOINTS",
-    "JHMDB_SKELETON",
     "ALPHAS",
     "JhmdbVideo",
     "PckResult",
@@ -64,11 +63,6 @@ JHMDB_JOINTS = (
     "neck", "belly", "face", "right_shoulder", "left_shoulder", "right_hip", "left_hip",
     "right_elbow", "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist",
     "right_ankle", "left_ankle",
-)  # fmt: skip
-#: Limbs (pairs of joint indices) for drawing.
-JHMDB_SKELETON = (
-    (0, 2), (0, 1), (0, 3), (0, 4), (3, 7), (7, 11), (4, 8), (8, 12),
-    (1, 5), (1, 6), (5, 9), (9, 13), (6, 10), (10, 14),
 )  # fmt: skip
 #: PCK thresholds reported.
 ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5)
