@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -12,6 +13,15 @@ from vidprop.cli import main
 from vidprop.io.synthetic import SyntheticScene, write_video
 
 T = 6
+
+
+@pytest.fixture(autouse=True)
+def _restore_vidprop_logging():
+    """main() configures the "vidprop" logger for a CLI process; put it back for the tests that follow."""
+    logger = logging.getLogger("vidprop")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="module")

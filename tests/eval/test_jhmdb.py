@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 
 import numpy as np
 import pytest
@@ -11,13 +12,22 @@ from PIL import Image
 from scipy.io import savemat
 
 from vidprop.cli import main
+from vidprop.config import load_preset
 from vidprop.errors import InputError
 from vidprop.eval import jhmdb
-from vidprop.config import load_preset
 from vidprop.eval.jhmdb import evaluate_jhmdb, find_videos, pck_distances, pck_scores, read_split
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 
 J = 15
+
+
+@pytest.fixture(autouse=True)
+def _restore_vidprop_logging():
+    """main() configures the "vidprop" logger for a CLI process; put it back for the tests that follow."""
+    logger = logging.getLogger("vidprop")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 def make_jhmdb(root, videos):
