@@ -65,7 +65,7 @@ def read_image(path: str | Path, *, exif_transpose: bool = True) -> np.ndarray:
         top = max(float(arr.max()), 1.0)
         grey = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    return np.array(im.convert("RGB"), dtype=np.uint8)  # writable, contiguous
 
 
 def _has_alpha(im) -> bool:
@@ -89,7 +89,7 @@ def read_rgba(path: str | Path, *, opaque: bool = False) -> np.ndarray:
             )
         rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
         return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
-    return np.ascontiguousarray(np.asarray(im.convert("RGBA"), dtype=np.uint8))
+    return np.array(im.convert("RGBA"), dtype=np.uint8)
 
 
 def check_image_size(image: np.ndarray, path: str | Path, min_side: int) -> None:
