@@ -20,10 +20,46 @@ E8 = math.exp(-8.0)  # a(-2)
 ROW = [E8, E2, 1.0, E2]  # a over patch indices 0..3
 
 
-def _draw(x, y, grid=(6, 6)):
+def _draw(x, y, grid=(6, 6), rule="crw"):
     ch = np.zeros(grid)
-    drawn = draw_gaussian(ch, x, y)
+    drawn = draw_gaussian(ch, x, y, rule=rule)
     return ch, drawn
+
+
+# ---- rule="spec" (the default): the whole 4x4 patch from ul, clipped (specs/jhmdb.md)
+def test_spec_rule_negative_coordinate_keeps_both_columns():
+    # x = -0.7: ul_x = int(-2.2) = -2 -> patch cols -2..1 -> grid cols 0, 1 = patch cols 2, 3
+    # y = 2.0: ul_y = int(0.5) = 0 -> rows 0..3
+    ch, drawn = _draw(-0.7, 2.0, rule="spec")
+    exp = np.zeros((6, 6))
+    exp[0:4, 0] = ROW
+    exp[0:4, 1] = np.asarray(ROW) * E2
+    assert drawn
+    np.testing.assert_allclose(ch, exp, rtol=0, atol=1e-15)
+
+
+def test_spec_rule_small_positive_coordinate_full_patch():
+    # x = y = 0.7: ul = int(-0.8) = 0 -> the full patch on rows/cols 0..3
+    ch, _ = _draw(0.7, 0.7, rule="spec")
+    exp = np.zeros((6, 6))
+    exp[0:4, 0:4] = np.outer(ROW, ROW)
+    np.testing.assert_allclose(ch, exp, rtol=0, atol=1e-15)
+
+
+def test_spec_rule_point_above_the_grid_draws_its_last_row():
+    # y = -1.6: ul_y = int(-3.1) = -3 -> patch rows -3..0 -> grid row 0 = patch row 3 (a(1) = e^-2)
+    # x = 2.0: ul_x = int(0.5) = 0 -> cols 0..3. (rule="crw" draws nothing here: br_y = int(0.9) = 0.)
+    ch, drawn = _draw(2.0, -1.6, rule="spec")
+    exp = np.zeros((6, 6))
+    exp[0, 0:4] = np.asarray(ROW) * E2
+    assert drawn
+    np.testing.assert_allclose(ch, exp, rtol=0, atol=1e-15)
+    assert keypoints_to_heatmaps(np.array([[0.7, 0.7]]), (6, 6))[1, 3, 3] > 0  # default is the spec rule
+    with pytest.raises(ValueError):
+        draw_gaussian(np.zeros((3, 3)), 1.0, 1.0, rule="floor")
+
+
+# ---- rule="crw": CRW's draw_labelmap_np, which also cuts the patch at br = int(x + 2.5)
 
 
 def test_interior_point_gets_full_4x4_patch():
@@ -99,7 +135,7 @@ def test_points_outside_the_grid_draw_nothing(x, y):
 
 def test_heatmaps_have_background_first_and_assign_per_joint():
     pts = np.array([[-0.7, 2.0], [7.6, 2.0], [4.0, 4.0]])
-    lab = keypoints_to_heatmaps(pts, (6, 6))
+    lab = keypoints_to_heatmaps(pts, (6, 6), rule="crw")
     assert lab.shape == (4, 6, 6) and lab.dtype == torch.float32
     j0 = np.zeros((6, 6))
     j0[0:4, 0] = ROW
@@ -129,7 +165,7 @@ def test_decode_top3_weighted_without_half_cell_offset():
 
 def test_decode_of_drawn_label():
     # column 0 holds [e^-8, e^-2, 1, e^-2] on rows 0..3: top-3 = rows 2, 1, 3
-    lab = keypoints_to_heatmaps(np.array([[-0.7, 2.0]]), (6, 6))
+    lab = keypoints_to_heatmaps(np.array([[-0.7, 2.0]]), (6, 6), rule="crw")
     # y = (2 * 1 + 1 * e^-2 + 3 * e^-2) / (1 + 2 e^-2) = 2
     np.testing.assert_allclose(heatmaps_to_keypoints(lab), [[0.0, 2.0]], atol=1e-6)
 

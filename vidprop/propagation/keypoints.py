@@ -12,12 +12,15 @@ Drawing (CRW's ``draw_labelmap_np`` with sigma 0.5):
   zero, so x = -0.7 gives ul_x = -2 and x = 0.7 gives ul_x = 0;
 * patch value at patch indices (i = row, j = column), 0..3:
   ``exp(-((i - 2)^2 + (j - 2)^2) / (2 * sigma^2))``;
-* the patch is clipped to the grid and ASSIGNED (not max-ed) into the channel;
-  as in the reference code, the patch also ends at the exclusive corner
-  ``br = (int(x + 2.5), int(y + 2.5))``, which is ``ul + 4`` except where the
-  truncation toward zero moved ``ul`` up (-2.5 < x < 1.5 with x - 1.5 not an
-  integer): there the patch's last column (row) is cut, e.g. x = 0.7 draws
-  columns 0..2 only;
+* the patch is clipped to the grid and ASSIGNED (not max-ed) into the channel.
+
+  ``rule="spec"`` (default, specs/jhmdb.md): the whole 4 x 4 patch from ``ul``
+  (exclusive corner ``ul + 4``), clipped.  ``rule="crw"``: as CRW's code,
+  the patch also ends at ``br = (int(x + 2.5), int(y + 2.5))``, which is
+  ``ul + 4`` except where truncation toward zero moved ``ul`` up
+  (-2.5 < x < 1.5 with x - 1.5 not an integer): there the last column (row)
+  is cut, e.g. x = 0.7 draws columns 0..2 only.  The two differ only for
+  joints within 1.5 cells of the left or top border;
 * a joint whose patch lies entirely outside the grid (or whose coordinates
   are not finite, the way to say "absent") keeps an all-zero channel;
 * channel 0 is the background: 1 where every joint channel is 0, else 0.
@@ -42,17 +45,23 @@ SIGMA = 0.5
 TOPK = 3
 
 
-def draw_gaussian(channel: np.ndarray, x: float, y: float, sigma: float = SIGMA) -> bool:
+def draw_gaussian(channel: np.ndarray, x: float, y: float, sigma: float = SIGMA, rule: str = "spec") -> bool:
     """Assign a peak-1 Gaussian at grid point (x, y) into ``channel`` (gh, gw) in place.
 
     Returns whether anything was drawn.  See the module docstring for the
-    exact patch placement (reference: CRW's ``draw_labelmap_np``).
+    exact patch placement and ``rule`` ("spec" or "crw").
     """
+    if rule not in ("spec", "crw"):
+        raise ValueError(f"rule must be 'spec' or 'crw', got {rule!r}")
     if not (math.isfinite(x) and math.isfinite(y)):
         return False
     gh, gw = channel.shape
     ul = (int(x - 3 * sigma), int(y - 3 * sigma))
-    br = (int(x + 3 * sigma + 1), int(y + 3 * sigma + 1))
+    size_i = int(6 * sigma + 1)
+    if rule == "crw":
+        br = (int(x + 3 * sigma + 1), int(y + 3 * sigma + 1))
+    else:
+        br = (ul[0] + size_i, ul[1] + size_i)
     if ul[0] >= gw or ul[1] >= gh or br[0] < 0 or br[1] < 0:
         return False
     size = 6 * sigma + 1
@@ -67,10 +76,13 @@ def draw_gaussian(channel: np.ndarray, x: float, y: float, sigma: float = SIGMA)
     return True
 
 
-def keypoints_to_heatmaps(points: np.ndarray, grid: tuple[int, int], sigma: float = SIGMA) -> torch.Tensor:
+def keypoints_to_heatmaps(
+    points: np.ndarray, grid: tuple[int, int], sigma: float = SIGMA, rule: str = "spec"
+) -> torch.Tensor:
     """(J, 2) grid-unit (x, y) points -> (1 + J, gh, gw) float32 labels, background first.
 
-    Non-finite points (NaN) are absent joints: all-zero channels.
+    Non-finite points (NaN) are absent joints: all-zero channels.  ``rule``:
+    see :func:`draw_gaussian`.
     """
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:
@@ -78,7 +90,7 @@ def keypoints_to_heatmaps(points: np.ndarray, grid: tuple[int, int], sigma: floa
     gh, gw = (int(v) for v in grid)
     maps = np.zeros((1 + len(pts), gh, gw), dtype=np.float64)
     for j, (x, y) in enumerate(pts):
-        draw_gaussian(maps[1 + j], float(x), float(y), sigma)
+        draw_gaussian(maps[1 + j], float(x), float(y), sigma, rule)
     maps[0] = (maps[1:].sum(axis=0) == 0) if len(pts) else 1.0
     return torch.from_numpy(maps.astype(np.float32))
 
