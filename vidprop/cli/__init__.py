@@ -25,11 +25,13 @@ COMMANDS = [
     "vidprop.cli.segment",
     "vidprop.cli.bench",
     "vidprop.cli.track",
+    "vidprop.cli.match",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [
     "vidprop.cli.eval_jhmdb",
     "vidprop.cli.eval_davis",
+    "vidprop.cli.eval_pairs",
 ]
 
 log = logging.getLogger("vidprop")

@@ -419,6 +419,18 @@ def composite_warped(target: np.ndarray, layer: np.ndarray, H: np.ndarray) -> np
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def _warn_if_implausible(H: np.ndarray, pts: np.ndarray, inliers: np.ndarray) -> None:
+    """Log a warning when the fitted homography flips or hugely rescales the edited region."""
+    c = np.append(pts.mean(axis=0), 1.0)
+    w = H @ c
+    # Jacobian of the projective map at the region's centre
+    J = (H[:2, :2] * w[2] - np.outer(w[:2], H[2, :2])) / w[2] ** 2
+    det = float(np.linalg.det(J))
+    if w[2] <= 0 or det <= 0 or not 1 / 25 <= det <= 25 or inliers.mean() < 0.2:
+        log.warning("the homography for the edit looks implausible (local area scale %.3g, %d of %d matches "
+                    "inliers); the sticker may be misplaced", det, int(inliers.sum()), len(inliers))
+
+
 def propagate_edit_features(
     src_feat: torch.Tensor,
     tgt_feat: torch.Tensor,
@@ -436,6 +448,7 @@ def propagate_edit_features(
     tgt_pts, _, _ = semantic_argmax(src_feat, tgt_feat, src_size, tgt_size, pts)
     H, inliers = fit_homography(pts, tgt_pts, method="ransac", threshold=threshold,
                                 what=what or "for the edited region")
+    _warn_if_implausible(H, pts, inliers)
     return EditResult(composite_warped(target, layer, H), H, pts.astype(np.float64),
                       tgt_pts.astype(np.float64), inliers)
 

@@ -1,0 +1,113 @@
+"""``vidprop eval spair`` and ``vidprop eval hpatches`` (specs/static-pairs.md sections 1-2)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vidprop.cli.match import add_attention_args, add_pair_model_args, load_attention, pair_config
+
+__all__ = ["register_eval"]
+
+SPAIR_EPILOG = """\
+examples:
+  vidprop eval spair --root SPair-71k/ --out runs/spair
+  vidprop eval spair --root SPair-71k/ --out runs/quick --limit 50 --category cat dog
+
+output: OUT/pairs.csv (one row per pair) and OUT/summary.json: PCK in percent at alpha
+0.05 / 0.1 / 0.15 of max(h, w) of the TARGET box, per image and per point, overall and per
+category.  Published (test, PCK@0.1 per image): DIFT_sd 52.9.
+"""
+
+HPATCHES_EPILOG = """\
+examples:
+  vidprop eval hpatches --root hpatches-sequences-release/ --out runs/hpatches
+  vidprop eval hpatches --root hpatches-sequences-release/ --out runs/quick --limit 4
+
+output: OUT/pairs.csv (one row per pair 1-i) and OUT/summary.json: percent of pairs whose
+mean corner error is <= 1 / 3 / 5 px, for all, illumination (i_) and viewpoint (v_) pairs.
+"""
+
+
+def register_eval(ev: argparse._SubParsersAction) -> None:
+    p = ev.add_parser("spair", help="SPair-71k semantic correspondence (PCK)",
+                      description="Score semantic matching on SPair-71k: each source keypoint's best match in the "
+                      "target, PCK at alpha 0.05/0.1/0.15 of the target box.",
+                      epilog=SPAIR_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, help="SPair-71k folder (PairAnnotation/, JPEGImages/)")
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--split", default="test", choices=["test", "val", "trn"], help="annotation split (default test)")
+    p.add_argument("--limit", type=int, help="only the first N pairs (a quick subset)")
+    p.add_argument("--category", nargs="+", help="only these categories")
+    p.add_argument("--no-category-prompt", action="store_true", help='prompt "" instead of "a photo of a {category}"')
+    p.add_argument("--method", choices=["dift", "attention"], default="dift",
+                   help="DIFT features (default) or Hedlin et al.'s attention matcher (slow: minutes per point)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
+    add_pair_model_args(p, "semantic")
+    add_attention_args(p)
+    p.set_defaults(func=run_spair_cmd)
+
+    h = ev.add_parser("hpatches", help="HPatches homography estimation accuracy",
+                      description="Score geometric matching on HPatches: SIFT keypoints, DIFT descriptors, mutual "
+                      "nearest neighbours, homography; accuracy at 1/3/5 px mean corner error.",
+                      epilog=HPATCHES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    h.add_argument("--root", required=True, help="hpatches-sequences-release folder")
+    h.add_argument("--out", required=True, help="results folder")
+    h.add_argument("--limit", type=int, help="only the first N sequences (sorted by name)")
+    h.add_argument("--max-keypoints", type=int, default=1000, help="SIFT keypoints per image (default 1000)")
+    h.add_argument("--homography", choices=["lmeds", "ransac"], default="lmeds", help="estimator (default lmeds)")
+    h.add_argument("--threshold", type=float, default=3.0, help="reprojection threshold, pixels (default 3)")
+    h.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
+    add_pair_model_args(h, "geometric")
+    h.set_defaults(func=run_hpatches_cmd)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def run_spair_cmd(args: argparse.Namespace) -> int:
+    from vidprop.eval.pairs import read_spair, run_spair
+    from vidprop.io.atomic import check_writable_target
+    from vidprop.tasks.match import PairMatcher
+    from pathlib import Path
+
+    if not args.overwrite:
+        check_writable_target(Path(args.out) / "summary.json", False)
+    read_spair(args.root, args.split, limit=args.limit, categories=args.category)  # fail before loading
+    attention = matcher = None
+    if args.method == "attention":
+        attention = load_attention(args)
+    else:
+        matcher = PairMatcher.from_pretrained(config=pair_config(args, "semantic"))
+    s = run_spair(matcher, args.root, args.out, split=args.split, limit=args.limit, categories=args.category,
+                  use_category_prompt=not args.no_category_prompt, attention=attention,
+                  progress=_progress(args), overwrite=args.overwrite)
+    o = s["overall"]
+    print(f"SPair-71k {args.split}: {o['pairs']} pairs, {o['points']} points ({args.method})")
+    for kind in ("per_image", "per_point"):
+        print(f"  PCK {kind.replace('_', ' '):<9} " + "  ".join(f"@{a}: {v:.2f}" for a, v in o[kind].items()))
+    print(f"wrote {Path(args.out) / 'pairs.csv'}, {Path(args.out) / 'summary.json'}")
+    return 0
+
+
+def run_hpatches_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vidprop.eval.pairs import read_hpatches, run_hpatches
+    from vidprop.io.atomic import check_writable_target
+    from vidprop.tasks.match import PairMatcher
+
+    if not args.overwrite:
+        check_writable_target(Path(args.out) / "summary.json", False)
+    read_hpatches(args.root, limit=args.limit)
+    matcher = PairMatcher.from_pretrained(config=pair_config(args, "geometric"))
+    s = run_hpatches(matcher, args.root, args.out, limit=args.limit, max_keypoints=args.max_keypoints,
+                     method=args.homography, threshold=args.threshold, progress=_progress(args),
+                     overwrite=args.overwrite)
+    print(f"HPatches: {s['sequences']} sequences, homography accuracy (mean corner error)")
+    for group, r in s["accuracy"].items():
+        vals = "  ".join(f"<={k}: {v:.1f}" for k, v in r.items() if k != "pairs")
+        print(f"  {group:<12} ({r['pairs']} pairs)  {vals}")
+    print(f"wrote {Path(args.out) / 'pairs.csv'}, {Path(args.out) / 'summary.json'}")
+    return 0
