@@ -91,18 +91,24 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    root = logging.getLogger("vidprop")
+    saved = (list(root.handlers), root.level, root.propagate)
     _setup_logging(args.verbose, args.quiet)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
     try:
-        return int(args.func(args) or 0)
-    except VidpropError as exc:
-        print(f"vidprop: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("vidprop: interrupted", file=sys.stderr)
-        return 130
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        try:
+            return int(args.func(args) or 0)
+        except VidpropError as exc:
+            print(f"vidprop: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("vidprop: interrupted", file=sys.stderr)
+            return 130
+    finally:
+        # Called in-process (a notebook, the tests): leave logging as it was.
+        root.handlers[:], root.level, root.propagate = saved
 
 
 if __name__ == "__main__":  # pragma: no cover
