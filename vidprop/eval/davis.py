@@ -531,12 +531,11 @@ def _score_one(args: tuple[DavisSequence, str, float]) -> SequenceScore:
 
 
 def _mp_context() -> Any:
-    """fork on Linux (works from notebooks, stdin and scripts without a ``__main__`` guard;
-    the workers use only NumPy, PIL and OpenCV with one thread), spawn elsewhere."""
+    """Always spawn: a forked worker deadlocks when the parent already runs OpenCV's
+    (or OpenMP's) thread pool, as a notebook or a test session that resized images
+    does.  Spawned workers import only this module (NumPy, PIL, OpenCV)."""
     import multiprocessing as mp
 
-    if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods():
-        return mp.get_context("fork")
     return mp.get_context("spawn")
 
 
