@@ -18,56 +18,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
-import torch
 
-from vidprop.config import TaskConfig, load_preset
 from vidprop.errors import InputError
-from vidprop.features.base import FeatureExtractor
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.masks import read_mask, resize_mask_nearest, write_indexed_png
 from vidprop.io.video import Backend, open_video
 from vidprop.io.writers import BackgroundWriter, VideoWriter, overlay_mask
 from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest, object_ids
 from vidprop.propagation.propagator import Propagator
+from vidprop.tasks.base import Profile, PropagationTask, resize_frame
 
 __all__ = ["Segmenter", "segment_video", "SegmentResult", "resize_frame"]
 
 log = logging.getLogger(__name__)
 
 
-def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (OpenCV INTER_LINEAR, as DINO's reader) of an RGB frame to ``size`` = (W, H)."""
-    import cv2
-
-    if (frame.shape[1], frame.shape[0]) == tuple(size):
-        return frame
-    return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LINEAR)
-
-
-@dataclass
-class Profile:
-    """Seconds spent per stage of a run (wall clock, summed over frames)."""
-
-    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    frames: int = 0
-
-    def add(self, stage: str, dt: float) -> None:
-        self.seconds[stage] += dt
-
-    def summary(self) -> str:
-        total = sum(self.seconds.values()) or 1e-9
-        parts = [f"{k} {v:.2f}s ({100 * v / total:.0f}%)" for k, v in self.seconds.items()]
-        fps = self.frames / total if total else 0.0
-        return f"{self.frames} frames, {fps:.2f} frames/s; " + ", ".join(parts)
-
-
-class Segmenter:
+class Segmenter(PropagationTask):
     """Propagate a first-frame index mask through a stream of frames.
 
     Args:
@@ -75,28 +46,7 @@ class Segmenter:
         config: frame resizing and propagation settings (a TaskConfig).
     """
 
-    def __init__(self, extractor: FeatureExtractor, config: TaskConfig) -> None:
-        self.extractor = extractor
-        self.config = config
-        self.last_profile = Profile()
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        model: str | None = None,
-        *,
-        config: TaskConfig | str = "davis",
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-    ) -> "Segmenter":
-        """Load the DIFT extractor named by ``model`` (default: the config's) with a preset or config."""
-        from vidprop.features.dift import DiftExtractor
-
-        cfg = load_preset(config) if isinstance(config, str) else config
-        ext = DiftExtractor.from_pretrained(model, config=cfg.extractor, device=device, dtype=dtype)
-        if model is not None:
-            cfg = cfg.override(extractor={"model": str(model)})
-        return cls(ext, cfg)
+    default_preset = "davis"
 
     # ------------------------------------------------------------------ core
     def run(
@@ -115,12 +65,6 @@ class Segmenter:
         """
         return self._run(frames, mask, progress=progress, total=total)
 
-    def _prepare(self, item: np.ndarray | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(item, tuple):
-            return item
-        h, w = item.shape[:2]
-        return item, resize_frame(item, self.config.frames.target_size(w, h))
-
     def _run(
         self, frames: Iterable, mask: np.ndarray, *, progress: bool, total: int | None
     ) -> Iterator[np.ndarray]:
@@ -136,68 +80,48 @@ class Segmenter:
         if not ids:
             raise InputError("the first-frame mask is empty (no object)")
         prop = Propagator(cfg.propagation)
-        batch_size = max(1, getattr(getattr(ext, "config", None), "batch_size", 1))
-        it = iter(frames)
         bar = tqdm(total=total, unit="frame", desc="segment", disable=not progress, leave=False)
         index = 0
         size: tuple[int, int] | None = None
         try:
-            while True:
-                t0 = time.perf_counter()
-                batch = []
-                for item in it:
-                    batch.append(self._prepare(item))
-                    if len(batch) == batch_size:
-                        break
-                prof.add("decode", time.perf_counter() - t0)
-                if not batch:
-                    break
+            for index, orig, _, f in self._features(frames):
                 if size is None:
-                    h0, w0 = batch[0][0].shape[:2]
+                    h0, w0 = orig.shape[:2]
                     size = (w0, h0)
                     if mask.shape != (h0, w0):
                         raise InputError(
                             f"the mask is {mask.shape[1]}x{mask.shape[0]} but the frames are {w0}x{h0}; "
                             "resize the mask (--resize-mask does a nearest resize)"
                         )
+                elif (orig.shape[1], orig.shape[0]) != size:
+                    raise InputError(
+                        f"frame {index} is {orig.shape[1]}x{orig.shape[0]}, the first frame was {size[0]}x{size[1]}"
+                    )
                 t0 = time.perf_counter()
-                small = torch.from_numpy(np.stack([b[1] for b in batch])).permute(0, 3, 1, 2)  # (B, 3, H', W')
-                if ext.device.type == "cuda":
-                    small = small.pin_memory()
-                feats = ext.extract(small, indices=list(range(index, index + len(batch))))  # (B, C, h, w)
-                prof.add("extract", time.perf_counter() - t0)
-                for j, (orig, _) in enumerate(batch):
-                    if (orig.shape[1], orig.shape[0]) != size:
-                        raise InputError(
-                            f"frame {index} is {orig.shape[1]}x{orig.shape[0]}, the first frame was {size[0]}x{size[1]}"
-                        )
-                    t0 = time.perf_counter()
-                    f = feats[j]
-                    if index == 0:
-                        grid = tuple(f.shape[-2:])
-                        if cfg.propagation.protocol == "dino":
-                            labels = labels_nearest(mask, grid, ids)
-                        else:
-                            labels = labels_bilinear(mask, grid, ids)
-                        prop.reset(f, labels.to(f.device))
-                        out = mask
-                        prof.add("propagate", time.perf_counter() - t0)
+                if index == 0:
+                    grid = tuple(f.shape[-2:])
+                    if cfg.propagation.protocol == "dino":
+                        labels = labels_nearest(mask, grid, ids)  # (K, h, w) hard
                     else:
-                        soft = prop.step(f)
-                        prof.add("propagate", time.perf_counter() - t0)
-                        t0 = time.perf_counter()
-                        if cfg.propagation.protocol == "dino":
-                            out = decode_dino(soft, ext.stride, size, ids)
-                        else:
-                            out = decode_crw(soft, size, ids)
-                        prof.add("postprocess", time.perf_counter() - t0)
-                    index += 1
-                    prof.frames = index
-                    bar.update(1)
-                    yield out
+                        labels = labels_bilinear(mask, grid, ids)  # (K, h, w) soft at edges
+                    prop.reset(f, labels.to(f.device))
+                    out = mask
+                    prof.add("propagate", time.perf_counter() - t0)
+                else:
+                    soft = prop.step(f)  # (K, h, w)
+                    prof.add("propagate", time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    if cfg.propagation.protocol == "dino":
+                        out = decode_dino(soft, ext.stride, size, ids)
+                    else:
+                        out = decode_crw(soft, size, ids)
+                    prof.add("postprocess", time.perf_counter() - t0)
+                prof.frames = index + 1
+                bar.update(1)
+                yield out
         finally:
             bar.close()
-        if index == 0:
+        if size is None:
             raise InputError("the video has no frames")
 
 

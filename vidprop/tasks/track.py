@@ -35,19 +35,16 @@ from pathlib import Path
 from typing import Iterable, Iterator, Literal
 
 import numpy as np
-import torch
 
 from vidprop import __version__
-from vidprop.config import TaskConfig, load_preset
 from vidprop.errors import InputError
-from vidprop.features.base import FeatureExtractor
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.keypoints import KeypointSet, draw_keypoints, joint_colours, read_keypoints, write_tracks_csv, write_tracks_json
 from vidprop.io.video import Backend, open_video
 from vidprop.io.writers import BackgroundWriter, VideoWriter
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
-from vidprop.tasks.segment import Profile, resize_frame
+from vidprop.tasks.base import Profile, PropagationTask, resize_frame
 
 __all__ = ["Tracker", "TrackFrame", "TrackResult", "track_video"]
 
@@ -71,7 +68,7 @@ class TrackFrame:
     grid: tuple[int, int]
 
 
-class Tracker:
+class Tracker(PropagationTask):
     """Propagate first-frame keypoints through a stream of frames.
 
     Args:
@@ -80,61 +77,7 @@ class Tracker:
             ``jhmdb`` preset is protocol B with a 320 x 320 square crop).
     """
 
-    def __init__(self, extractor: FeatureExtractor, config: TaskConfig) -> None:
-        self.extractor = extractor
-        self.config = config
-        self.last_profile = Profile()
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        model: str | None = None,
-        *,
-        config: TaskConfig | str = "jhmdb",
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-    ) -> "Tracker":
-        """Load the DIFT extractor named by ``model`` (default: the config's) with a preset or config."""
-        from vidprop.features.dift import DiftExtractor
-
-        cfg = load_preset(config) if isinstance(config, str) else config
-        ext = DiftExtractor.from_pretrained(model, config=cfg.extractor, device=device, dtype=dtype)
-        if model is not None:
-            cfg = cfg.override(extractor={"model": str(model)})
-        return cls(ext, cfg)
-
-    def _prepare(self, item: np.ndarray | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(item, tuple):
-            return item
-        h, w = item.shape[:2]
-        return item, resize_frame(item, self.config.frames.target_size(w, h))
-
-    def _features(self, frames: Iterable) -> Iterator[tuple[int, np.ndarray, tuple[int, int], torch.Tensor]]:
-        """Yield (index, original frame, resized (w, h), features (C, h, w)), extracting in batches."""
-        ext = self.extractor
-        prof = self.last_profile
-        batch_size = max(1, getattr(getattr(ext, "config", None), "batch_size", 1))
-        it = iter(frames)
-        index = 0
-        while True:
-            t0 = time.perf_counter()
-            batch = []
-            for item in it:
-                batch.append(self._prepare(item))
-                if len(batch) == batch_size:
-                    break
-            prof.add("decode", time.perf_counter() - t0)
-            if not batch:
-                return
-            t0 = time.perf_counter()
-            small = torch.from_numpy(np.stack([b[1] for b in batch])).permute(0, 3, 1, 2)
-            if ext.device.type == "cuda":
-                small = small.pin_memory()
-            feats = ext.extract(small, indices=list(range(index, index + len(batch))))
-            prof.add("extract", time.perf_counter() - t0)
-            for j, (orig, sm) in enumerate(batch):
-                yield index, orig, (sm.shape[1], sm.shape[0]), feats[j]
-                index += 1
+    default_preset = "jhmdb"
 
     def run(
         self,

@@ -1,0 +1,120 @@
+"""What the video tasks share: a feature extractor + a TaskConfig, batched extraction, timing.
+
+:class:`PropagationTask` is the base of :class:`~vidprop.tasks.segment.Segmenter`
+and :class:`~vidprop.tasks.track.Tracker`: it resizes frames, extracts their
+features ``batch_size`` frames at a time and times each stage; the subclasses
+turn labels into features' context and back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, TypeVar
+
+import numpy as np
+import torch
+
+from vidprop.config import TaskConfig, load_preset
+from vidprop.features.base import FeatureExtractor
+
+__all__ = ["PropagationTask", "Profile", "resize_frame"]
+
+T = TypeVar("T", bound="PropagationTask")
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (OpenCV INTER_LINEAR, as DINO's reader) of an RGB frame to ``size`` = (W, H)."""
+    import cv2
+
+    if (frame.shape[1], frame.shape[0]) == tuple(size):
+        return frame
+    return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass
+class Profile:
+    """Seconds spent per stage of a run (wall clock, summed over frames)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    frames: int = 0
+
+    def add(self, stage: str, dt: float) -> None:
+        self.seconds[stage] += dt
+
+    def summary(self) -> str:
+        total = sum(self.seconds.values()) or 1e-9
+        parts = [f"{k} {v:.2f}s ({100 * v / total:.0f}%)" for k, v in self.seconds.items()]
+        fps = self.frames / total if total else 0.0
+        return f"{self.frames} frames, {fps:.2f} frames/s; " + ", ".join(parts)
+
+
+class PropagationTask:
+    """A feature extractor and a TaskConfig; subclasses implement ``run``.
+
+    Args:
+        extractor: frames (B, 3, H, W) uint8 -> features (B, C, H/s, W/s).
+        config: frame resizing, extraction and propagation settings.
+    """
+
+    #: Preset used by :meth:`from_pretrained` when none is given.
+    default_preset = "davis"
+
+    def __init__(self, extractor: FeatureExtractor, config: TaskConfig) -> None:
+        self.extractor = extractor
+        self.config = config
+        self.last_profile = Profile()
+
+    @classmethod
+    def from_pretrained(
+        cls: type[T],
+        model: str | None = None,
+        *,
+        config: TaskConfig | str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> T:
+        """Load the DIFT extractor named by ``model`` (default: the config's) with a preset or config."""
+        from vidprop.features.dift import DiftExtractor
+
+        config = cls.default_preset if config is None else config
+        cfg = load_preset(config) if isinstance(config, str) else config
+        ext = DiftExtractor.from_pretrained(model, config=cfg.extractor, device=device, dtype=dtype)
+        if model is not None:
+            cfg = cfg.override(extractor={"model": str(model)})
+        return cls(ext, cfg)
+
+    def _prepare(self, item: np.ndarray | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """A frame -> (original, resized for the model); pairs pass through (resized on a reader thread)."""
+        if isinstance(item, tuple):
+            return item
+        h, w = item.shape[:2]
+        return item, resize_frame(item, self.config.frames.target_size(w, h))
+
+    def _features(self, frames: Iterable) -> Iterator[tuple[int, np.ndarray, tuple[int, int], torch.Tensor]]:
+        """Yield (index, original frame, resized (w, h), features (C, h, w)), extracting in batches."""
+        ext = self.extractor
+        prof = self.last_profile
+        batch_size = max(1, getattr(getattr(ext, "config", None), "batch_size", 1))
+        it = iter(frames)
+        index = 0
+        while True:
+            t0 = time.perf_counter()
+            batch = []
+            for item in it:
+                batch.append(self._prepare(item))
+                if len(batch) == batch_size:
+                    break
+            prof.add("decode", time.perf_counter() - t0)
+            if not batch:
+                return
+            t0 = time.perf_counter()
+            small = torch.from_numpy(np.stack([b[1] for b in batch])).permute(0, 3, 1, 2)  # (B, 3, H', W')
+            if ext.device.type == "cuda":
+                small = small.pin_memory()
+            feats = ext.extract(small, indices=list(range(index, index + len(batch))))  # (B, C, h, w)
+            prof.add("extract", time.perf_counter() - t0)
+            for j, (orig, sm) in enumerate(batch):
+                yield index, orig, (sm.shape[1], sm.shape[0]), feats[j]
+                index += 1
