@@ -300,7 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return _worker(args)
 
-    import torch
 
     from vidprop.features.dift import resolve_device, resolve_dtype
 
@@ -329,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
         f"t={args.t}, up_ft_index={args.up_ft_index}, {args.frames} timed frames after {args.warmup} warm-up call(s)",
         flush=True,
     )
+    stop = "runs the whole U-Net forward" if args.published_full_forward else (
+        f"stops after up_blocks[{args.up_ft_index}] like the published copied forward")
+    opts = [f"batch {args.batch_frames} frame(s)/call"] + [o for o, on in (
+        ("channels_last", args.channels_last), ("torch.compile", args.compile)) if on]
+    print(f"(a) float32, sliced attention, VAE per ensemble copy, {stop}; (b) {args.dtype}, " + ", ".join(opts), flush=True)
+    if not cuda and args.dtype != "float32":
+        print("note: on a CPU without bf16/fp16 units (AVX512-BF16, AMX) half precision is far slower than float32")
     t_start = time.perf_counter()
     workers = {n: _Worker(n, fwd) for n in names}  # both build their models at the same time
     try:

@@ -84,20 +84,9 @@ def pair_config(args: argparse.Namespace, default_preset: str):
     frames = {}
     if args.size is not None:
         frames = {"mode": "fixed", "width": args.size, "height": args.size}
-    return cfg.override(
-        frames=frames,
-        extractor={
-            "model": args.model,
-            "revision": args.revision,
-            "device": args.device,
-            "dtype": args.dtype,
-            "seed": args.seed,
-            "ensemble": args.ensemble,
-            "t": args.timestep,
-            "up_ft_index": args.up_ft_index,
-            "batch_size": args.batch_size,
-        },
-    )
+    from vidprop.cli.segment import extractor_overrides
+
+    return cfg.override(frames=frames, extractor=extractor_overrides(args))
 
 
 def attention_settings(args: argparse.Namespace):

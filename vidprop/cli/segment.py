@@ -8,7 +8,7 @@ import sys
 
 from vidprop.config import load_preset, preset_names
 
-__all__ = ["register", "add_model_args", "config_from_args"]
+__all__ = ["register", "add_model_args", "config_from_args", "extractor_overrides"]
 
 log = logging.getLogger("vidprop")
 
@@ -52,6 +52,21 @@ def add_model_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--radius", type=float, help="neighbourhood radius in feature cells")
 
 
+def extractor_overrides(args: argparse.Namespace) -> dict:
+    """The extractor fields set by the model flags (None = keep the preset's)."""
+    return {
+        "model": args.model,
+        "revision": args.revision,
+        "device": args.device,
+        "dtype": args.dtype,
+        "seed": args.seed,
+        "ensemble": args.ensemble,
+        "t": args.timestep,
+        "up_ft_index": args.up_ft_index,
+        "batch_size": args.batch_size,
+    }
+
+
 def config_from_args(args: argparse.Namespace):
     cfg = load_preset(args.config)
     frames = {}
@@ -59,17 +74,7 @@ def config_from_args(args: argparse.Namespace):
         frames = {"mode": "short_side", "short_side": args.short_side}
     return cfg.override(
         frames=frames,
-        extractor={
-            "model": args.model,
-            "revision": args.revision,
-            "device": args.device,
-            "dtype": args.dtype,
-            "seed": args.seed,
-            "ensemble": args.ensemble,
-            "t": args.timestep,
-            "up_ft_index": args.up_ft_index,
-            "batch_size": args.batch_size,
-        },
+        extractor=extractor_overrides(args),
         propagation={
             "protocol": args.protocol,
             "topk": args.topk,
