@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     p.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav", "opencv", "folder"],
                    help="video decoder (default: decord if installed, else PyAV)")
-    p.add_argument("--profile", action="store_true", help="print the time split decode/extract/propagate")
+    p.add_argument("--profile", action="store_true", help="print frames/s and the time split: decode wait, extraction, propagation, write wait, and the reader/writer threads' busy time")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_crop_arg(p)
     add_model_args(p, "jhmdb")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -231,6 +232,7 @@ class FrameReader:
         self.transform = transform
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.busy_seconds = 0.0  # decoding (+ transform) time on the reader thread, last iteration
         self._first = self._read_first()
         h, w = self._first.shape[:2]
         if self._files is not None:
@@ -262,10 +264,18 @@ class FrameReader:
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         self._stop.clear()
 
+        self.busy_seconds = 0.0
+
         def work() -> None:
             try:
-                for frame in self._frames():
+                frames = iter(self._frames())
+                while True:
+                    t0 = time.perf_counter()
+                    frame = next(frames, _END)
+                    if frame is _END:
+                        break
                     item = self.transform(frame) if self.transform else frame
+                    self.busy_seconds += time.perf_counter() - t0
                     while not self._stop.is_set():
                         try:
                             q.put(item, timeout=0.1)

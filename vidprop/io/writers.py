@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
@@ -29,11 +30,17 @@ _PALETTE = davis_palette()
 
 
 class BackgroundWriter:
-    """Run ``submit(fn, *args)`` jobs in order on a background thread."""
+    """Run ``submit(fn, *args)`` jobs in order on a background thread.
+
+    ``busy_seconds`` is the time the thread spent in jobs; ``wait_seconds``
+    the time callers were held up (a full queue in ``submit``, then ``close``).
+    """
 
     def __init__(self, max_pending: int = 16, name: str = "vidprop-writer") -> None:
         self._q: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
+        self.busy_seconds = 0.0
+        self.wait_seconds = 0.0
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
         self._closed = False
@@ -46,10 +53,12 @@ class BackgroundWriter:
             if self._error is not None:
                 continue  # drain after a failure
             fn, args = job
+            t0 = time.perf_counter()
             try:
                 fn(*args)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                 self._error = exc
+            self.busy_seconds += time.perf_counter() - t0
 
     def _check(self) -> None:
         if self._error is not None:
@@ -58,14 +67,18 @@ class BackgroundWriter:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         self._check()
+        t0 = time.perf_counter()
         self._q.put((fn, args))
+        self.wait_seconds += time.perf_counter() - t0
 
     def close(self) -> None:
         """Wait for every job; raise the first job error, if any."""
         if not self._closed:
+            t0 = time.perf_counter()
             self._closed = True
             self._q.put(None)
             self._thread.join()
+            self.wait_seconds += time.perf_counter() - t0
         self._check()
 
     def __enter__(self) -> "BackgroundWriter":

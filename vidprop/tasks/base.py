@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, TypeVar
+from typing import Any, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ import torch
 from vidprop.config import TaskConfig, load_preset
 from vidprop.features.base import FeatureExtractor
 
-__all__ = ["PropagationTask", "Profile", "resize_frame"]
+__all__ = ["Profile", "PropagationTask", "record_io", "resize_frame"]
 
 T = TypeVar("T", bound="PropagationTask")
 
@@ -35,19 +35,45 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @dataclass
 class Profile:
-    """Seconds spent per stage of a run (wall clock, summed over frames)."""
+    """Where the time of a run went.
+
+    ``seconds``: wall time per stage on the calling thread, summed over frames
+    ("decode" is the wait for the reader thread, "write" the wait for the
+    writer thread).  ``background``: busy time of the helper threads, which
+    overlaps the main thread.  ``wall``: the run's wall time (0 = unknown:
+    the sum of ``seconds`` is used).
+    """
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    background: dict[str, float] = field(default_factory=dict)
     frames: int = 0
+    wall: float = 0.0
 
     def add(self, stage: str, dt: float) -> None:
         self.seconds[stage] += dt
 
+    @property
+    def total(self) -> float:
+        return self.wall or sum(self.seconds.values())
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.total if self.total > 0 else 0.0
+
     def summary(self) -> str:
-        total = sum(self.seconds.values()) or 1e-9
+        total = self.total or 1e-9
         parts = [f"{k} {v:.2f}s ({100 * v / total:.0f}%)" for k, v in self.seconds.items()]
-        fps = self.frames / total if total else 0.0
-        return f"{self.frames} frames, {fps:.2f} frames/s; " + ", ".join(parts)
+        text = f"{self.frames} frames in {self.total:.2f}s, {self.fps:.2f} frames/s; " + ", ".join(parts)
+        if self.background:
+            text += "; background threads: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.background.items())
+        return text
+
+
+def record_io(prof: Profile, started: float, reader: Any, writer: Any) -> None:
+    """Complete a run's profile with the reader/writer threads' figures and the wall time since ``started``."""
+    prof.add("write", writer.wait_seconds)
+    prof.background = {"decode+resize": reader.busy_seconds, "write": writer.busy_seconds}
+    prof.wall = time.perf_counter() - started
 
 
 class PropagationTask:

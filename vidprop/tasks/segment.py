@@ -31,7 +31,7 @@ from vidprop.io.video import Backend, open_video
 from vidprop.io.writers import BackgroundWriter, VideoWriter, overlay_mask
 from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest, object_ids
 from vidprop.propagation.propagator import Propagator
-from vidprop.tasks.base import Profile, PropagationTask, resize_frame
+from vidprop.tasks.base import Profile, PropagationTask, record_io, resize_frame
 
 __all__ = ["Segmenter", "segment_video", "SegmentResult", "resize_frame"]
 
@@ -192,6 +192,7 @@ def segment_video(
         video, vinfo.width, vinfo.height, f", {vinfo.num_frames} frames" if vinfo.num_frames else "",
         len(object_ids(mask_arr)), out_dir,
     )
+    started = time.perf_counter()
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         writer = BackgroundWriter()
         vw: VideoWriter | None = None
@@ -218,6 +219,7 @@ def segment_video(
             if vw is not None:
                 writer.submit(vw.close)
             writer.close()
+            record_io(segmenter.last_profile, started, reader, writer)
         except BaseException:
             writer.__exit__(RuntimeError, None, None)
             raise

@@ -44,7 +44,7 @@ from vidprop.io.video import Backend, open_video
 from vidprop.io.writers import BackgroundWriter, VideoWriter
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
-from vidprop.tasks.base import Profile, PropagationTask, resize_frame
+from vidprop.tasks.base import Profile, PropagationTask, record_io, resize_frame
 
 __all__ = ["Tracker", "TrackFrame", "TrackResult", "track_video"]
 
@@ -222,6 +222,7 @@ def track_video(
     colours = joint_colours(len(kps))
     xys: list[np.ndarray] = []
     vis: list[np.ndarray] = []
+    started = time.perf_counter()
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         writer = BackgroundWriter()
         vw: VideoWriter | None = None
@@ -246,6 +247,7 @@ def track_video(
             if vw is not None:
                 writer.submit(vw.close)
             writer.close()
+            record_io(tracker.last_profile, started, reader, writer)
         except BaseException:
             writer.__exit__(RuntimeError, None, None)
             raise

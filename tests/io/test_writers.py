@@ -1,0 +1,76 @@
+"""Writers: the background job thread, the H.264 overlay writer, the mask overlay."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vidprop.io.masks import davis_palette
+from vidprop.io.writers import BackgroundWriter, VideoWriter, overlay_mask
+
+
+def test_background_writer_runs_jobs_in_order_off_the_calling_thread():
+    done, threads = [], set()
+
+    def job(i):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.01)
+        done.append(i)
+
+    w = BackgroundWriter(max_pending=2)
+    for i in range(6):
+        w.submit(job, i)
+    w.close()
+    assert done == list(range(6))
+    assert threads == {"vidprop-writer"}
+    # busy time covers the six sleeps; with a queue of 2 the caller had to wait for some of them
+    assert w.busy_seconds >= 0.06
+    assert 0 < w.wait_seconds <= w.busy_seconds + 0.05
+
+
+def test_background_writer_reraises_the_first_error_and_drains():
+    ran = []
+
+    def bad():
+        raise OSError("disk full")
+
+    w = BackgroundWriter()
+    w.submit(bad)
+    w.submit(ran.append, 1)  # skipped: a job failed before it
+    with pytest.raises(OSError, match="disk full"):
+        w.close()
+    assert ran == []
+
+
+def test_overlay_blends_objects_and_draws_solid_borders():
+    frame = np.full((9, 9, 3), 100, np.uint8)
+    mask = np.zeros((9, 9), np.uint8)
+    mask[2:7, 2:7] = 1
+    out = overlay_mask(frame, mask, alpha=0.5)
+    red = davis_palette()[1]
+    assert (out[0, 0] == 100).all()  # background untouched
+    np.testing.assert_array_equal(out[4, 4], ((100 * 0.5 + red * 0.5)).astype(np.uint8))  # interior: blended
+    np.testing.assert_array_equal(out[2, 4], red)  # border pixel of the object: solid colour
+    np.testing.assert_array_equal(out[1, 4], [100, 100, 100])  # just outside: untouched
+
+
+def test_video_writer_pads_odd_sizes_for_yuv420p(tmp_path):
+    import av
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (33, 47, 3), dtype=np.uint8) for _ in range(3)]
+    vw = VideoWriter(tmp_path / "o.mp4", 30000 / 1001, 47, 33)
+    for f in frames:
+        vw.write(f)
+    vw.close()
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        s = c.streams.video[0]
+        assert (s.codec_context.name, s.codec_context.pix_fmt) == ("h264", "yuv420p")
+        assert (s.width, s.height) == (48, 34)
+        assert abs(float(s.average_rate) - 30000 / 1001) < 1e-3
+        assert len(list(c.decode(s))) == 3
+    with pytest.raises(ValueError, match="frame must be"):
+        VideoWriter(tmp_path / "p.mp4", 10, 47, 33).write(frames[0][:32])
