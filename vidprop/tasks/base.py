@@ -9,8 +9,10 @@ turn labels into features' context and back.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
 import numpy as np
@@ -19,7 +21,7 @@ import torch
 from vidprop.config import TaskConfig, load_preset
 from vidprop.features.base import FeatureExtractor
 
-__all__ = ["Profile", "PropagationTask", "record_io", "resize_frame"]
+__all__ = ["Profile", "PropagationTask", "background_output", "record_io", "resize_frame", "tap_originals"]
 
 T = TypeVar("T", bound="PropagationTask")
 
@@ -74,6 +76,48 @@ def record_io(prof: Profile, started: float, reader: Any, writer: Any) -> None:
     prof.add("write", writer.wait_seconds)
     prof.background = {"decode+resize": reader.busy_seconds, "write": writer.busy_seconds}
     prof.wall = time.perf_counter() - started
+
+
+def tap_originals(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[deque, Iterator]:
+    """Pass (original, resized) pairs on while keeping the originals, in order, until popped.
+
+    The task consumes the pairs ahead of the frames it yields (batching);
+    the caller pops one original per result to draw its overlay.
+    """
+    originals: deque = deque()
+
+    def tap() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for pair in pairs:
+            originals.append(pair[0])
+            yield pair
+
+    return originals, tap()
+
+
+@contextmanager
+def background_output(
+    task: PropagationTask, folder: Path, info: Any, overlay: bool, reader: Any, started: float
+) -> Iterator[tuple[Any, Any]]:
+    """Yield (BackgroundWriter, overlay VideoWriter or None) writing into ``folder``.
+
+    On success the overlay is closed on the writer thread, every job is
+    waited for (an error in one is raised here) and the task's last profile
+    gets the reader's and writer's figures; on an error the writer stops
+    without running what is left.
+    """
+    from vidprop.io.writers import BackgroundWriter, VideoWriter
+
+    writer = BackgroundWriter()
+    try:
+        vw = VideoWriter(folder / "overlay.mp4", info.fps, info.width, info.height) if overlay else None
+        yield writer, vw
+        if vw is not None:
+            writer.submit(vw.close)
+        writer.close()
+    except BaseException:
+        writer.__exit__(RuntimeError, None, None)
+        raise
+    record_io(task.last_profile, started, reader, writer)
 
 
 class PropagationTask:

@@ -28,10 +28,10 @@ from vidprop.errors import InputError
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.masks import read_mask, resize_mask_nearest, write_indexed_png
 from vidprop.io.video import Backend, open_video
-from vidprop.io.writers import BackgroundWriter, VideoWriter, overlay_mask
+from vidprop.io.writers import overlay_mask
 from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest, object_ids
 from vidprop.propagation.propagator import Propagator
-from vidprop.tasks.base import Profile, PropagationTask, record_io, resize_frame
+from vidprop.tasks.base import Profile, PropagationTask, background_output, resize_frame, tap_originals
 
 __all__ = ["Segmenter", "segment_video", "SegmentResult", "resize_frame"]
 
@@ -193,36 +193,16 @@ def segment_video(
         len(object_ids(mask_arr)), out_dir,
     )
     started = time.perf_counter()
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        writer = BackgroundWriter()
-        vw: VideoWriter | None = None
-        if overlay:
-            vw = VideoWriter(tmp / "overlay.mp4", vinfo.fps, vinfo.width, vinfo.height)
-        frames_iter = iter(reader)
-        originals: list[np.ndarray] = []
-
-        def tap() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            for pair in frames_iter:
-                originals.append(pair[0])
-                yield pair
-
-        try:
-            for i, m in enumerate(
-                segmenter.run(tap(), mask_arr, progress=progress, total=vinfo.num_frames)
-            ):
-                frame = originals.pop(0)
-                stem = vinfo.frame_names[i] if vinfo.frame_names else f"{i:05d}"
-                names.append(stem)
-                writer.submit(write_indexed_png, tmp / f"{stem}.png", m)
-                if vw is not None:
-                    writer.submit(lambda fr, mm: vw.write(overlay_mask(fr, mm)), frame, m)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp, \
+            background_output(segmenter, tmp, vinfo, overlay, reader, started) as (writer, vw):
+        originals, pairs = tap_originals(reader)
+        for i, m in enumerate(segmenter.run(pairs, mask_arr, progress=progress, total=vinfo.num_frames)):
+            frame = originals.popleft()
+            stem = vinfo.frame_names[i] if vinfo.frame_names else f"{i:05d}"
+            names.append(stem)
+            writer.submit(write_indexed_png, tmp / f"{stem}.png", m)
             if vw is not None:
-                writer.submit(vw.close)
-            writer.close()
-            record_io(segmenter.last_profile, started, reader, writer)
-        except BaseException:
-            writer.__exit__(RuntimeError, None, None)
-            raise
+                writer.submit(lambda fr, mm: vw.write(overlay_mask(fr, mm)), frame, m)
     prof = segmenter.last_profile.summary()
     log.info("wrote %d masks to %s (%s)", len(names), out_dir, prof)
     return SegmentResult(

@@ -41,10 +41,9 @@ from vidprop.errors import InputError
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.keypoints import KeypointSet, draw_keypoints, joint_colours, read_keypoints, write_tracks_csv, write_tracks_json
 from vidprop.io.video import Backend, open_video
-from vidprop.io.writers import BackgroundWriter, VideoWriter
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
-from vidprop.tasks.base import Profile, PropagationTask, record_io, resize_frame
+from vidprop.tasks.base import Profile, PropagationTask, background_output, resize_frame, tap_originals
 
 __all__ = ["Tracker", "TrackFrame", "TrackResult", "track_video"]
 
@@ -224,33 +223,16 @@ def track_video(
     vis: list[np.ndarray] = []
     started = time.perf_counter()
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        writer = BackgroundWriter()
-        vw: VideoWriter | None = None
-        if overlay:
-            vw = VideoWriter(tmp / "overlay.mp4", vinfo.fps, vinfo.width, vinfo.height)
-        originals: list[np.ndarray] = []
-
-        def tap() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            for pair in reader:
-                originals.append(pair[0])
-                yield pair
-
-        try:
-            for fr in tracker.run(tap(), kps, progress=progress, total=vinfo.num_frames):
-                frame = originals.pop(0)
+        with background_output(tracker, tmp, vinfo, overlay, reader, started) as (writer, vw):
+            originals, pairs = tap_originals(reader)
+            for fr in tracker.run(pairs, kps, progress=progress, total=vinfo.num_frames):
+                frame = originals.popleft()
                 xys.append(fr.xy)
                 vis.append(fr.visible)
                 if vw is not None:
                     writer.submit(
                         lambda im, p, v: vw.write(draw_keypoints(im, p, v, kps.skeleton, colours)), frame, fr.xy, fr.visible
                     )
-            if vw is not None:
-                writer.submit(vw.close)
-            writer.close()
-            record_io(tracker.last_profile, started, reader, writer)
-        except BaseException:
-            writer.__exit__(RuntimeError, None, None)
-            raise
         xy, visible = np.stack(xys), np.stack(vis)
         frame_names = list(vinfo.frame_names) if vinfo.frame_names and len(vinfo.frame_names) == len(xy) else None
         ext_cfg = tracker.config.extractor
