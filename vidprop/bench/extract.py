@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         ("channels_last", args.channels_last), ("torch.compile", args.compile)) if on]
     print(f"(a) float32, sliced attention, VAE per ensemble copy, {stop}; (b) {args.dtype}, " + ", ".join(opts), flush=True)
     if not cuda and args.dtype != "float32":
-        print("note: on a CPU without bf16/fp16 units (AVX512-BF16, AMX) half precision is far slower than float32")
+        print("note: half precision is fast on CPUs with bf16/fp16 units (AVX512-BF16, AMX) only; elsewhere it is far slower than float32")
     t_start = time.perf_counter()
     workers = {n: _Worker(n, fwd) for n in names}  # both build their models at the same time
     try:
