@@ -105,3 +105,12 @@ def test_overlay_video_is_browser_playable(tmp_path):
         assert s.codec_context.name == "h264"
         assert s.codec_context.pix_fmt == "yuv420p"
         assert len(list(c.decode(s))) == 3
+
+
+def test_video_names_for_output_folders(tmp_path):
+    scene = SyntheticScene(width=32, height=32, num_frames=2)
+    assert open_video(write_video(scene, tmp_path / "walk.mp4")).info.name == "walk"
+    assert open_video(write_frame_folder(scene, tmp_path / "bmx-trees")).info.name == "bmx-trees"
+    # a generic frame-folder name gives way to its parent's: judo/frames -> "judo"
+    assert open_video(write_frame_folder(scene, tmp_path / "judo" / "frames")).info.name == "judo"
+    assert open_video(write_frame_folder(scene, tmp_path / "cat" / "JPEGImages")).info.name == "cat"

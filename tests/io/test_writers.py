@@ -45,16 +45,50 @@ def test_background_writer_reraises_the_first_error_and_drains():
     assert ran == []
 
 
+def _reference_overlay(frame, mask, alpha):
+    """Plain per-pixel loops: blend object pixels, colour those with a different id in their 3x3 neighbourhood."""
+    pal = davis_palette().astype(np.float64)
+    out = frame.copy()
+    H, W = mask.shape
+    for y in range(H):
+        for x in range(W):
+            k = mask[y, x]
+            if k == 0:
+                continue
+            nb = mask[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
+            if (nb != k).any():
+                out[y, x] = pal[k]
+            else:
+                out[y, x] = np.rint((1 - alpha) * frame[y, x] + alpha * pal[k])
+    return out
+
+
 def test_overlay_blends_objects_and_draws_solid_borders():
     frame = np.full((9, 9, 3), 100, np.uint8)
     mask = np.zeros((9, 9), np.uint8)
     mask[2:7, 2:7] = 1
     out = overlay_mask(frame, mask, alpha=0.5)
-    red = davis_palette()[1]
+    red = davis_palette()[1]  # (128, 0, 0)
     assert (out[0, 0] == 100).all()  # background untouched
-    np.testing.assert_array_equal(out[4, 4], ((100 * 0.5 + red * 0.5)).astype(np.uint8))  # interior: blended
+    np.testing.assert_array_equal(out[4, 4], [114, 50, 50])  # interior: (100 + colour) / 2
     np.testing.assert_array_equal(out[2, 4], red)  # border pixel of the object: solid colour
     np.testing.assert_array_equal(out[1, 4], [100, 100, 100])  # just outside: untouched
+    np.testing.assert_array_equal(overlay_mask(frame, np.zeros_like(mask)), frame)
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay_mask(frame, mask[:8])
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.3])
+def test_overlay_equals_plain_reference_on_random_masks(alpha):
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (24, 31, 3), dtype=np.uint8)
+    mask = np.zeros((24, 31), np.uint8)
+    mask[3:15, 4:20] = 2
+    mask[10:22, 12:29] = 7
+    mask[rng.random(mask.shape) < 0.05] = 1  # speckle: many borders
+    out = overlay_mask(frame, mask, alpha=alpha)
+    ref = _reference_overlay(frame, mask, alpha)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= (0 if alpha == 0.5 else 1)  # float32 rounding at .5
 
 
 def test_video_writer_pads_odd_sizes_for_yuv420p(tmp_path):

@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from vidprop import __version__
@@ -99,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         try:
-            return int(args.func(args) or 0)
+            with warnings.catch_warnings():
+                if args.verbose < 2:  # a library-internal deprecation (diffusers -> huggingface_hub), not the user's
+                    warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
+                return int(args.func(args) or 0)
         except VidpropError as exc:
             print(f"vidprop: error: {exc}", file=sys.stderr)
             return exc.exit_code

@@ -97,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="video file (mp4, avi, ...) or a folder of frames (sorted by name)")
     p.add_argument("--mask", required=True, help="first-frame mask image")
     p.add_argument("--out", default="results", help="output folder (default: results/)")
-    p.add_argument("--name", help="sub-folder name (default: the video's name)")
+    p.add_argument("--name", help="sub-folder name (default: the video file's stem or the frame folder's name; for a generic folder name like frames/ or JPEGImages/, its parent's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing results for this video")
     p.add_argument("--resize-mask", action="store_true", help="nearest-resize a mask whose size differs from the frames")
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")

@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="video file (mp4, avi, ...) or a folder of frames (sorted by name)")
     p.add_argument("--keypoints", required=True, help="first-frame keypoint file (JSON, see below)")
     p.add_argument("--out", default="results", help="output folder (default: results/)")
-    p.add_argument("--name", help="sub-folder name (default: the video's name)")
+    p.add_argument("--name", help="sub-folder name (default: the video file's stem or the frame folder's name; for a generic folder name like frames/ or JPEGImages/, its parent's)")
     p.add_argument("--overwrite", action="store_true", help="replace existing results for this video")
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     p.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav", "opencv", "folder"],

@@ -51,7 +51,17 @@ class VideoInfo:
 
     @property
     def name(self) -> str:
-        return self.path.stem if self.path.is_file() else self.path.name
+        """The video's name: a file's stem, a folder's name (its parent's, for a generic one like ``frames/``)."""
+        if self.path.is_file():
+            return self.path.stem
+        path = self.path.resolve()
+        if path.name.lower() in GENERIC_FRAME_FOLDERS and path.parent.name:
+            return path.parent.name
+        return path.name
+
+
+#: Frame-folder names that say nothing of the video: ``judo/frames/`` is named "judo".
+GENERIC_FRAME_FOLDERS = frozenset({"frames", "images", "imgs", "img", "jpegimages", "rgb", "color", "jpg", "png"})
 
 
 def list_frames(folder: Path) -> list[Path]:
