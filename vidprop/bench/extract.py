@@ -300,7 +300,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return _worker(args)
 
-
     from vidprop.features.dift import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vidprop.cli.segment import extractor_overrides
 from vidprop.config import preset_names
 
 __all__ = ["register", "add_pair_model_args", "add_attention_args", "pair_config", "attention_settings"]
@@ -84,8 +85,6 @@ def pair_config(args: argparse.Namespace, default_preset: str):
     frames = {}
     if args.size is not None:
         frames = {"mode": "fixed", "width": args.size, "height": args.size}
-    from vidprop.cli.segment import extractor_overrides
-
     return cfg.override(frames=frames, extractor=extractor_overrides(args))
 
 

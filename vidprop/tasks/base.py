@@ -21,7 +21,7 @@ import torch
 from vidprop.config import TaskConfig, load_preset
 from vidprop.features.base import FeatureExtractor
 
-__all__ = ["Profile", "PropagationTask", "background_output", "record_io", "resize_frame", "tap_originals"]
+__all__ = ["Profile", "PropagationTask", "background_output", "resize_frame", "tap_originals"]
 
 T = TypeVar("T", bound="PropagationTask")
 
@@ -71,13 +71,6 @@ class Profile:
         return text
 
 
-def record_io(prof: Profile, started: float, reader: Any, writer: Any) -> None:
-    """Complete a run's profile with the reader/writer threads' figures and the wall time since ``started``."""
-    prof.add("write", writer.wait_seconds)
-    prof.background = {"decode+resize": reader.busy_seconds, "write": writer.busy_seconds}
-    prof.wall = time.perf_counter() - started
-
-
 def tap_originals(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[deque, Iterator]:
     """Pass (original, resized) pairs on while keeping the originals, in order, until popped.
 
@@ -96,17 +89,19 @@ def tap_originals(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[deque
 
 @contextmanager
 def background_output(
-    task: PropagationTask, folder: Path, info: Any, overlay: bool, reader: Any, started: float
+    task: PropagationTask, folder: Path, info: Any, overlay: bool, reader: Any
 ) -> Iterator[tuple[Any, Any]]:
     """Yield (BackgroundWriter, overlay VideoWriter or None) writing into ``folder``.
 
     On success the overlay is closed on the writer thread, every job is
     waited for (an error in one is raised here) and the task's last profile
-    gets the reader's and writer's figures; on an error the writer stops
-    without running what is left.
+    gets the wait for the writer, the reader's and writer's busy time and the
+    wall time of the block; on an error the writer stops without running
+    what is left.
     """
     from vidprop.io.writers import BackgroundWriter, VideoWriter
 
+    started = time.perf_counter()
     writer = BackgroundWriter()
     try:
         vw = VideoWriter(folder / "overlay.mp4", info.fps, info.width, info.height) if overlay else None
@@ -117,7 +112,10 @@ def background_output(
     except BaseException:
         writer.__exit__(RuntimeError, None, None)
         raise
-    record_io(task.last_profile, started, reader, writer)
+    prof = task.last_profile
+    prof.add("write", writer.wait_seconds)
+    prof.background = {"decode+resize": reader.busy_seconds, "write": writer.busy_seconds}
+    prof.wall = time.perf_counter() - started
 
 
 class PropagationTask:

@@ -192,9 +192,8 @@ def segment_video(
         video, vinfo.width, vinfo.height, f", {vinfo.num_frames} frames" if vinfo.num_frames else "",
         len(object_ids(mask_arr)), out_dir,
     )
-    started = time.perf_counter()
     with atomic_dir(out_dir, overwrite=overwrite) as tmp, \
-            background_output(segmenter, tmp, vinfo, overlay, reader, started) as (writer, vw):
+            background_output(segmenter, tmp, vinfo, overlay, reader) as (writer, vw):
         originals, pairs = tap_originals(reader)
         for i, m in enumerate(segmenter.run(pairs, mask_arr, progress=progress, total=vinfo.num_frames)):
             frame = originals.popleft()

@@ -221,9 +221,8 @@ def track_video(
     colours = joint_colours(len(kps))
     xys: list[np.ndarray] = []
     vis: list[np.ndarray] = []
-    started = time.perf_counter()
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        with background_output(tracker, tmp, vinfo, overlay, reader, started) as (writer, vw):
+        with background_output(tracker, tmp, vinfo, overlay, reader) as (writer, vw):
             originals, pairs = tap_originals(reader)
             for fr in tracker.run(pairs, kps, progress=progress, total=vinfo.num_frames):
                 frame = originals.popleft()
