@@ -31,7 +31,6 @@ import datetime as _dt
 import logging
 import math
 import os
-import sys
 import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from PIL import Image
 
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file
+from vidprop.progress import progress_bar
 
 __all__ = [
     "SETS",
@@ -579,8 +579,6 @@ def score_davis(
     ``workers`` processes score sequences in parallel (default min(4, CPUs));
     the numbers do not depend on it.
     """
-    from tqdm.auto import tqdm
-
     names = list(sequences) if sequences else read_set(root, set)
     if set not in SETS:
         raise ConfigError(f"unknown DAVIS set {set!r}; expected one of {', '.join(SETS)}")
@@ -593,7 +591,7 @@ def score_davis(
         raise ConfigError(f"workers must be >= 1, got {workers}")
     workers = min(workers, len(seqs))
     log.info("scoring %d sequence(s) of DAVIS-2017 %s in %s with %d worker(s)", len(seqs), set, results, workers)
-    bar = tqdm(total=len(seqs), desc=f"DAVIS {set} J&F", unit="seq", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(seqs), desc=f"DAVIS {set} J&F", unit="seq", enabled=progress, leave=True)
     out: list[SequenceScore | None] = [None] * len(seqs)
     try:
         if workers == 1:
@@ -853,11 +851,9 @@ def run_davis(
 
 def _propagate(root: str | Path, out: Path, todo: Sequence[DavisSequence], segmenter: Any, *,
                overwrite: bool, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
     from vidprop.tasks.segment import segment_video
 
-    bar = tqdm(todo, desc="DAVIS propagate", unit="seq", disable=not progress, file=sys.stderr)
+    bar = progress_bar(todo, desc="DAVIS propagate", unit="seq", enabled=progress, leave=True)
     for seq in bar:
         bar.set_postfix_str(seq.name)
         first = _read_ids(seq.annotations[0], "annotation")
