@@ -36,3 +36,15 @@ def real_model_path() -> Path:
     if not path or not Path(path).is_dir():
         pytest.skip("real Stable Diffusion weights are not available (set VIDPROP_TEST_MODEL to a local folder)")
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for every test that needs it (2 CPUs, 2 logical GPUs, no dashboard)."""
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    if started:
+        ray.shutdown()

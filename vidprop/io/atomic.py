@@ -15,7 +15,7 @@ from typing import Iterator
 
 from vidprop.errors import OutputExistsError
 
-__all__ = ["atomic_file", "atomic_dir", "check_writable_target"]
+__all__ = ["atomic_file", "atomic_dir", "check_writable_target", "remove_partials"]
 
 
 def check_writable_target(path: str | Path, overwrite: bool) -> None:
@@ -71,3 +71,32 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, path)
+
+
+def remove_partials(path: str | Path) -> list[Path]:
+    """Remove the temporary folders and files :func:`atomic_dir` / :func:`atomic_file` left for ``path``.
+
+    A process killed while writing ``path`` (SIGKILL, power loss) leaves its
+    ``.<name>.partial-XXXXXXXX`` (and ``.<name>.old-XXXXXXXX``) beside it; call
+    this before writing ``path`` again, when no other process is writing it.
+    Returns what was removed.
+    """
+    import re
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    rand = r"\.(partial|old)-[A-Za-z0-9_]{8}"
+    patterns = [re.compile(r"\." + re.escape(path.name) + rand + "$")]  # atomic_dir
+    if path.suffix:  # atomic_file keeps the extension: .<stem>.partial-XXXXXXXX<suffix>
+        patterns.append(re.compile(r"\." + re.escape(path.stem) + rand + re.escape(path.suffix) + "$"))
+    removed = []
+    for p in path.parent.iterdir():
+        if any(pt.match(p.name) for pt in patterns):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            removed.append(p)
+    return removed
