@@ -48,3 +48,20 @@ def ray_local():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture
+def torch_threads():
+    """``with torch_threads(n):`` runs a block with n torch CPU threads (float sums depend on the thread count)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def use(n: int):
+        saved = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(saved)
+
+    return use

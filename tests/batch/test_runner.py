@@ -52,19 +52,31 @@ def _report(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def sequential(footage, tiny_sd_path, tmp_path_factory):
-    """The sequential engine's run of the manifest through the CLI: (out, exit code, stderr)."""
-    d, manifest = footage
-    out = tmp_path_factory.mktemp("seq") / "out"
+    """The sequential engine's run of the manifest through the CLI: (out, exit code, stderr).
+
+    With one torch thread, as the Ray workers of the test below (1 CPU each): CPU float sums depend on the
+    thread count, so only runs with the same count can be compared byte for byte.
+    """
     import contextlib
     import io
 
+    import torch
+
+    d, manifest = footage
+    out = tmp_path_factory.mktemp("seq") / "out"
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        rc = main(["batch", str(manifest), "--out", str(out), "--model", str(tiny_sd_path), *FAST])
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stderr(err):
+            rc = main(["batch", str(manifest), "--out", str(out), "--model", str(tiny_sd_path), *FAST])
+    finally:
+        torch.set_num_threads(saved)
     return out, rc, err.getvalue()
 
 
-def test_rows_are_written_as_the_single_video_command_writes_them(footage, sequential, tiny_sd_path, tmp_path):
+def test_rows_are_written_as_the_single_video_command_writes_them(footage, sequential, tiny_sd_path, tmp_path,
+                                                                 torch_threads):
     from vidprop.config import load_preset
     from vidprop.tasks.segment import Segmenter, segment_video
 
@@ -72,21 +84,23 @@ def test_rows_are_written_as_the_single_video_command_writes_them(footage, seque
     out, rc, err = sequential
     assert rc == 1  # one row failed
     single = tmp_path / "single"
-    # the row with its own topk and overlay columns = `vidprop segment` with those flags
-    assert main(["segment", str(d / "v1.mp4"), "--mask", str(d / "v1_mask.png"), "--out", str(single), "--topk", "3",
-                 "--no-overlay", "--model", str(tiny_sd_path), *FAST]) == 0
-    # the others = segment_video with the same settings (what `vidprop segment` calls)
-    cfg = load_preset("davis-fast").override(frames={"short_side": 32}, extractor={"model": str(tiny_sd_path), "ensemble": 1})
-    seg = Segmenter.from_pretrained(config=cfg)
-    segment_video(d / "v0.mp4", d / "v0_mask.png", single, segmenter=seg, progress=False)
-    segment_video(d / "v2", d / "v2_mask.png", single, segmenter=seg, progress=False)
+    with torch_threads(1):  # as the batch run
+        # the row with its own topk and overlay columns = `vidprop segment` with those flags
+        assert main(["segment", str(d / "v1.mp4"), "--mask", str(d / "v1_mask.png"), "--out", str(single), "--topk",
+                     "3", "--no-overlay", "--model", str(tiny_sd_path), *FAST]) == 0
+        # the others = segment_video with the same settings (what `vidprop segment` calls)
+        cfg = load_preset("davis-fast").override(frames={"short_side": 32},
+                                                 extractor={"model": str(tiny_sd_path), "ensemble": 1})
+        seg = Segmenter.from_pretrained(config=cfg)
+        segment_video(d / "v0.mp4", d / "v0_mask.png", single, segmenter=seg, progress=False)
+        segment_video(d / "v2", d / "v2_mask.png", single, segmenter=seg, progress=False)
+        segment_video(d / "v1.mp4", d / "v1_mask.png", tmp_path / "k15", segmenter=seg, progress=False, overlay=False)
     want = _files(single)
     assert sorted(want) == sorted([f"v0/{i:05d}.png" for i in range(4)] + ["v0/overlay.mp4"]
                                   + [f"v1/{i:05d}.png" for i in range(4)]
                                   + [f"v2/{i:05d}.png" for i in range(4)] + ["v2/overlay.mp4"])
     assert _files(out) == want  # byte for byte; nothing for the corrupt video
     # the row's topk was applied, not the batch's: with the preset's topk the masks differ
-    segment_video(d / "v1.mp4", d / "v1_mask.png", tmp_path / "k15", segmenter=seg, progress=False, overlay=False)
     assert any(_files(tmp_path / "k15")[f"v1/{i:05d}.png"] != want[f"v1/{i:05d}.png"] for i in range(1, 4))
 
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.davis.dataset import VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
 from vidprop.eval.davis.scoring import DavisScores, score_davis
-from vidprop.io.atomic import atomic_file
+from vidprop.io.atomic import atomic_file, remove_partials
 from vidprop.progress import progress_bar
 
-__all__ = ["sequence_is_complete", "run_davis", "run_note"]
+__all__ = ["sequence_is_complete", "run_davis", "run_note", "SequenceWorker", "propagate_sequence"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ def run_davis(
     progress: bool = True,
     score: bool = True,
     segmenter: Any = None,
+    engine: EngineOptions | None = None,
 ) -> DavisScores | None:
     """Propagate every sequence's first annotation into ``out/<seq>/``, then score.
 
@@ -89,6 +92,11 @@ def run_davis(
     revision, vidprop version, set and date; resuming with other settings is
     an error.  Returns the scores (None for test-dev, which has no public
     ground truth, or with ``score=False``).
+
+    ``engine``: where sequences are propagated (default: one after the other
+    in this process); with ``EngineOptions(kind="ray")`` they are spread over
+    Ray workers that each load the model once.  The masks are the same either
+    way.  ``workers`` is the number of scoring processes.
     """
     import yaml
 
@@ -99,6 +107,9 @@ def run_davis(
     cfg = cfg.override(extractor={"model": model, "device": device, "dtype": dtype})
     if segmenter is not None:
         cfg = segmenter.config
+    engine = engine or EngineOptions()
+    if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
+        root, out = Path(root).resolve(), Path(out).resolve()
     names = list(sequences) if sequences else read_set(root, set)
     seqs = find_sequences(root, names, need="first")
     out = Path(out)
@@ -116,33 +127,37 @@ def run_davis(
                     f"{out} holds results made with other settings ({cfg_path}); "
                     "choose another --out or pass --overwrite to recompute every sequence"
                 )
-        if segmenter is None:
-            from vidprop.tasks.segment import Segmenter
-
-            segmenter = Segmenter.from_pretrained(config=cfg, device=device, dtype=dtype)
-            cfg = segmenter.config
-        ext = getattr(segmenter, "extractor", None)
-        record = {
-            "vidprop_version": __version__,
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "benchmark": "DAVIS-2017 semi-supervised",
-            "set": set,
-            "root": str(Path(root).resolve()),
-            "sequences": names,
-            "model": cfg.extractor.model,
-            "revision": getattr(ext, "model_revision", None) or cfg.extractor.revision,
-            "preset": cfg.name,
-            "published": cfg.published,
-            "protocol_note": _protocol_note(cfg),
-            "config": cfg.to_dict(),
-            "per_sequence": {
-                n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
-                for n in names if cfg.sequence_changes(n)
-            },
-        }
-        with atomic_file(cfg_path, overwrite=True) as tmp:
-            tmp.write_text(yaml.safe_dump(record, sort_keys=False))
-        _propagate(root, out, todo, segmenter, overwrite=overwrite, progress=progress)
+        if segmenter is not None:
+            if engine.kind != "sequential":
+                raise ConfigError("a Segmenter object stays in this process: give config= (not segmenter=) "
+                                  "to propagate on Ray workers")
+            factory: Any = functools.partial(SequenceWorker, cfg, out, overwrite=overwrite, segmenter=segmenter)
+        else:
+            factory = functools.partial(SequenceWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype)
+        wants_gpu = not str(device or cfg.extractor.device).startswith("cpu")
+        with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
+            cfg = eng.info["config"]
+            record = {
+                "vidprop_version": __version__,
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "benchmark": "DAVIS-2017 semi-supervised",
+                "set": set,
+                "root": str(Path(root).resolve()),
+                "sequences": names,
+                "model": cfg.extractor.model,
+                "revision": eng.info.get("revision") or cfg.extractor.revision,
+                "preset": cfg.name,
+                "published": cfg.published,
+                "protocol_note": _protocol_note(cfg),
+                "config": cfg.to_dict(),
+                "per_sequence": {
+                    n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
+                    for n in names if cfg.sequence_changes(n)
+                },
+            }
+            with atomic_file(cfg_path, overwrite=True) as tmp:
+                tmp.write_text(yaml.safe_dump(record, sort_keys=False))
+            _propagate(root, eng, todo, progress=progress)
     if set == "test-dev" or not score:
         if set == "test-dev":
             log.info("test-dev has no public ground truth: masks written to %s, nothing scored", out)
@@ -150,23 +165,62 @@ def run_davis(
     return score_davis(root, out, set, sequences=names if sequences else None, workers=workers, progress=progress)
 
 
-def _propagate(root: str | Path, out: Path, todo: Sequence[DavisSequence], segmenter: Any, *,
-               overwrite: bool, progress: bool) -> None:
+class SequenceWorker:
+    """Propagates DAVIS sequences into one results folder; built once per engine worker (the model loads once).
+
+    ``config`` is the run's TaskConfig; ``segmenter`` an already loaded one
+    (in-process runs only).
+    """
+
+    def __init__(self, config: Any, out: str | Path, *, overwrite: bool = False, device: str | None = None,
+                 dtype: str | None = None, segmenter: Any = None) -> None:
+        if segmenter is None:
+            from vidprop.tasks.segment import Segmenter
+
+            segmenter = Segmenter.from_pretrained(config=config, device=device, dtype=dtype)
+        self.segmenter = segmenter
+        self.out = Path(out)
+        self.overwrite = overwrite
+
+    def info(self) -> dict[str, Any]:
+        ext = getattr(self.segmenter, "extractor", None)
+        return {"config": self.segmenter.config, "revision": getattr(ext, "model_revision", None)}
+
+    def __call__(self, seq: DavisSequence) -> tuple[int, str]:
+        return propagate_sequence(self.out, seq, self.segmenter, overwrite=self.overwrite)
+
+
+def propagate_sequence(out: Path, seq: DavisSequence, segmenter: Any, *, overwrite: bool) -> tuple[int, str]:
+    """Propagate one sequence's first annotation into ``out/<seq>/``; returns (masks written, profile)."""
     from vidprop.tasks.segment import segment_video
 
-    bar = progress_bar(todo, desc="DAVIS propagate", unit="seq", enabled=progress, leave=True)
-    for seq in bar:
-        bar.set_postfix_str(seq.name)
-        first = read_ids(seq.annotations[0], "annotation")
-        first = np.where(first == VOID_LABEL, 0, first).astype(np.uint8)
-        if not first.any():
-            raise InputError(f"sequence {seq.name}: the first annotation {seq.annotations[0]} holds no object")
-        target = out / seq.name
-        replace = overwrite or target.exists()  # an existing folder here is incomplete (or to be redone)
-        if target.exists() and not overwrite:
-            log.warning("%s is incomplete; recomputing it", target)
-        res = segment_video(seq.frames_dir, first, out, name=seq.name, segmenter=segmenter, overlay=False,
-                            overwrite=replace, progress=False)
-        if res.num_frames != len(seq.images):
-            raise InputError(f"sequence {seq.name}: wrote {res.num_frames} masks for {len(seq.images)} frames")
-        log.info("%s: %d masks (%s)", seq.name, res.num_frames, res.profile)
+    first = read_ids(seq.annotations[0], "annotation")
+    first = np.where(first == VOID_LABEL, 0, first).astype(np.uint8)
+    if not first.any():
+        raise InputError(f"sequence {seq.name}: the first annotation {seq.annotations[0]} holds no object")
+    target = out / seq.name
+    remove_partials(target)  # what a worker killed while writing this sequence left
+    replace = overwrite or target.exists()  # an existing folder here is incomplete (or to be redone)
+    if target.exists() and not overwrite:
+        log.warning("%s is incomplete; recomputing it", target)
+    res = segment_video(seq.frames_dir, first, out, name=seq.name, segmenter=segmenter, overlay=False,
+                        overwrite=replace, progress=False)
+    if res.num_frames != len(seq.images):
+        raise InputError(f"sequence {seq.name}: wrote {res.num_frames} masks for {len(seq.images)} frames")
+    return res.num_frames, res.profile
+
+
+def _propagate(root: str | Path, engine: Any, todo: Sequence[DavisSequence], *, progress: bool) -> None:
+    """Every sequence of ``todo`` on the engine; the first failure stops the run and is raised."""
+    bar = progress_bar(total=len(todo), desc="DAVIS propagate", unit="seq", enabled=progress, leave=True)
+    try:
+        for outcome in engine.map(todo):
+            seq = todo[outcome.index]
+            if outcome.error is not None:
+                raise outcome.error
+            n, profile = outcome.value
+            log.info("%s: %d masks (%s)", seq.name, n, profile)
+            bar.update(1)
+            bar.set_postfix_str(seq.name)
+    finally:
+        bar.close()
