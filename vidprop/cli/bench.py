@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "davis-scoring": ("vidprop.bench.davis_scoring", "DAVIS J&F scoring time on a synthetic 30 x 70-frame 480p set, 1 and 2 workers vs plain NumPy"),
     "segment-memory": ("vidprop.bench.segment_memory", "peak RSS of `segment` on 100- and 1,000-frame synthetic videos (tiny model)"),
     "match": ("vidprop.bench.match", "one semantic match and the attention matcher per point (tiny model, CPU), U-Net calls"),
+    "batch": ("vidprop.bench.batch", "`batch` on the sequential engine and Ray with 1 and 2 workers: rows/s, frames/s, Ray start-up"),
     "track": ("vidprop.bench.track", "`track` per frame (tiny model) and protocol B keypoint propagation at JHMDB scale vs dense"),
 }
 
