@@ -271,7 +271,7 @@ def test_edit_points_are_the_notebooks_random_pixels():
     assert len(region_points(alpha, 10_000)) == np.count_nonzero(alpha)  # fewer pixels than asked: all of them
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 64 << 20])
+@pytest.mark.parametrize("chunk_bytes", [4 * 16 * 33 * 4, 64 << 20])  # 4 target rows at a time, or all
 def test_edit_matches_equal_the_notebooks_nearest_neighbours(chunk_bytes):
     g = torch.Generator().manual_seed(7)
     src = torch.randn(16, 6, 8, generator=g)
