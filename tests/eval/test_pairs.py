@@ -23,8 +23,10 @@ from vidprop.eval.pairs import (
     box_threshold,
     corner_error,
     homography_accuracy,
+    hpatches_differences,
     hpatches_keypoints,
     pck_correct,
+    spair_differences,
     protocol_correct,
     read_hpatches,
     read_keypoint_file,
@@ -236,12 +238,18 @@ def test_run_spair_encodes_each_image_once_and_scores(spair_root, tmp_path):
     assert rows[0].startswith("pair,category,points,dift:correct@0.05") and len(rows) == 7
     assert s["protocol"] == "dift" and list(s["protocols"]) == ["dift"] and s["dtype"] == "float32"
     assert s["protocols"]["dift"]["overall"] == s["overall"] and "TARGET box" in s["threshold"]
+    assert s["published"] is True and s["differences_from_published"] == []
     assert json.loads((out / "summary.json").read_text())["overall"]["points"] == 18
     assert not list(out.glob(".*partial*"))
     with pytest.raises(OutputExistsError):
         run_spair(m, spair_root, out)
     run_spair(m, spair_root, out, limit=1, overwrite=True)
-    assert json.loads((out / "summary.json").read_text())["overall"]["pairs"] == 1
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["overall"]["pairs"] == 1 and saved["differences_from_published"] == ["only the first 1 pair(s)"]
+    m16 = PatchMatcher("semantic", dtype=torch.float16)
+    s = run_spair(m16, spair_root, out, use_category_prompt=False, overwrite=True)
+    assert s["differences_from_published"] == ["no category prompt", "computed in float16 instead of the authors' "
+                                               "float32"]
 
 
 class ShiftAttention:
@@ -292,6 +300,17 @@ def test_run_spair_attention_scores_hedlins_protocol_by_default_and_both_on_requ
     assert header[3:5] == ["hedlin:correct@0.05", "hedlin:correct@0.1"] and "dift:pck@0.15" in header
     saved = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert saved["protocols"]["dift"]["description"].startswith("distance <= alpha * max(h, w) of the TARGET")
+
+
+def test_what_makes_a_run_not_the_published_one():
+    from vidprop.features.attention import AttentionSettings
+
+    assert spair_differences("attention", AttentionSettings(batch_size=2, seed=5), dtype="float32") == []
+    assert spair_differences("attention", AttentionSettings(heads="all", steps=10), split="val") == [
+        "split val instead of test", "attention settings changed from the paper's: steps, heads"]
+    assert spair_differences("dift", load_preset("semantic"), categories=["cat"]) == ["only the categories cat"]
+    assert spair_differences("dift", load_preset("semantic").override(extractor={"t": 100})) == [
+        "settings changed from a published preset (semantic)"]
 
 
 def test_hedlin_protocol_needs_the_source_box(spair_root, tmp_path):
@@ -402,10 +421,18 @@ def test_run_hpatches_with_keypoint_files_and_the_precision_it_ran_in(hpatches_r
     s = run_hpatches(m, hpatches_root, tmp_path / "out", keypoints=kp_dir)
     assert s["keypoints"] == {"source": "files", "folder": str(kp_dir)} and s["dtype"] == "float16"
     assert s["high_res_sequences"] == "excluded"
+    assert s["published"] is False and s["differences_from_published"] == [
+        "features computed in float16 instead of the authors' float32"]
     assert s["accuracy"]["viewpoint"] == {"pairs": 5, "1px": 100.0, "3px": 100.0, "5px": 100.0}
     rows = [r.split(",") for r in (tmp_path / "out" / "pairs.csv").read_text().splitlines()[1:]]
     assert {(r[3], r[4]) for r in rows} == {("80", "80")}  # duplicates removed
     (kp_dir / "v_wall-4.kp").unlink()
     with pytest.raises(InputError, match="v_wall-4.kp: keypoint file not found"):
         run_hpatches(m, hpatches_root, tmp_path / "out2", keypoints=kp_dir)
-    assert load_preset("geometric").extractor.dtype == "float32"  # published-number runs: the authors' float32
+    geo = load_preset("geometric")
+    assert geo.extractor.dtype == "float32" and geo.published  # published-number runs: the authors' float32
+    assert not geo.override(extractor={"dtype": "float16"}).published
+    assert hpatches_differences(geo, kp_dir, False, "lmeds", 3) == []
+    assert hpatches_differences(geo, None, True, "ransac", 3, limit=2) == [
+        "only the first 2 sequence(s)", "SIFT keypoints instead of the SuperPoint keypoint files",
+        "the 8 high-resolution sequences included", "homography ransac at 3 px instead of LMEDS at 3 px"]

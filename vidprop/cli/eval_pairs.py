@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from vidprop.cli.common import progress_enabled
 from vidprop.cli.match import add_attention_args, add_pair_model_args, load_attention, pair_config
 
 __all__ = ["register_eval"]
@@ -86,10 +86,6 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
     h.set_defaults(func=run_hpatches_cmd)
 
 
-def _progress(args: argparse.Namespace) -> bool:
-    return not args.no_progress and sys.stderr.isatty()
-
-
 def run_spair_cmd(args: argparse.Namespace) -> int:
     from vidprop.eval.pairs import check_protocol_boxes, read_spair, resolve_protocols, run_spair
     from vidprop.io.atomic import check_writable_target
@@ -108,7 +104,7 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
         matcher = PairMatcher.from_pretrained(config=pair_config(args, "semantic"))
     s = run_spair(matcher, args.root, args.out, split=args.split, limit=args.limit, categories=args.category,
                   use_category_prompt=not args.no_category_prompt, attention=attention, protocols=protocols,
-                  progress=_progress(args), overwrite=args.overwrite)
+                  progress=progress_enabled(args), overwrite=args.overwrite)
     o = s["overall"]
     print(f"SPair-71k {args.split}: {o['pairs']} pairs, {o['points']} points ({args.method}, {s['dtype']})")
     for name, r in s["protocols"].items():
@@ -117,6 +113,8 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
             vals = "  ".join(f"@{a}: {v:.2f}" for a, v in r["overall"][kind].items())
             print(f"  PCK {kind.replace('_', ' '):<9} {vals}")
         print(f"  compare to: {r['compare_to']}")
+    if not s["published"]:
+        print("NOT the published run: " + "; ".join(s["differences_from_published"]))
     print(f"wrote {Path(args.out) / 'pairs.csv'}, {Path(args.out) / 'summary.json'}")
     return 0
 
@@ -138,10 +136,14 @@ def run_hpatches_cmd(args: argparse.Namespace) -> int:
     matcher = PairMatcher.from_pretrained(config=pair_config(args, "geometric"))
     s = run_hpatches(matcher, args.root, args.out, limit=args.limit, keypoints=args.keypoints,
                      max_keypoints=args.max_keypoints, include_high_res=args.include_high_res,
-                     method=args.homography, threshold=args.threshold, progress=_progress(args),
+                     method=args.homography, threshold=args.threshold, progress=progress_enabled(args),
                      overwrite=args.overwrite)
     kp = (f"keypoints from {args.keypoints}" if args.keypoints else f"SIFT keypoints (<= {args.max_keypoints})")
     print(f"HPatches: {s['sequences']} sequences, {kp}, {s['dtype']}; homography accuracy (mean corner error)")
+    if s["published"]:
+        print("DIFT's published protocol (compare with its HPatches table)")
+    else:
+        print("NOT DIFT's published protocol: " + "; ".join(s["differences_from_published"]))
     for group, r in s["accuracy"].items():
         vals = "  ".join(f"<={k}: {v:.1f}" for k, v in r.items() if k != "pairs")
         print(f"  {group:<12} ({r['pairs']} pairs)  {vals}")

@@ -34,6 +34,7 @@ import numpy as np
 
 from vidprop.errors import ConfigError, InputError, OutputExistsError
 from vidprop.io.atomic import atomic_file
+from vidprop.progress import progress_bar
 
 __all__ = [
     "ALPHAS",
@@ -56,6 +57,8 @@ __all__ = [
     "read_keypoint_file",
     "hpatches_keypoints",
     "read_homography",
+    "hpatches_differences",
+    "spair_differences",
     "corner_error",
     "homography_accuracy",
     "run_spair",
@@ -323,6 +326,38 @@ def _write_json(path: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
 
 
+def spair_differences(method: str, config: Any, *, split: str = "test", limit: int | None = None,
+                      categories: Sequence[str] | None = None, use_category_prompt: bool = True,
+                      dtype: str | None = None) -> list[str]:
+    """How a run differs from the published SPair-71k run of ``method`` (empty: it is that run).
+
+    ``config``: the DIFT TaskConfig, or for "attention" the AttentionSettings
+    (the paper's unless changed; batch size and seed do not count)."""
+    out = []
+    if split != "test":
+        out.append(f"split {split} instead of test")
+    if limit is not None:
+        out.append(f"only the first {limit} pair(s)")
+    if categories:
+        out.append(f"only the categories {', '.join(categories)}")
+    if method == "attention":
+        from vidprop.features.attention import AttentionSettings
+
+        if config is not None:
+            paper = dataclasses.replace(AttentionSettings(), batch_size=config.batch_size, seed=config.seed)
+            changed = [f.name for f in dataclasses.fields(paper) if getattr(paper, f.name) != getattr(config, f.name)]
+            if changed:
+                out.append(f"attention settings changed from the paper's: {', '.join(changed)}")
+    else:
+        if not getattr(config, "published", False):
+            out.append(f"settings changed from a published preset ({getattr(config, 'name', '?')})")
+        if not use_category_prompt:
+            out.append("no category prompt")
+    if dtype is not None and dtype != "float32":
+        out.append(f"computed in {dtype} instead of the authors' float32")
+    return out
+
+
 def _dtype_name(obj: Any) -> str | None:
     """The precision a model actually computes in (``float32``, ``float16`` ...), when it says."""
     for holder in (obj, getattr(obj, "extractor", None)):
@@ -361,8 +396,6 @@ def run_spair(
     is under ``protocols`` with its description and the published numbers it
     compares to.
     """
-    from tqdm.auto import tqdm
-
     from vidprop.io.images import read_image
     from vidprop.tasks.match import image_index, prompt_for, semantic_argmax
 
@@ -385,7 +418,7 @@ def run_spair(
     records: dict[str, list] = {n: [None] * len(pairs) for n in names}
     rows: list[list[Any]] = [None] * len(pairs)  # type: ignore[list-item]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(pairs), desc="SPair-71k", unit="pair", disable=not progress)
+    bar = progress_bar(total=len(pairs), desc="SPair-71k", unit="pair", enabled=progress, leave=True)
     try:
         for i in order:
             p = pairs[i]
@@ -424,10 +457,16 @@ def run_spair(
         scored[name] = {"description": proto.description, "compare_to": proto.compare_to,
                         **summarise_pck(records[name])}
     main = scored[names[0]]
+    dtype = _dtype_name(attention if attention is not None else matcher)
+    differences = spair_differences(
+        method, getattr(attention, "settings", None) if attention is not None else matcher.config, split=split,
+        limit=limit, categories=categories, use_category_prompt=use_category_prompt, dtype=dtype)
     summary: dict[str, Any] = {
         "benchmark": "SPair-71k",
         "split": split,
         "method": method,
+        "published": not differences,
+        "differences_from_published": differences,
         "protocol": names[0],
         "threshold": main["description"],
         "compare_to": main["compare_to"],
@@ -435,7 +474,7 @@ def run_spair(
         "per_category": main["per_category"],
         "protocols": scored,
         "units": "percent",
-        "dtype": _dtype_name(attention if attention is not None else matcher),
+        "dtype": dtype,
         "images_encoded": cache.computed,
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -595,6 +634,26 @@ def homography_accuracy(errors: Sequence[float], kinds: Sequence[str],
     return out
 
 
+def hpatches_differences(config: Any, keypoints: str | Path | None, include_high_res: bool, method: str,
+                         threshold: float, limit: int | None = None, dtype: str | None = None) -> list[str]:
+    """How a run differs from DIFT's published HPatches run (empty: it is that run); ``dtype``: the
+    precision the features were computed in, when known."""
+    out = []
+    if limit is not None:
+        out.append(f"only the first {limit} sequence(s)")
+    if not getattr(config, "published", False):
+        out.append(f"settings changed from a published preset ({getattr(config, 'name', '?')})")
+    if keypoints is None:
+        out.append("SIFT keypoints instead of the SuperPoint keypoint files")
+    if include_high_res:
+        out.append("the 8 high-resolution sequences included")
+    if (method, float(threshold)) != ("lmeds", 3.0):
+        out.append(f"homography {method} at {threshold:g} px instead of LMEDS at 3 px")
+    if dtype is not None and dtype != "float32":
+        out.append(f"features computed in {dtype} instead of the authors' float32")
+    return out
+
+
 def run_hpatches(
     matcher: Any,
     root: str | Path,
@@ -618,8 +677,6 @@ def run_hpatches(
     keypoints are computed once per sequence.  A pair where no homography can
     be fitted counts as wrong (error inf).
     """
-    from tqdm.auto import tqdm
-
     from vidprop.io.images import read_image
     from vidprop.tasks.match import detect_sift, geometric_match_features, image_index
 
@@ -649,7 +706,7 @@ def run_hpatches(
     cache = _FeatureCache(encode)
     rows, errors, kinds = [], [], []
     t0 = time.perf_counter()
-    bar = tqdm(total=5 * len(seqs), desc="HPatches", unit="pair", disable=not progress)
+    bar = progress_bar(total=5 * len(seqs), desc="HPatches", unit="pair", enabled=progress, leave=True)
     try:
         for seq in seqs:
             f1, k1, hw1 = cache.get(str(seq.images[0]), seq.name)
@@ -667,8 +724,12 @@ def run_hpatches(
     finally:
         bar.close()
     summary = homography_accuracy(errors, kinds)
+    differences = hpatches_differences(matcher.config, keypoints, include_high_res, method, threshold, limit,
+                                       _dtype_name(matcher))
     summary = {
         "benchmark": "HPatches",
+        "published": not differences,
+        "differences_from_published": differences,
         "metric": "percent of pairs whose mean corner error <= threshold",
         "accuracy": summary,
         "homography": {"method": method, "threshold": threshold},
