@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tests.eval.test_pairs import make_hpatches, make_spair
 from vidprop.cli import main
@@ -62,3 +63,23 @@ def test_eval_spair_hedlin_protocol_without_source_boxes_fails_before_loading(tm
                "--model", str(tmp_path / "no-model"), *FAST])
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(lines) == 1 and "no src_bndbox, which the hedlin PCK protocol needs" in lines[0]
+
+
+@pytest.mark.ray
+def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, tiny_sd_path, capsys, torch_threads):
+    """Categories (SPair) and sequences (HPatches) spread over 2 Ray workers: every row and score as in-process."""
+    spair, hp = make_spair(tmp_path / "SPair-71k"), make_hpatches(tmp_path / "hpatches")
+    runs = {"spair": ["eval", "spair", "--root", str(spair), "--pck-protocol", "both"],
+            "hpatches": ["eval", "hpatches", "--root", str(hp), "--max-keypoints", "100"]}
+    for name, args in runs.items():
+        with torch_threads(1):  # as each Ray worker (1 CPU): CPU float sums depend on the thread count
+            assert main(["-q", *args, "--out", str(tmp_path / name / "seq"), "--model", str(tiny_sd_path), *FAST]) == 0
+        assert main(["-q", *args, "--out", str(tmp_path / name / "ray"), "--model", str(tiny_sd_path), *FAST,
+                     "--engine", "ray", "--workers", "2", "--cpus-per-worker", "1"]) == 0
+        seq, ray = tmp_path / name / "seq", tmp_path / name / "ray"
+        assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
+        a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+    assert main(["-q", *runs["spair"], "--out", str(tmp_path / "att"), "--method", "attention", "--engine", "ray"]) == 2
+    assert "--method attention runs in this process only" in capsys.readouterr().err
