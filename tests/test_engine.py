@@ -135,3 +135,17 @@ def test_ray_engine_retries_a_row_whose_worker_was_killed(ray_local, tmp_path):
     # a row that kills its worker every time: reported after 1 + retries attempts; the rows after it still run
     assert isinstance(out[2].error, WorkerLostError) and "died 2 time(s)" in str(out[2].error)
     assert (tmp_path / "attempts-7").read_text() == "2"
+
+
+def test_an_unreachable_cluster_address_fails_fast():
+    import socket
+
+    from vidprop.engine import _check_reachable
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConfigError, match=f"could not reach the Ray cluster at 127.0.0.1:{port}"):
+        _check_reachable(f"127.0.0.1:{port}", timeout=2)
+    with pytest.raises(ConfigError, match="expected auto, HOST:PORT"):
+        _check_reachable("headnode")

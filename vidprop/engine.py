@@ -230,6 +230,22 @@ def _make_actor_class(ray: Any) -> Any:
     return ray.remote(RowActor)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (Ray itself retries for minutes) when nothing listens at a ``HOST:PORT`` address."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"could not reach the Ray cluster at {address} ({exc}); start its head node with "
+                          "`ray start --head` or check the address") from None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None) -> Iterator[Any]:
     """Yield the ``ray`` module with a session: this process's, a cluster's (``address``) or a local one.
@@ -242,6 +258,8 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
     except ImportError:
         raise ConfigError("the ray engine needs Ray: pip install 'vidprop[ray]' (or pip install 'ray>=2.9')") from None
     started = False
+    if not ray.is_initialized() and address and address != "auto":
+        _check_reachable(address)
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
                                   "configure_logging": True, "log_to_driver": True}

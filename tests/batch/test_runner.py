@@ -169,6 +169,10 @@ def test_malformed_manifest_is_refused_before_any_work(footage, tiny_sd_path, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{bad}: line 2: " in err[0] and "topk must be >= 1" in err[0]
     assert not out.exists()
+    good = tmp_path / "good.jsonl"
+    good.write_text(bad.read_text().splitlines()[0] + "\n")
+    assert main(["-q", "batch", str(good), "--out", str(out), "--model", str(tmp_path / "no-model"), *FAST]) == 2
+    assert "no-model" in capsys.readouterr().err and not out.exists()  # a model that does not load: nothing written
     for flags, message in ((["--crop", "64"], "--crop is for --task track"),
                            (["--workers", "2"], "--workers: only with --engine ray")):
         assert main(["-q", "batch", str(bad), "--out", str(out), *flags]) == 2
@@ -266,3 +270,52 @@ def test_ray_engine_same_bytes_survives_a_killed_worker_and_resumes(ray_local, f
     assert [r.status for r in rep.results] == ["skipped", "skipped", "skipped"]
     assert rep.engine == {"kind": "ray"}
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+class _FakeTask:
+    """Stands in for a loaded Segmenter (no model): rows below never reach segment_video."""
+
+    def __init__(self, config):
+        self.config, self.extractor = config, None
+
+
+class _OutOfMemoryOnB(RowRunner):
+    loads: list = []
+
+    def load(self, config):
+        self.loads.append(config.extractor.ensemble)
+        return _FakeTask(config)
+
+    def _run(self, task, job, replace):
+        assert task.config == job.config
+        if job.row.name == "b":
+            raise MemoryError()
+        if job.row.name == "c":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        (job.out / job.row.name).mkdir()
+        return 7
+
+
+def test_a_failing_row_does_not_stop_the_others_and_errors_are_one_line(tmp_path, caplog):
+    from vidprop.batch.manifest import BatchRow
+    from vidprop.batch.runner import describe_error
+    from vidprop.errors import InputError
+
+    rows = [BatchRow(where=f"m.jsonl: line {i + 1}", line=i + 1, video=tmp_path / f"{n}.mp4", name=n,
+                     mask=tmp_path / "m.png", settings=s)
+            for i, (n, s) in enumerate([("a", {}), ("b", {"ensemble": 3}), ("c", {}), ("d", {"ensemble": 3})])]
+    _OutOfMemoryOnB.loads = []
+    rep = run_batch(rows, tmp_path / "out", progress=False, runner=_OutOfMemoryOnB)
+    assert [r.status for r in rep.results] == ["done", "failed", "failed", "done"]
+    assert rep.results[1].error == "out of memory (MemoryError)"
+    assert rep.results[2].error == "out of memory (RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB)"
+    assert [r.frames for r in rep.results] == [7, 0, 0, 7] and not rep.ok
+    # rows run grouped by extractor settings: a, c with the preset's ensemble, then b, d with 3: two loads
+    assert _OutOfMemoryOnB.loads == [8, 3]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["m.jsonl: line 3 (c): out of memory (RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB)",
+                      "m.jsonl: line 2 (b): out of memory (MemoryError)"]
+    state = json.loads((tmp_path / "out" / STATE_DIR / "rows" / "b.json").read_text())
+    assert state["state"] == "failed" and state["error"] == "out of memory (MemoryError)"
+    assert describe_error(InputError("x.mp4: cannot open\nthis video")) == "x.mp4: cannot open this video"
+    assert describe_error(KeyError("k")) == "KeyError: 'k'"

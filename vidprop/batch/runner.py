@@ -225,7 +225,7 @@ class RowRunner:
         remove_partials(out_dir)  # what a killed attempt left
         replace = job.replace or (ours and out_dir.exists())
         try:
-            frames = self._run(job, replace)
+            frames = self._run(self.task_for(job.config), job, replace)
         except Exception as exc:  # noqa: BLE001 - every failure is this row's, reported; the others go on
             if not isinstance(exc, VidpropError):
                 log.debug("%s failed", row.where, exc_info=True)
@@ -239,9 +239,9 @@ class RowRunner:
         return RowResult(job.index, row.name, "done", frames=frames, seconds=seconds, attempts=attempt,
                          worker=self.worker_id)
 
-    def _run(self, job: RowJob, replace: bool) -> int:
+    def _run(self, task: Any, job: RowJob, replace: bool) -> int:
+        """Write the row's outputs with ``task`` (a Segmenter or Tracker); returns the frames written."""
         row = job.row
-        task = self.task_for(job.config)
         if job.task == "segment":
             from vidprop.tasks.segment import segment_video
 
@@ -452,7 +452,6 @@ def run_batch(
         if skipped:
             bar.update(len(skipped))
         if jobs:
-            out.mkdir(parents=True, exist_ok=True)
             order = _dispatch_order(jobs)
             first = order[0].config
             wants_gpu = not str(first.extractor.device).startswith("cpu")
@@ -464,6 +463,7 @@ def run_batch(
                     engine_info.update(workers=p.workers, gpus_per_worker=p.gpus_per_worker,
                                        cpus_per_worker=p.cpus_per_worker)
                 engine_info["startup_seconds"] = round(time.perf_counter() - t_run, 3)
+                out.mkdir(parents=True, exist_ok=True)  # only once the workers are ready: a bad model writes nothing
                 for outcome in eng.map(order):
                     job = order[outcome.index]
                     if outcome.error is not None:  # the worker itself failed (died every attempt, or a bug)

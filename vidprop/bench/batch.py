@@ -2,6 +2,7 @@
 
     vidprop bench batch                                  # tiny random SD on the CPU, 8 synthetic videos
     vidprop bench batch --videos 16 --frames 24 --workers 1,2,4
+    vidprop bench batch --threads 1 --cpus-per-worker 1        # every engine with 1 torch thread per worker
     vidprop bench batch --device cuda --architecture sd21 --gpus-per-worker 1    # on a GPU machine
 
 Every run segments the same synthetic videos (``segment`` settings, no
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray worker (default: 1 with --device cuda, else 0)")
     p.add_argument("--cpus-per-worker", type=float, help="CPUs (torch threads) per Ray worker "
                                                          "(default: the machine's CPUs divided among the workers)")
+    p.add_argument("--threads", type=int, help="torch threads of the sequential engine (default: torch's default)")
     p.add_argument("--skip-sequential", action="store_true")
     args = p.parse_args(argv)
 
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("vidprop").setLevel(logging.WARNING)  # the figures, not every video's log lines
     from vidprop.engine import EngineOptions
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     counts = [int(x) for x in args.workers.split(",") if x.strip()]
     cuda = args.device.startswith("cuda")
     gpw = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if cuda else 0.0)
