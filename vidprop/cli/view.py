@@ -101,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
             import webbrowser
 
             threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-        serve(app, sock)
+        try:
+            serve(app, sock)
+        except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
+            pass
     finally:
         sock.close()
     print("vidprop view: stopped", file=sys.stderr)

@@ -108,8 +108,16 @@ class ClickAnswer:
 
 
 def _axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`~vidprop.tasks.match.bilinear_weights` as NumPy arrays (i0, i1, w0, w1)."""
-    return tuple(t.cpu().numpy() for t in bilinear_weights(n_in, n_out))  # type: ignore[return-value]
+    """:func:`~vidprop.tasks.match.bilinear_weights` as NumPy arrays (i0, i1, w0, w1).
+
+    Where the border clamps (i0 == i1) the weights are set to (1, 0): the
+    same value, exactly, for every clamped position (the last stride/2 pixels
+    of a row or column repeat one feature), so ties among them go to the
+    first pixel, as the argmax's row-major order says, instead of to rounding.
+    """
+    i0, i1, w0, w1 = (t.cpu().numpy() for t in bilinear_weights(n_in, n_out))
+    same = i0 == i1
+    return i0, i1, np.where(same, np.float32(1), w0), np.where(same, np.float32(0), w1)
 
 
 class ClickMatcher:

@@ -54,6 +54,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OVERLAY = "overlay.mp4"
+#: PIL modes of index masks.
+MASK_MODES = ("P", "L", "1", "I", "I;16")
 KEYPOINTS = "keypoints.json"
 
 
@@ -93,7 +95,11 @@ def _files(folder: Path, suffix: str) -> list[Path]:
 
 
 def result_kind(folder: Path) -> str | None:
-    """"track", "segment" or None (not a result folder)."""
+    """"track", "segment" or None (not a result folder).
+
+    A folder of PNGs is a segment result when they are index masks (indexed or
+    greyscale); a folder of RGB PNG frames is not.
+    """
     if not folder.is_dir():
         return None
     if (folder / KEYPOINTS).is_file():
@@ -102,11 +108,22 @@ def result_kind(folder: Path) -> str | None:
         return "segment"
     try:
         with os.scandir(folder) as it:
-            if any(e.name.lower().endswith(".png") and not e.name.startswith(".") and e.is_file() for e in it):
-                return "segment"
+            first = next((e for e in it if e.name.lower().endswith(".png") and not e.name.startswith(".") and e.is_file()),
+                         None)
     except OSError:
         return None
-    return None
+    return "segment" if first is not None and _is_mask_png(Path(first.path)) else None
+
+
+def _is_mask_png(path: Path) -> bool:
+    """An index mask (indexed or greyscale PNG), not an RGB frame (reads the header only)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode in MASK_MODES
+    except Exception:  # noqa: BLE001 - unreadable: not a mask
+        return False
 
 
 # --------------------------------------------------------------------------- scores
@@ -224,7 +241,7 @@ def _mask_header(path: Path) -> tuple[int, int, list[int]]:
 
     try:
         with Image.open(path) as im:
-            if im.mode not in ("P", "L", "1", "I", "I;16"):
+            if im.mode not in MASK_MODES:
                 raise InputError(f"{path}: a {im.mode} image is not an index mask (expected an indexed P or greyscale PNG)")
             arr = np.asarray(im)
     except InputError:
