@@ -51,7 +51,8 @@ def target_norm_map(feat: torch.Tensor, size: tuple[int, int], *, method: str = 
       ``sum_k a_k F_k`` of its four grid neighbours, so its squared norm is
       ``sum_kl a_k a_l <F_k, F_l>``: the dot products of neighbouring grid
       cells (five (h, w) maps, O(C * h * w)) combined per pixel in float64,
-      O(H * W); 256x (the stride squared) less work at stride 16.
+      O(H * W), a band of rows at a time; 256x (the stride squared) less
+      work at stride 16.
     """
     if feat.ndim != 3:
         raise ValueError(f"features must be (C, h, w), got shape {tuple(feat.shape)}")
@@ -80,20 +81,26 @@ def target_norm_map(feat: torch.Tensor, size: tuple[int, int], *, method: str = 
     an = (right * down).sum(0).numpy()  # <F[y,x+1], F[y+1,x]>
     ix0, ix1, wx0, wx1 = (a.astype(np.float64) if a.dtype.kind == "f" else a for a in _axis(w, W))
     iy0, iy1, wy0, wy1 = (a.astype(np.float64) if a.dtype.kind == "f" else a for a in _axis(h, H))
-    # the four neighbours P = F[y0,x0], Q = F[y0,x1], R = F[y1,x0], S = F[y1,x1] and their weights
-    cp, cq = wy0[:, None] * wx0[None], wy0[:, None] * wx1[None]  # (H, W)
-    cr, cs = wy1[:, None] * wx0[None], wy1[:, None] * wx1[None]
+    out = np.empty((H, W), np.float32)
+    rows = max(1, int(chunk_bytes // max(1, 8 * 16 * W)))  # ~16 float64 (rows, W) temporaries per band
+    for r0 in range(0, H, rows):
+        r = slice(r0, min(H, r0 + rows))
+        y0, y1 = iy0[r], iy1[r]
+        # the four neighbours P = F[y0,x0], Q = F[y0,x1], R = F[y1,x0], S = F[y1,x1] and their weights
+        cp, cq = wy0[r, None] * wx0[None], wy0[r, None] * wx1[None]  # (rows, W)
+        cr, cs = wy1[r, None] * wx0[None], wy1[r, None] * wx1[None]
 
-    def at(m: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        return m[np.ix_(ys, xs)]  # (H, W)
+        def at(m: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+            return m[np.ix_(ys, xs)]  # (rows, W)
 
-    sq = (cp * cp * at(nn_, iy0, ix0) + cq * cq * at(nn_, iy0, ix1) + cr * cr * at(nn_, iy1, ix0)
-          + cs * cs * at(nn_, iy1, ix1))
-    cross = (cp * cq * at(hx, iy0, ix0) + cr * cs * at(hx, iy1, ix0)  # P.Q, R.S (horizontal)
-             + cp * cr * at(vy, iy0, ix0) + cq * cs * at(vy, iy0, ix1)  # P.R, Q.S (vertical)
-             + cp * cs * at(dg, iy0, ix0) + cq * cr * at(an, iy0, ix0))  # P.S, Q.R (diagonals)
-    # where x1 == x0 (or y1 == y0) the clamped maps above hold <F, F> itself, as the formula needs
-    return np.sqrt(np.maximum(sq + 2.0 * cross, 0.0)).astype(np.float32)
+        sq = (cp * cp * at(nn_, y0, ix0) + cq * cq * at(nn_, y0, ix1) + cr * cr * at(nn_, y1, ix0)
+              + cs * cs * at(nn_, y1, ix1))
+        cross = (cp * cq * at(hx, y0, ix0) + cr * cs * at(hx, y1, ix0)  # P.Q, R.S (horizontal)
+                 + cp * cr * at(vy, y0, ix0) + cq * cs * at(vy, y0, ix1)  # P.R, Q.S (vertical)
+                 + cp * cs * at(dg, y0, ix0) + cq * cr * at(an, y0, ix0))  # P.S, Q.R (diagonals)
+        # where x1 == x0 (or y1 == y0) the clamped maps above hold <F, F> itself, as the formula needs
+        out[r] = np.sqrt(np.maximum(sq + 2.0 * cross, 0.0))
+    return out
 
 
 @dataclass(frozen=True)

@@ -407,13 +407,12 @@ class ResultsIndex:
             return None
         folder, kind = found
         stamp = folder.stat().st_mtime_ns
-        with self._lock:
+        with self._lock:  # building is cheap (listings and headers; videos open lazily): one at a time, no races
             cached = self._details.get(name)
             if cached is not None and cached[0] == stamp:
                 self._details.move_to_end(name)
                 return cached[1]
-        detail = self._build(name, folder, kind)
-        with self._lock:
+            detail = self._build(name, folder, kind)
             old = self._details.pop(name, None)
             if old is not None and old[1].source.frames is not None:
                 old[1].source.frames.close()
