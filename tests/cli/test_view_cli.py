@@ -131,7 +131,8 @@ def test_match_view_answers_like_vidprop_match(tiny_sd_path, tmp_path, capsys, c
 
     from vidprop.cli.view import build_app
 
-    args = build_parser().parse_args(["view", "--match", *pair, "--category", "cat", "--model", str(tiny_sd_path), *FAST])
+    args = build_parser().parse_args(["view", "--match", *pair, "--category", "cat", "--model", str(tiny_sd_path),
+                                      "--size", "64", "--ensemble", "1"])  # progress on
     with caplog.at_level(logging.INFO, logger="vidprop"):
         app = build_app(args)
     assert "features 2/2: tgt.png done" in caplog.text  # the progress lines

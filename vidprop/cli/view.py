@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from vidprop.cli.common import progress_enabled
 from vidprop.cli.match import add_pair_model_args, pair_config
 
 __all__ = ["register", "build_app"]
@@ -82,7 +83,8 @@ def build_app(args: argparse.Namespace):
     w, h = cfg.frames.target_size(src.shape[1], src.shape[0])
     log.info("computing the features of both images once (%dx%d model input, ensemble %d) ...", w, h,
              cfg.extractor.ensemble)
-    session = MatchSession.from_matcher(matcher, src, tgt, prompt=prompt, names=(Path(src_path).name, Path(tgt_path).name))
+    session = MatchSession.from_matcher(matcher, src, tgt, prompt=prompt, names=(Path(src_path).name, Path(tgt_path).name),
+                                        progress=progress_enabled(args))
     return create_app(match=session)
 
 

@@ -95,6 +95,7 @@
   // A mask image (indexed PNG drawn by the browser as RGB) -> ids per pixel.
   function maskIds(img, w, h) {
     const ctx = scratch(w, h);
+    ctx.imageSmoothingEnabled = false; // ids must not be blended if a mask is ever resized
     ctx.drawImage(img, 0, 0, w, h);
     const px = ctx.getImageData(0, 0, w, h).data;
     const ids = new Uint8Array(w * h);
@@ -141,9 +142,9 @@
         if (edge) {
           d[q] = PALETTE[c]; d[q + 1] = PALETTE[c + 1]; d[q + 2] = PALETTE[c + 2];
         } else {
-          d[q] = (1 - alpha) * d[q] + alpha * PALETTE[c] + 0.5;
-          d[q + 1] = (1 - alpha) * d[q + 1] + alpha * PALETTE[c + 1] + 0.5;
-          d[q + 2] = (1 - alpha) * d[q + 2] + alpha * PALETTE[c + 2] + 0.5;
+          d[q] = (1 - alpha) * d[q] + alpha * PALETTE[c]; // Uint8ClampedArray rounds
+          d[q + 1] = (1 - alpha) * d[q + 1] + alpha * PALETTE[c + 1]; // Uint8ClampedArray rounds
+          d[q + 2] = (1 - alpha) * d[q + 2] + alpha * PALETTE[c + 2]; // Uint8ClampedArray rounds
         }
       }
     }
