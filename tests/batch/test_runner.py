@@ -96,9 +96,9 @@ def test_rows_are_written_as_the_single_video_command_writes_them(footage, seque
         segment_video(d / "v2", d / "v2_mask.png", single, segmenter=seg, progress=False)
         segment_video(d / "v1.mp4", d / "v1_mask.png", tmp_path / "k15", segmenter=seg, progress=False, overlay=False)
     want = _files(single)
-    assert sorted(want) == sorted([f"v0/{i:05d}.png" for i in range(4)] + ["v0/overlay.mp4"]
-                                  + [f"v1/{i:05d}.png" for i in range(4)]
-                                  + [f"v2/{i:05d}.png" for i in range(4)] + ["v2/overlay.mp4"])
+    assert sorted(want) == sorted([f"v0/{i:05d}.png" for i in range(4)] + ["v0/overlay.mp4", "v0/source.json"]
+                                  + [f"v1/{i:05d}.png" for i in range(4)] + ["v1/source.json"]
+                                  + [f"v2/{i:05d}.png" for i in range(4)] + ["v2/overlay.mp4", "v2/source.json"])
     assert _files(out) == want  # byte for byte; nothing for the corrupt video
     # the row's topk was applied, not the batch's: with the preset's topk the masks differ
     assert any(_files(tmp_path / "k15")[f"v1/{i:05d}.png"] != want[f"v1/{i:05d}.png"] for i in range(1, 4))
@@ -211,7 +211,7 @@ def test_track_rows_and_folder_input(footage, tiny_sd_path, tmp_path):
     track_video(f / "a.mp4", f / "a.json", single, tracker=tracker, overlay=False, progress=False)
     track_video(f / "b", f / "b_keypoints.json", single, tracker=tracker, overlay=False, progress=False)
     assert _files(out) == _files(single) and sorted(_files(out)) == [
-        "a/keypoints.csv", "a/keypoints.json", "b/keypoints.csv", "b/keypoints.json"]
+        "a/keypoints.csv", "a/keypoints.json", "a/source.json", "b/keypoints.csv", "b/keypoints.json", "b/source.json"]
     assert _report(out)["task"] == "track"
 
 
