@@ -181,7 +181,7 @@ def test_malformed_manifest_is_refused_before_any_work(footage, tiny_sd_path, tm
     from vidprop.tasks.segment import segment_video
     import inspect
 
-    if "masks" not in inspect.signature(segment_video).parameters:
+    if "annotations" not in inspect.signature(segment_video).parameters:
         m = tmp_path / "masks.jsonl"
         m.write_text(json.dumps({"video": str(d / "v0.mp4"), "masks": [f"0:{d / 'v0_mask.png'}"]}) + "\n")
         assert main(["-q", "batch", str(m), "--out", str(out), "--model", str(tiny_sd_path), *FAST]) == 2
@@ -319,3 +319,33 @@ def test_a_failing_row_does_not_stop_the_others_and_errors_are_one_line(tmp_path
     assert state["state"] == "failed" and state["error"] == "out of memory (MemoryError)"
     assert describe_error(InputError("x.mp4: cannot open\nthis video")) == "x.mp4: cannot open this video"
     assert describe_error(KeyError("k")) == "KeyError: 'k'"
+
+
+def test_several_annotations_are_passed_to_segment_video_when_it_takes_them(tmp_path, monkeypatch):
+    """The `masks` column: a folder -> masks=, FRAME:PATH items -> annotations={frame: path} (an index or a
+    frame file's name, as `segment --mask FRAME:PATH`)."""
+    import vidprop.tasks.segment as segmod
+    from vidprop.batch.manifest import read_manifest
+
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"video": "a.mp4", "masks": ["0:a0.png", "00040:sub/a40.png"]}) + "\n"
+                 + json.dumps({"video": "b.mp4", "masks": "ann/b"}) + "\n")
+    calls = {}
+
+    def fake_segment_video(video, mask, out, *, segmenter, name=None, overwrite=False, overlay=True,
+                           resize_mask=False, backend="auto", progress=True, annotations=None, masks=None):
+        calls[name] = (mask, annotations, masks)
+        (Path(out) / name).mkdir(parents=True)
+        return type("R", (), {"num_frames": 3})()
+
+    monkeypatch.setattr(segmod, "segment_video", fake_segment_video)
+
+    class NoModel(RowRunner):
+        def load(self, config):
+            return _FakeTask(config)
+
+    rep = run_batch(read_manifest(m), tmp_path / "out", progress=False, runner=NoModel)
+    assert [r.status for r in rep.results] == ["done", "done"]
+    base = tmp_path.resolve()
+    assert calls == {"a": (None, {"0": base / "a0.png", "00040": base / "sub/a40.png"}, None),
+                     "b": (None, None, base / "ann/b")}

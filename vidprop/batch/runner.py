@@ -246,8 +246,10 @@ class RowRunner:
             from vidprop.tasks.segment import segment_video
 
             kwargs: dict[str, Any] = {}
-            if row.masks is not None:  # several annotations: passed on where segment_video takes them
+            if isinstance(row.masks, Path):  # an annotations folder
                 kwargs["masks"] = row.masks
+            elif row.masks is not None:  # FRAME:PATH items: frame index or frame file name -> annotation
+                kwargs["annotations"] = {frame: Path(path) for frame, _, path in (m.partition(":") for m in row.masks)}
             res = segment_video(row.video, row.mask, job.out, segmenter=task, name=row.name, overwrite=replace,
                                 overlay=job.overlay, resize_mask=job.resize_mask, backend=job.backend,
                                 progress=False, **kwargs)
@@ -358,7 +360,7 @@ def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | st
     skipped: dict[int, RowResult] = {}
     conflicts: list[BatchRow] = []
     for i, row in enumerate(rows):
-        if row.masks is not None and not _supports(segment_video, "masks"):
+        if row.masks is not None and not _supports(segment_video, "masks" if isinstance(row.masks, Path) else "annotations"):
             raise InputError(f"{row.where}: several annotations ('masks') are not supported yet by this version "
                              "of vidprop; give one first-frame 'mask'")
         cfg = row_config(base, overrides, row)
