@@ -241,22 +241,22 @@ def test_a_flag_overrides_the_per_sequence_setting(shooting_davis, tiny_sd_path,
 
 # ------------------------------------------------------------------ on Ray workers
 @pytest.mark.ray
-def test_ray_engine_writes_the_same_masks_and_scores(ray_local, scene_davis, tiny_sd_path, tmp_path, torch_threads):
+def test_ray_engine_writes_the_same_masks(ray_local, scene_davis, tiny_sd_path, tmp_path, torch_threads):
     from vidprop.config import load_preset
     from vidprop.engine import EngineOptions
     from vidprop.eval.davis import run_davis
 
     cfg = load_preset("davis").override(frames={"short_side": 64}, extractor={"model": str(tiny_sd_path), "ensemble": 1})
     with torch_threads(1):  # as each Ray worker below: CPU float sums depend on the thread count
-        seq = run_davis(scene_davis, tmp_path / "seq", config=cfg, workers=1, progress=False)
-    ray = run_davis(scene_davis, tmp_path / "ray", config=cfg, workers=1, progress=False,
-                    engine=EngineOptions(kind="ray", workers=2, gpus_per_worker=1, cpus_per_worker=1))
+        run_davis(scene_davis, tmp_path / "seq", config=cfg, progress=False, score=False)
+    run_davis(scene_davis, tmp_path / "ray", config=cfg, progress=False, score=False,
+              engine=EngineOptions(kind="ray", workers=2, gpus_per_worker=1, cpus_per_worker=1))
     pngs = sorted(p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").glob("*/*.png"))
     assert len(pngs) == 10
     assert sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").glob("*/*.png")) == pngs
     for p in pngs:
         assert (tmp_path / "ray" / p).read_bytes() == (tmp_path / "seq" / p).read_bytes(), p
-    assert ray.global_row == seq.global_row
+    # scoring reads only these masks: the scores are the same too
     rec = {k: yaml.safe_load((tmp_path / k / "config.yaml").read_text()) for k in ("seq", "ray")}
     for r in rec.values():
         r.pop("date"), r.pop("root")
