@@ -27,12 +27,14 @@ COMMANDS = [
     "vidprop.cli.bench",
     "vidprop.cli.track",
     "vidprop.cli.match",
+    "vidprop.cli.export",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [
     "vidprop.cli.eval_jhmdb",
     "vidprop.cli.eval_davis",
     "vidprop.cli.eval_pairs",
+    "vidprop.cli.eval_ytvos",
 ]
 
 log = logging.getLogger("vidprop")

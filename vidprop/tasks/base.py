@@ -24,7 +24,7 @@ from vidprop.config import TaskConfig, load_preset
 from vidprop.features.base import FeatureExtractor
 from vidprop.io.driver import FrameRecord, resize_frame
 
-__all__ = ["Profile", "PropagationTask", "background_output", "resize_frame"]
+__all__ = ["Profile", "PropagationTask", "background_output", "check_output_folder", "resize_frame"]
 
 T = TypeVar("T", bound="PropagationTask")
 
@@ -63,6 +63,21 @@ class Profile:
         if self.background:
             text += "; background threads: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.background.items())
         return text
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """Raise InputError unless ``out_dir`` can be created: its nearest existing ancestor is a writable folder."""
+    import os
+
+    from vidprop.errors import InputError
+
+    parent = Path(out_dir).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{parent}: is not a folder; cannot write results under {Path(out_dir).parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{parent}: no permission to write results here (output {out_dir})")
 
 
 @contextmanager

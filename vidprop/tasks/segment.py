@@ -65,7 +65,7 @@ from vidprop.progress import progress_bar
 from vidprop.propagation.labels import object_ids
 from vidprop.propagation.propagator import Propagator
 from vidprop.propagation.protocol import get_protocol
-from vidprop.tasks.base import Profile, PropagationTask, background_output, resize_frame
+from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder, resize_frame
 
 __all__ = [
     "Segmenter",
@@ -608,21 +608,8 @@ def prepare_segment(
     name = name or driver.info.name
     out_dir = Path(out) / name
     check_writable_target(out_dir, overwrite)
-    _check_output_parent(out_dir)
+    check_output_folder(out_dir)
     return SegmentJob(driver=driver, annotations=anns, out_dir=out_dir, name=name, mode=mode, overwrite=overwrite)
-
-
-def _check_output_parent(out_dir: Path) -> None:
-    """The output folder can be created: its nearest existing ancestor is a writable folder."""
-    import os
-
-    parent = out_dir.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"{parent}: is not a folder; cannot write results under {out_dir.parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{parent}: no permission to write results here (output {out_dir})")
 
 
 def segment_video(

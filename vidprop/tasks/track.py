@@ -44,7 +44,7 @@ from vidprop.io.driver import FrameRange, FrameRecord, VideoDriver, parse_frame_
 from vidprop.io.video import Backend
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
-from vidprop.tasks.base import Profile, PropagationTask, background_output
+from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder
 from vidprop.progress import progress_bar
 
 __all__ = ["Tracker", "TrackFrame", "TrackJob", "TrackResult", "prepare_track", "track_video"]
@@ -280,6 +280,7 @@ def prepare_track(
     name = name or driver.info.name
     out_dir = Path(out) / name
     check_writable_target(out_dir, overwrite)
+    check_output_folder(out_dir)
     return TrackJob(driver=driver, keypoints=kps, out_dir=out_dir, name=name, overwrite=overwrite)
 
 
