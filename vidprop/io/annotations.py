@@ -261,9 +261,9 @@ def load_annotations(
         ann = Annotation(index=index, name=driver.frame_name(index), mask=arr, source=src.label)
         if not ann.ids and mode == "objects":
             raise InputError(
-                f"{src.label}: the annotation of frame {index} is empty (no object: every pixel is background 0); "
-                "in --annotation-mode objects an annotation must hold an object "
-                "(--annotation-mode frame takes it as: every object left)"
+                f"{src.label}: the mask is empty (no object: every pixel is background 0); an annotation of frame "
+                f"{index} in --annotation-mode objects must hold an object (--annotation-mode frame takes an empty "
+                "one as: every object left)"
             )
         out[index] = ann
     if not any(a.ids for a in out.values()):
