@@ -66,8 +66,13 @@ class Profile:
 
 
 def check_output_folder(out_dir: Path) -> None:
-    """Raise InputError unless ``out_dir`` can be created: its nearest existing ancestor is a writable folder."""
-    import os
+    """Raise InputError unless ``out_dir`` can be created: its nearest existing ancestor takes a new folder.
+
+    Tried for real (a temporary folder made and removed at once), so read-only
+    file systems and pseudo-file systems such as ``/proc`` are caught too.
+    """
+    import shutil
+    import tempfile
 
     from vidprop.errors import InputError
 
@@ -76,8 +81,11 @@ def check_output_folder(out_dir: Path) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise InputError(f"{parent}: is not a folder; cannot write results under {Path(out_dir).parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{parent}: no permission to write results here (output {out_dir})")
+    try:
+        probe = tempfile.mkdtemp(prefix=".vidprop-write-test-", dir=parent)
+    except OSError as exc:
+        raise InputError(f"{parent}: cannot write results here ({exc.strerror or exc}); output {out_dir}") from None
+    shutil.rmtree(probe, ignore_errors=True)
 
 
 @contextmanager
