@@ -13,6 +13,7 @@ from vidprop.io.masks import davis_palette, write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_frame_folder, write_video
 
 FAST = ["--short-side", "64", "--ensemble", "2", "--no-progress"]
+QUICK = ["--short-side", "64", "--ensemble", "1", "--no-progress", "--no-overlay"]
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ def test_annotations_at_any_frame_both_directions_and_every_format(annotated, ti
     out = tmp_path / "out"
     rc = main(["segment", str(d / "frames"), "--mask", f"00002:{d / 'first2.png'}", "--mask", f"3:{d / 'only5.png'}",
                "--masks", str(d / "Annotations"), "--direction", "both", "--format", "png,coco,youtube-vos",
-               "--out", str(out), "--name", "vid", "--model", str(tiny_sd_path), *FAST])
+               "--out", str(out), "--name", "vid", "--model", str(tiny_sd_path), *QUICK])
     assert rc == 0
     assert "wrote 8 masks" in capsys.readouterr().out
     res = out / "vid"
@@ -185,21 +186,12 @@ def test_annotations_at_any_frame_both_directions_and_every_format(annotated, ti
         np.testing.assert_array_equal(m, g)
 
 
-def test_first_frame_runs_write_what_they_always_wrote(annotated, tiny_sd_path, tmp_path):
-    d, masks = annotated
-    write_indexed_png(tmp_path / "m0.png", masks[0])
-    out = tmp_path / "out"
-    assert main(["segment", str(d / "clip.mp4"), "--mask", str(tmp_path / "m0.png"), "--out", str(out),
-                 "--no-overlay", "--model", str(tiny_sd_path), *FAST]) == 0
-    assert sorted(p.name for p in (out / "clip").iterdir()) == [f"{i:05d}.png" for i in range(8)]
-
-
 def test_a_part_of_the_video(annotated, tiny_sd_path, tmp_path):
     d, masks = annotated
     write_indexed_png(tmp_path / "m3.png", masks[3])
     out = tmp_path / "out"
     assert main(["segment", str(d / "clip.mp4"), "--mask", str(tmp_path / "m3.png"), "--frames", "3:7",
-                 "--max-frames", "3", "--out", str(out), "--no-overlay", "--model", str(tiny_sd_path), *FAST]) == 0
+                 "--max-frames", "3", "--out", str(out), "--model", str(tiny_sd_path), *QUICK]) == 0
     assert sorted(p.name for p in (out / "clip").glob("*.png")) == ["00003.png", "00004.png", "00005.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "clip" / "00003.png")), masks[3])
     assert json.loads((out / "clip" / "annotations.json").read_text())["frames"] == [3, 6]
@@ -251,7 +243,7 @@ def test_an_annotation_past_the_end_of_a_video_file_is_reported_when_it_ends(ann
     write_indexed_png(m0, masks[0])
     out = tmp_path / "out"
     rc = main(["segment", str(d / "clip.mp4"), "--mask", str(m0), "--mask", f"20:{m0}", "--out", str(out),
-               "--model", str(tiny_sd_path), *FAST])
+               "--model", str(tiny_sd_path), *QUICK])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and "annotates frame 20 but the video ended after frame 7 (8 frames)" in err[-1]
     assert not out.exists() or not any(out.iterdir())  # nothing half-written

@@ -242,7 +242,7 @@ def test_objects_mode_merge_takes_the_best_remaining_label_where_the_annotation_
 
 
 def test_frame_mode_removes_objects_absent_from_an_annotation():
-    frames, masks = _scene(n=12, enter=0)
+    frames, masks = _scene(n=8, enter=0)
     seg = _segmenter("crw")
     only3 = np.where(masks[5] == 3, 3, 0).astype(np.uint8)
     outs = list(seg.run(frames, annotations={0: masks[0], 5: only3}, mode="frame"))
@@ -257,7 +257,7 @@ def test_frame_mode_removes_objects_absent_from_an_annotation():
 
 
 def test_ids_stay_in_ascending_order_and_anchors_are_bounded():
-    frames, masks = _scene(n=12, enter=0)
+    frames, masks = _scene(n=8, enter=0)
     seg = _segmenter("dino", max_anchors=3)
     session = seg.session()
     sizes = []
@@ -284,3 +284,18 @@ def test_annotation_checks():
         list(seg.run(frames, annotations={0: masks[0], 2: np.ones((10, 10), np.uint8)}))
     with pytest.raises(InputError, match="frame 0 is annotated twice"):
         seg.run(frames, masks[0], annotations={0: masks[0]})
+
+
+def test_first_frame_runs_write_what_they_always_wrote(tmp_path):
+    scene = SyntheticScene(width=96, height=64, num_frames=4, num_objects=2, seed=4, object_ids=(3, 8))
+    write_video(scene, tmp_path / "v.mp4", lossless=True)
+    write_indexed_png(tmp_path / "m.png", scene.frame(0)[1])
+    write_indexed_png(tmp_path / "m2.png", scene.frame(2)[1])
+    seg = Segmenter(ColourStats(), load_preset("davis").override(frames={"short_side": 64}))
+    res = segment_video(tmp_path / "v.mp4", tmp_path / "m.png", tmp_path / "a", segmenter=seg, progress=False,
+                        overlay=False)
+    assert sorted(p.name for p in res.output_dir.iterdir()) == [f"{i:05d}.png" for i in range(4)]
+    assert res.annotations is None and res.exports == {}
+    res = segment_video(tmp_path / "v.mp4", tmp_path / "m.png", tmp_path / "b", segmenter=seg, progress=False,
+                        overlay=False, annotations={2: tmp_path / "m2.png"})
+    assert res.annotations == res.output_dir / "annotations.json" and res.annotations.is_file()

@@ -11,7 +11,8 @@ Each flag is defined once here; a command picks the groups it needs:
 :func:`config_from_args` turns the parsed flags into a
 :class:`~vidprop.config.TaskConfig` (the preset, then every flag that was
 given).  :class:`VidpropParser` refuses a single-value option given twice
-(``--mask a.png --mask b.png`` would otherwise keep the last one silently).
+(``--out a --out b`` would otherwise keep the last one silently); options
+meant to repeat (``segment --mask``) use ``action="append"``.
 """
 
 from __future__ import annotations

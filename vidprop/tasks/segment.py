@@ -102,7 +102,7 @@ class SegmentSession:
         self.segmenter = segmenter
         self.mode = mode
         self.protocol = get_protocol(segmenter.config.propagation.protocol)
-        self.propagator = Propagator(segmenter.config.propagation, self.protocol)
+        self.propagator = Propagator(segmenter.config.propagation)  # its protocol comes from the config
         self.profile = profile if profile is not None else Profile()
         self.ids: list[int] = []
         self.size: tuple[int, int] | None = None  # (W, H) of the frames
