@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     res = job.run(seg, overlay=not args.no_overlay, direction=args.direction, formats=formats,
                   progress=progress_enabled(args))
     extra = [res.overlay.name] if res.overlay else []
-    extra += [p.name for p in res.exports.values()]
+    extra += [str(p.relative_to(res.output_dir)) for p in res.exports.values()]
     what = f"{res.num_frames} masks" if "png" in formats else f"{res.num_frames} frames"
     print(f"wrote {what} to {res.output_dir}" + (f" and {', '.join(extra)}" if extra else ""))
     if args.profile:
