@@ -13,6 +13,7 @@ from vidprop.config import load_preset
 from vidprop.errors import InputError
 from vidprop.io.masks import read_mask, write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_video
+from vidprop.io.source import read_source_record
 from vidprop.tasks.segment import Segmenter, segment_video
 
 
@@ -85,6 +86,9 @@ def test_features_that_separate_the_objects_are_followed(tmp_path):
     res = segment_video(tmp_path / "scene.mp4", tmp_path / "mask.png", tmp_path / "out", segmenter=seg, progress=False)
     assert res.num_frames == 12
     assert _mean_iou(res, scene) > 0.8  # 0.88 when written; random features give about 0.06
+    rec = read_source_record(res.output_dir)  # where `vidprop view` finds the original frames
+    assert rec["video"] == str((tmp_path / "scene.mp4").resolve()) and rec["kind"] == "video"
+    assert (rec["frames"], rec["width"], rec["height"], rec["task"]) == (12, 320, 192, "segment")
 
 
 @pytest.mark.weights
@@ -294,7 +298,7 @@ def test_first_frame_runs_write_what_they_always_wrote(tmp_path):
     seg = Segmenter(ColourStats(), load_preset("davis").override(frames={"short_side": 64}))
     res = segment_video(tmp_path / "v.mp4", tmp_path / "m.png", tmp_path / "a", segmenter=seg, progress=False,
                         overlay=False)
-    assert sorted(p.name for p in res.output_dir.iterdir()) == [f"{i:05d}.png" for i in range(4)]
+    assert sorted(p.name for p in res.output_dir.iterdir()) == [f"{i:05d}.png" for i in range(4)] + ["source.json"]
     assert res.annotations is None and res.exports == {}
     res = segment_video(tmp_path / "v.mp4", tmp_path / "m.png", tmp_path / "b", segmenter=seg, progress=False,
                         overlay=False, annotations={2: tmp_path / "m2.png"})

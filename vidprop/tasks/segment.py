@@ -59,6 +59,7 @@ from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.driver import FrameRange, FrameRecord, VideoDriver, parse_frame_range
 from vidprop.io.exports import COCO_FILE, CocoWriter, parse_formats, youtube_vos_folder
 from vidprop.io.masks import write_indexed_png
+from vidprop.io.source import write_source_record
 from vidprop.io.video import Backend
 from vidprop.io.writers import overlay_mask
 from vidprop.progress import progress_bar
@@ -555,6 +556,8 @@ class SegmentJob:
                 record = annotation_record(self.annotations, mode=self.mode, direction=direction, frames=indices)
                 writer.submit(write_annotation_record, tmp / "annotations.json", record)
                 record_path = out_dir / "annotations.json"
+            n_written = len(names)
+            writer.submit(lambda: write_source_record(tmp, vinfo, frames=n_written, task="segment"))  # for `vidprop view`
         prof = segmenter.last_profile.summary()
         log.info("wrote %d masks to %s (%s)", len(names), out_dir, prof)
         return SegmentResult(

@@ -41,6 +41,7 @@ from vidprop.errors import InputError
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.keypoints import KeypointSet, draw_keypoints, joint_colours, read_keypoints, write_tracks_csv, write_tracks_json
 from vidprop.io.driver import FrameRange, FrameRecord, VideoDriver, parse_frame_range
+from vidprop.io.source import write_source_record
 from vidprop.io.video import Backend
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
@@ -240,6 +241,7 @@ class TrackJob:
             write_tracks_json(tmp / "keypoints.json", kps.names, xy, visible, skeleton=kps.skeleton_names,
                               frame_names=frame_names, meta=meta, frame_indices=indices)
             write_tracks_csv(tmp / "keypoints.csv", kps.names, xy, visible, frame_indices=indices)
+            write_source_record(tmp, vinfo, frames=len(xy), task="track")  # lets `vidprop view` find the frames
         prof = tracker.last_profile.summary()
         log.info("wrote keypoints of %d frames to %s (%s)", len(xy), out_dir, prof)
         return TrackResult(
