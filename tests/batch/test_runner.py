@@ -217,27 +217,38 @@ def test_track_rows_and_folder_input(footage, tiny_sd_path, tmp_path):
 
 # ---------------------------------------------------------------- Ray
 def _killing_runner(marker: Path, victim: str) -> type:
-    """A RowRunner whose process is SIGKILLed while writing ``victim``'s frames, on the first attempt only."""
+    """A RowRunner whose process is SIGKILLed while writing ``victim``'s frames, on the first attempt only.
+
+    Its extractor delegates to the real one and kills the process when asked for the third frame's
+    features: the first masks are then being written into the row's temporary folder.
+    """
     from vidprop.tasks.segment import Segmenter
 
     current: dict[str, str] = {}
 
-    class KillingSegmenter(Segmenter):
-        def run(self, frames, mask, **kw):
-            for i, m in enumerate(super().run(frames, mask, **kw)):
-                if i == 2 and current.get("row") == victim and not marker.exists():
-                    marker.write_text(str(os.getpid()))
-                    time.sleep(0.3)  # the writer thread writes the first masks into the temporary folder
-                    os.kill(os.getpid(), signal.SIGKILL)
-                yield m
+    class KillingExtractor:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def extract(self, images, **kw):
+            self.calls += 1
+            if self.calls == 3 and current.get("row") == victim and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                time.sleep(0.3)  # the writer thread writes the first masks into the temporary folder
+                os.kill(os.getpid(), signal.SIGKILL)
+            return self.inner.extract(images, **kw)
 
     class KillingRunner(RowRunner):
         def load(self, config):
             seg = super().load(config)
-            return KillingSegmenter(seg.extractor, seg.config)
+            return Segmenter(KillingExtractor(seg.extractor), seg.config)
 
         def __call__(self, job):
             current["row"] = job.row.name
+            self._loaded.extractor.calls = 0
             return super().__call__(job)
 
     return KillingRunner

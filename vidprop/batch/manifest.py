@@ -9,7 +9,8 @@ empty cell or ``null`` means "not given"):
                     names it: the file's stem, the folder's name)
 ``mask``            segment: the first-frame mask image
 ``masks``           segment: several annotations, ``FRAME:PATH`` items (a JSON list, or
-                    ``;``-separated in CSV) or an annotations folder
+                    ``;``-separated in CSV; as ``segment --mask FRAME:PATH``) or an
+                    annotations folder (as ``segment --masks DIR``)
 ``keypoints``       track: the first-frame keypoint file
 ``config``          a preset name or YAML file replacing the batch's ``--config`` for this row
 settings            per-row values of the command's flags, named like them:

@@ -36,7 +36,8 @@ manifest (JSONL: one object per line; CSV: a header line), paths relative to the
   {"video": "frames/b/", "mask": "masks/b.png", "name": "b-run2", "topk": 10, "overlay": false}
   video,keypoints,crop                  (CSV, --task track)
   clips/c.mp4,kp/c.json,256
-columns: video (required), name, mask | masks (segment), keypoints (track), config
+columns: video (required), name, mask | masks (segment: "FRAME:PATH" items or an
+annotations folder, as --mask FRAME:PATH / --masks DIR), keypoints (track), config
 (a preset for this row), and per-row settings named like the flags: short_side, crop,
 keypoint_rule, protocol, topk, temperature, n_last, radius, ensemble, t, up_ft_index,
 seed, overlay, resize_mask, backend.  A row's settings apply on top of the flags.
