@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vidprop.batch import RowRunner, read_manifest, run_batch
@@ -177,16 +178,6 @@ def test_malformed_manifest_is_refused_before_any_work(footage, tiny_sd_path, tm
                            (["--workers", "2"], "--workers: only with --engine ray")):
         assert main(["-q", "batch", str(bad), "--out", str(out), *flags]) == 2
         assert message in capsys.readouterr().err
-    # several annotations per video: the manifest carries them; refused until segment_video takes them
-    from vidprop.tasks.segment import segment_video
-    import inspect
-
-    if "annotations" not in inspect.signature(segment_video).parameters:
-        m = tmp_path / "masks.jsonl"
-        m.write_text(json.dumps({"video": str(d / "v0.mp4"), "masks": [f"0:{d / 'v0_mask.png'}"]}) + "\n")
-        assert main(["-q", "batch", str(m), "--out", str(out), "--model", str(tiny_sd_path), *FAST]) == 2
-        assert "line 1: several annotations ('masks') are not supported yet" in capsys.readouterr().err
-        assert not out.exists()
 
 
 def test_track_rows_and_folder_input(footage, tiny_sd_path, tmp_path):
@@ -360,3 +351,30 @@ def test_several_annotations_are_passed_to_segment_video_when_it_takes_them(tmp_
     base = tmp_path.resolve()
     assert calls == {"a": (None, {"0": base / "a0.png", "00040": base / "sub/a40.png"}, None),
                      "b": (None, None, base / "ann/b")}
+
+
+def test_masks_column_runs_as_segment_with_annotations_at_several_frames(footage, tmp_path):
+    """A row with FRAME:PATH annotations writes what segment_video writes with them (a backbone-free extractor)."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.config import load_preset
+    from vidprop.tasks.segment import Segmenter, segment_video
+
+    d, _ = footage
+    sc = SyntheticScene(width=64, height=48, num_frames=4, num_objects=2, seed=0)  # v0's scene
+    write_indexed_png(tmp_path / "f2.png", np.where(sc.frame(2)[1] == 2, 2, 0).astype(np.uint8))  # a correction
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"video": str(d / "v0.mp4"), "masks": [f"0:{d / 'v0_mask.png'}", "2:f2.png"],
+                             "overlay": False}) + "\n")
+
+    class ColourRunner(RowRunner):
+        def load(self, config):
+            return Segmenter(ColourStats(), config)
+
+    overrides = {"frames": {"mode": "short_side", "short_side": 32}}
+    rep = run_batch(m, tmp_path / "out", overrides=overrides, progress=False, runner=ColourRunner)
+    assert [r.status for r in rep.results] == ["done"] and rep.results[0].frames == 4
+    cfg = load_preset("davis-fast").override(**overrides)
+    segment_video(d / "v0.mp4", None, tmp_path / "ref", segmenter=Segmenter(ColourStats(), cfg), overlay=False,
+                  annotations={"0": d / "v0_mask.png", "2": tmp_path / "f2.png"}, progress=False)
+    assert _files(tmp_path / "out") == _files(tmp_path / "ref")
+    assert "v0/annotations.json" in _files(tmp_path / "out")

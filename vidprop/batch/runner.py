@@ -25,7 +25,6 @@ import contextlib
 import datetime as _dt
 import functools
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -157,10 +156,6 @@ def row_config(base: TaskConfig | str, overrides: Mapping[str, Mapping[str, Any]
         return cfg.override(**changes) if changes else cfg
     except ConfigError as exc:
         raise ConfigError(f"{row.where}: {exc}") from None
-
-
-def _supports(func: Any, name: str) -> bool:
-    return name in inspect.signature(func).parameters
 
 
 # ====================================================================== the worker
@@ -354,15 +349,10 @@ def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | st
           overrides: Mapping[str, Mapping[str, Any]] | None, overlay: bool, resize_mask: bool, backend: str,
           overwrite: bool, run_id: str) -> tuple[list[RowJob], dict[int, RowResult]]:
     """Settings of every row, what is complete already, what to run; conflicts refused before any work."""
-    from vidprop.tasks.segment import segment_video
-
     jobs: list[RowJob] = []
     skipped: dict[int, RowResult] = {}
     conflicts: list[BatchRow] = []
     for i, row in enumerate(rows):
-        if row.masks is not None and not _supports(segment_video, "masks" if isinstance(row.masks, Path) else "annotations"):
-            raise InputError(f"{row.where}: several annotations ('masks') are not supported yet by this version "
-                             "of vidprop; give one first-frame 'mask'")
         cfg = row_config(base, overrides, row)
         ov = bool(row.option("overlay", overlay))
         rm = bool(row.option("resize_mask", resize_mask))
