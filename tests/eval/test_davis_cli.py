@@ -9,6 +9,7 @@ from PIL import Image
 
 from tests.eval.test_davis import hand_dataset, make_davis
 from vidprop.cli import main
+from vidprop.errors import ConfigError
 from vidprop.io.masks import write_indexed_png
 
 HAND_TABLES = (
@@ -240,16 +241,27 @@ def test_a_flag_overrides_the_per_sequence_setting(shooting_davis, tiny_sd_path,
 
 
 # ------------------------------------------------------------------ on Ray workers
+def colour_segmenter(cfg):
+    """A Segmenter on backbone-free features (built in each Ray worker: no model to load)."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.tasks.segment import Segmenter
+
+    return Segmenter(ColourStats(), cfg)
+
+
 @pytest.mark.ray
-def test_ray_engine_writes_the_same_masks(ray_local, scene_davis, tiny_sd_path, tmp_path, torch_threads):
+def test_ray_engine_writes_the_same_masks(ray_local, scene_davis, tmp_path, torch_threads):
+    import functools
+
     from vidprop.config import load_preset
     from vidprop.engine import EngineOptions
     from vidprop.eval.davis import run_davis
 
-    cfg = load_preset("davis").override(frames={"short_side": 64}, extractor={"model": str(tiny_sd_path), "ensemble": 1})
+    cfg = load_preset("davis").override(frames={"short_side": 64}, propagation={"n_last_frames": 3})
+    build = functools.partial(colour_segmenter, cfg)
     with torch_threads(1):  # as each Ray worker below: CPU float sums depend on the thread count
-        run_davis(scene_davis, tmp_path / "seq", config=cfg, progress=False, score=False)
-    run_davis(scene_davis, tmp_path / "ray", config=cfg, progress=False, score=False,
+        run_davis(scene_davis, tmp_path / "seq", config=cfg, segmenter=build(), progress=False, score=False)
+    run_davis(scene_davis, tmp_path / "ray", config=cfg, segmenter=build, progress=False, score=False,
               engine=EngineOptions(kind="ray", workers=2, gpus_per_worker=1, cpus_per_worker=1))
     pngs = sorted(p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").glob("*/*.png"))
     assert len(pngs) == 10
@@ -261,6 +273,8 @@ def test_ray_engine_writes_the_same_masks(ray_local, scene_davis, tiny_sd_path, 
     for r in rec.values():
         r.pop("date"), r.pop("root")
     assert rec["ray"] == rec["seq"]
+    with pytest.raises(ConfigError, match="a Segmenter object stays in this process"):
+        run_davis(scene_davis, tmp_path / "x", config=cfg, segmenter=build(), engine=EngineOptions(kind="ray"))
 
 
 def test_engine_flags_reach_the_runner(scene_davis, tmp_path, capsys, monkeypatch):

@@ -316,15 +316,26 @@ def test_pipeline_draws_border_joints_as_the_reference(tmp_path, tiny_sd_path, c
     assert meta["config"]["propagation"]["keypoint_rule"] == rule
 
 
+def colour_tracker(cfg):
+    """A Tracker on backbone-free features (built in each Ray worker: no model to load)."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.tasks.track import Tracker
+
+    return Tracker(ColourStats(), cfg)
+
+
 @pytest.mark.ray
-def test_ray_engine_writes_the_same_predictions(ray_local, tmp_path, tiny_sd_path, torch_threads):
+def test_ray_engine_writes_the_same_predictions(ray_local, tmp_path, torch_threads):
+    import functools
+
     from vidprop.engine import EngineOptions
 
     root, split, videos = _scene_dataset(tmp_path)
-    cfg = load_preset("jhmdb").override(frames={"size": 64}, extractor={"model": str(tiny_sd_path), "ensemble": 1})
-    with torch_threads(1):  # as each Ray worker below (1 CPU each): CPU float sums depend on the thread count
-        seq = evaluate_jhmdb(root, split, tmp_path / "seq", config=cfg)
-    ray = evaluate_jhmdb(root, split, tmp_path / "ray", config=cfg,
+    cfg = load_preset("jhmdb").override(frames={"size": 64})
+    build = functools.partial(colour_tracker, cfg)
+    with torch_threads(1):  # as each Ray worker (1 CPU): CPU float sums depend on the thread count
+        seq = evaluate_jhmdb(root, split, tmp_path / "seq", config=cfg, tracker=build())
+    ray = evaluate_jhmdb(root, split, tmp_path / "ray", config=cfg, tracker=build,
                          engine=EngineOptions(kind="ray", workers=2, cpus_per_worker=1))
     for key in videos:
         a = (tmp_path / "seq" / "predictions" / f"{key}.npz").read_bytes()

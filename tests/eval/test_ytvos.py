@@ -108,14 +108,13 @@ def test_cli_end_to_end(tmp_path, tiny_sd_path, capsys):
 
 
 @pytest.mark.ray
-def test_ray_engine_writes_the_same_masks(ray_local, tmp_path, tiny_sd_path, torch_threads):
+def test_ray_engine_writes_the_same_masks(ray_local, tmp_path, torch_threads):
     from vidprop.engine import EngineOptions
 
     root = make_ytvos(tmp_path / "YTVOS")
-    cfg = load_preset("davis-fast").override(frames={"short_side": 64}, extractor={"model": str(tiny_sd_path), "ensemble": 1})
     with torch_threads(1):  # as each Ray worker (1 CPU): CPU float sums depend on the thread count
-        ytvos.run_ytvos(root, tmp_path / "seq", config=cfg, all_frames=False, progress=False, make_zip=False)
-    res = ytvos.run_ytvos(root, tmp_path / "ray", config=cfg, all_frames=False, progress=False, make_zip=False,
+        ytvos.run_ytvos(root, tmp_path / "seq", segmenter=_seg(), progress=False, make_zip=False)
+    res = ytvos.run_ytvos(root, tmp_path / "ray", segmenter=_seg, progress=False, make_zip=False,
                           engine=EngineOptions(kind="ray", workers=2, cpus_per_worker=1))
     assert res.propagated == ("vid_a", "vid_b")
     pngs = sorted(p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").rglob("*.png"))

@@ -319,8 +319,10 @@ def predict_video(tracker: Tracker, video: JhmdbVideo, gt: np.ndarray, path: Pat
 class VideoWorker:
     """Predicts JHMDB videos; built once per engine worker (the model loads once)."""
 
-    def __init__(self, config: TaskConfig, *, tracker: Tracker | None = None) -> None:
-        self.tracker = tracker if tracker is not None else Tracker.from_pretrained(config=config)
+    def __init__(self, config: TaskConfig, *, tracker: Tracker | None = None, build: Any = None) -> None:
+        if tracker is None:
+            tracker = build() if build is not None else Tracker.from_pretrained(config=config)
+        self.tracker = tracker
 
     def info(self) -> dict[str, Any]:
         ext = self.tracker.extractor
@@ -352,7 +354,8 @@ def evaluate_jhmdb(
     ``videos``: only these ``<class>/<video>`` entries of the split.  Videos
     whose predictions are complete are skipped (unless ``overwrite``); the
     model is loaded only if some video is left to run.  ``tracker`` defaults
-    to ``Tracker.from_pretrained(config=config)``.  ``engine``: where the
+    to ``Tracker.from_pretrained(config=config)``; a picklable callable
+    returning a Tracker is called once in each engine worker.  ``engine``: where the
     videos run (default: one after the other in this process; with
     ``EngineOptions(kind="ray")`` spread over Ray workers that each load the
     model once); the predictions are the same either way.
@@ -372,9 +375,12 @@ def evaluate_jhmdb(
     for v, g in zip(items, gts):
         if g.shape[1] != len(JHMDB_JOINTS):
             raise InputError(f"{v.mat}: 'pos_img' has {g.shape[1]} joints, JHMDB has {len(JHMDB_JOINTS)}")
-    if tracker is not None:
-        config = tracker.config
-    if not overwrite:
+    from vidprop.eval.davis.runner import split_task_argument
+
+    loaded, build = split_task_argument(tracker, "tracker")
+    if loaded is not None:
+        config = loaded.config
+    if not overwrite and build is None:  # the settings are known before any model loads
         _check_run_config(out, config)
     preds: list[dict[str, Any] | None] = [
         None if overwrite else _load_prediction(_prediction_path(out, v.key), len(g)) for v, g in zip(items, gts)
@@ -384,19 +390,18 @@ def evaluate_jhmdb(
     if resumed:
         log.info("%d of %d videos already have predictions in %s; skipping them", resumed, len(items), out)
     if todo:
-        if tracker is not None:
-            if engine.kind != "sequential":
-                raise ConfigError("a Tracker object stays in this process: give config= (not tracker=) "
-                                  "to run on Ray workers")
-            factory: Any = functools.partial(VideoWorker, config, tracker=tracker)
-        else:
-            factory = functools.partial(VideoWorker, config)
-        out.mkdir(parents=True, exist_ok=True)
+        if loaded is not None and engine.kind != "sequential":
+            raise ConfigError("a Tracker object stays in this process: give config= or a callable that builds "
+                              "the tracker (tracker=) to run on Ray workers")
+        factory = functools.partial(VideoWorker, config, tracker=loaded, build=build)
         jobs = [(items[i], gts[i], _prediction_path(out, items[i].key)) for i in todo]
         wants_gpu = not str(config.extractor.device).startswith("cpu")
         bar = progress_bar(total=len(todo), unit="video", desc="jhmdb", enabled=progress, leave=True)
         try:
             with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
+                if not overwrite and build is not None:  # a built tracker's settings, before any video runs
+                    _check_run_config(out, eng.info["config"])
+                out.mkdir(parents=True, exist_ok=True)
                 _write_run_config(out, eng.info["config"], eng.info, root, split)
                 for n, outcome in enumerate(eng.map(jobs), start=1):
                     if outcome.error is not None:

@@ -382,12 +382,8 @@ class SpairWorker:
 
     def __init__(self, matcher: Any, *, protocols: Sequence[str], use_category_prompt: bool = True,
                  attention: Any = None, on_pair: Callable[[], None] | None = None) -> None:
-        from vidprop.config import TaskConfig
-
-        if attention is None and isinstance(matcher, TaskConfig):
-            from vidprop.tasks.match import PairMatcher
-
-            matcher = PairMatcher.from_pretrained(config=matcher)
+        if attention is None:
+            matcher = _load_matcher(matcher)
         self.matcher, self.attention = matcher, attention
         self.protocols = list(protocols)
         self.use_category_prompt = use_category_prompt
@@ -465,8 +461,8 @@ def run_spair(
     """Match every source keypoint of every pair and score PCK.
 
     ``matcher``: a :class:`~vidprop.tasks.match.PairMatcher` (DIFT, the
-    "semantic" preset), or the TaskConfig to load one from (in each engine
-    worker); each image is encoded once per category (pairs are processed
+    "semantic" preset), or the TaskConfig to load one from or a picklable
+    callable that builds one (in each engine worker); each image is encoded once per category (pairs are processed
     grouped by category).  ``attention``: an
     :class:`~vidprop.features.attention.AttentionMatcher` to score Hedlin et
     al.'s method instead (no feature cache: it optimises per point).
@@ -481,14 +477,13 @@ def run_spair(
     is under ``protocols`` with its description and the published numbers it
     compares to.
     """
-    from vidprop.config import TaskConfig
 
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
     if _runs_elsewhere(engine):
-        if attention is not None or not isinstance(matcher, TaskConfig):
-            raise ConfigError("on Ray workers, give the matcher's TaskConfig (each worker loads it); "
-                              "the attention method runs in this process only")
+        if attention is not None or _is_loaded_matcher(matcher):
+            raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
+                              "worker calls it once); the attention method runs in this process only")
         root = Path(root).resolve()
     out = Path(out)
     _check_out(out, overwrite)
@@ -566,6 +561,23 @@ def run_spair(
     _write_csv(out / "pairs.csv", header, rows)
     _write_json(out / "summary.json", summary)
     return summary
+
+
+def _is_loaded_matcher(matcher: Any) -> bool:
+    return hasattr(matcher, "features")
+
+
+def _load_matcher(matcher: Any) -> Any:
+    """A PairMatcher from itself, a TaskConfig (loaded) or a callable that builds one."""
+    from vidprop.config import TaskConfig
+
+    if isinstance(matcher, TaskConfig):
+        from vidprop.tasks.match import PairMatcher
+
+        return PairMatcher.from_pretrained(config=matcher)
+    if not _is_loaded_matcher(matcher) and callable(matcher):
+        return matcher()
+    return matcher
 
 
 def _wants_gpu(matcher: Any) -> bool:
@@ -747,12 +759,7 @@ class HpatchesWorker:
 
     def __init__(self, matcher: Any, *, keypoints: str | Path | None = None, max_keypoints: int = 1000,
                  method: str = "lmeds", threshold: float = 3.0, on_pair: Callable[[], None] | None = None) -> None:
-        from vidprop.config import TaskConfig
-
-        if isinstance(matcher, TaskConfig):
-            from vidprop.tasks.match import PairMatcher
-
-            matcher = PairMatcher.from_pretrained(config=matcher)
+        matcher = _load_matcher(matcher)
         self.matcher = matcher
         self.keypoints = keypoints
         self.max_keypoints = max_keypoints
@@ -815,7 +822,8 @@ def run_hpatches(
     preset) sampled as DIFT's evaluation samples them, mutual nearest neighbours, homography, corner error.
 
     ``matcher``: a :class:`~vidprop.tasks.match.PairMatcher`, or the TaskConfig
-    to load one from (in each engine worker).  ``keypoints``: a folder of
+    to load one from or a picklable callable that builds one (in each engine
+    worker).  ``keypoints``: a folder of
     ``<sequence>-<i>.kp`` files (the published runs
     used 1,000 SuperPoint keypoints per image), duplicates removed; without it,
     up to ``max_keypoints`` OpenCV SIFT keypoints.  Image 1's features and
@@ -824,11 +832,11 @@ def run_hpatches(
     (default: in this process; ``EngineOptions(kind="ray")``: spread over Ray
     workers, each loading the model once; the scores are the same).
     """
-    from vidprop.config import TaskConfig
 
     if _runs_elsewhere(engine):
-        if not isinstance(matcher, TaskConfig):
-            raise ConfigError("on Ray workers, give the matcher's TaskConfig (each worker loads it)")
+        if _is_loaded_matcher(matcher):
+            raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it "
+                              "(each worker calls it once)")
         root = Path(root).resolve()
         keypoints = Path(keypoints).resolve() if keypoints is not None else None
     out = Path(out)

@@ -176,11 +176,14 @@ class VideoWorker:
     """Propagates YouTube-VOS videos into one results folder; built once per engine worker (the model loads once)."""
 
     def __init__(self, config: Any, out: str | Path, *, overwrite: bool = False, device: str | None = None,
-                 dtype: str | None = None, segmenter: Any = None) -> None:
+                 dtype: str | None = None, segmenter: Any = None, build: Any = None) -> None:
         if segmenter is None:
-            from vidprop.tasks.segment import Segmenter
+            if build is not None:
+                segmenter = build()
+            else:
+                from vidprop.tasks.segment import Segmenter
 
-            segmenter = Segmenter.from_pretrained(config=config, device=device, dtype=dtype)
+                segmenter = Segmenter.from_pretrained(config=config, device=device, dtype=dtype)
         self.segmenter = segmenter
         self.out = Path(out)
         self.overwrite = overwrite
@@ -223,17 +226,20 @@ def run_ytvos(
     same ones.  ``engine``: where videos are propagated (default: one after
     the other in this process; ``EngineOptions(kind="ray")``: spread over Ray
     workers that each load the model once; the masks are the same).
+    ``segmenter``: a loaded Segmenter (in this process only) or a picklable
+    callable returning one, called once in each worker.
     """
     import yaml
 
     from vidprop import __version__
     from vidprop.config import TaskConfig, load_preset
-    from vidprop.eval.davis.runner import _comparable, _protocol_note  # the same rules as eval davis
+    from vidprop.eval.davis.runner import _protocol_note, check_run_settings, split_task_argument  # as eval davis
 
     cfg = config if isinstance(config, TaskConfig) else load_preset(config)
     cfg = cfg.override(extractor={"model": model, "device": device, "dtype": dtype})
-    if segmenter is not None:
-        cfg = segmenter.config
+    loaded, build = split_task_argument(segmenter, "segmenter")
+    if loaded is not None:
+        cfg = loaded.config
     engine = engine or EngineOptions()
     if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
         root, out = Path(root).resolve(), Path(out).resolve()
@@ -244,26 +250,20 @@ def run_ytvos(
     log.info("YouTube-VOS %s: %d video(s), %d to propagate into %s", split, len(items), len(todo), out)
     cfg_path = out / "config.yaml"
     if todo:
-        if cfg_path.is_file() and not overwrite:
-            try:
-                old = yaml.safe_load(cfg_path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise InputError(f"{cfg_path}: not valid YAML ({exc})") from exc
-            if isinstance(old, dict) and "config" in old and _comparable(old["config"]) != _comparable(cfg.to_dict()):
-                raise ConfigError(f"{out} holds results made with other settings ({cfg_path}); "
-                                  "choose another --out or pass --overwrite to recompute every video")
+        if build is None:  # the settings are known before any model loads
+            check_run_settings(cfg_path, cfg, "video", overwrite)
         for v in todo:  # every video's frames and annotations are checked before the model loads (not kept)
             _prepare(out, v, overwrite)
-        if segmenter is not None:
-            if engine.kind != "sequential":
-                raise ConfigError("a Segmenter object stays in this process: give config= (not segmenter=) "
-                                  "to propagate on Ray workers")
-            factory: Any = functools.partial(VideoWorker, cfg, out, overwrite=overwrite, segmenter=segmenter)
-        else:
-            factory = functools.partial(VideoWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype)
+        if loaded is not None and engine.kind != "sequential":
+            raise ConfigError("a Segmenter object stays in this process: give config= or a callable that builds "
+                              "the segmenter (segmenter=) to propagate on Ray workers")
+        factory = functools.partial(VideoWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype,
+                                    segmenter=loaded, build=build)
         wants_gpu = not str(device or cfg.extractor.device).startswith("cpu")
         with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
             cfg = eng.info["config"]
+            if build is not None:  # a built segmenter's settings, checked before any video runs
+                check_run_settings(cfg_path, cfg, "video", overwrite)
             record = {
                 "vidprop_version": __version__,
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

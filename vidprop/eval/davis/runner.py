@@ -6,7 +6,7 @@ import datetime as _dt
 import functools
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -44,6 +44,34 @@ def _comparable(cfg: dict) -> dict:
         cfg.pop(key, None)
     cfg.setdefault("sequences", {})
     return cfg
+
+
+def split_task_argument(task: Any, what: str) -> tuple[Any, Callable[[], Any] | None]:
+    """A ``segmenter=`` / ``tracker=`` argument -> (loaded task or None, callable that builds one or None)."""
+    from vidprop.tasks.base import PropagationTask
+
+    if task is None or isinstance(task, PropagationTask):
+        return task, None
+    if callable(task):
+        return None, task
+    raise ConfigError(f"{what} must be a loaded task or a callable returning one, got {type(task).__name__}")
+
+
+def check_run_settings(cfg_path: Path, cfg: Any, unit: str, overwrite: bool) -> None:
+    """Refuse to resume a results folder whose ``config.yaml`` holds other settings than ``cfg``."""
+    import yaml
+
+    if not cfg_path.is_file() or overwrite:
+        return
+    try:
+        old = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{cfg_path}: not valid YAML ({exc})") from exc
+    if isinstance(old, dict) and "config" in old and _comparable(old["config"]) != _comparable(cfg.to_dict()):
+        raise ConfigError(
+            f"{cfg_path.parent} holds results made with other settings ({cfg_path}); "
+            f"choose another --out or pass --overwrite to recompute every {unit}"
+        )
 
 
 def _protocol_note(cfg: Any) -> str:
@@ -98,7 +126,10 @@ def run_davis(
     ``engine``: where sequences are propagated (default: one after the other
     in this process); with ``EngineOptions(kind="ray")`` they are spread over
     Ray workers that each load the model once.  The masks are the same either
-    way.  ``workers`` is the number of scoring processes.
+    way.  ``workers`` is the number of scoring processes.  ``segmenter``: a
+    loaded Segmenter (in this process only), or a picklable callable that
+    returns one, called once in each worker (a custom feature extractor on
+    Ray); default: ``Segmenter.from_pretrained`` with ``config``.
     """
     import yaml
 
@@ -107,8 +138,9 @@ def run_davis(
 
     cfg = config if isinstance(config, TaskConfig) else load_preset(config)
     cfg = cfg.override(extractor={"model": model, "device": device, "dtype": dtype})
-    if segmenter is not None:
-        cfg = segmenter.config
+    loaded, build = split_task_argument(segmenter, "segmenter")
+    if loaded is not None:
+        cfg = loaded.config
     engine = engine or EngineOptions()
     if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
         root, out = Path(root).resolve(), Path(out).resolve()
@@ -119,26 +151,18 @@ def run_davis(
     log.info("DAVIS %s: %d sequence(s), %d to propagate into %s", set, len(seqs), len(todo), out)
     cfg_path = out / "config.yaml"
     if todo:
-        if cfg_path.is_file() and not overwrite:
-            try:
-                old = yaml.safe_load(cfg_path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise InputError(f"{cfg_path}: not valid YAML ({exc})") from exc
-            if isinstance(old, dict) and "config" in old and _comparable(old["config"]) != _comparable(cfg.to_dict()):
-                raise ConfigError(
-                    f"{out} holds results made with other settings ({cfg_path}); "
-                    "choose another --out or pass --overwrite to recompute every sequence"
-                )
-        if segmenter is not None:
-            if engine.kind != "sequential":
-                raise ConfigError("a Segmenter object stays in this process: give config= (not segmenter=) "
-                                  "to propagate on Ray workers")
-            factory: Any = functools.partial(SequenceWorker, cfg, out, overwrite=overwrite, segmenter=segmenter)
-        else:
-            factory = functools.partial(SequenceWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype)
+        if build is None:  # the settings are known before any model loads
+            check_run_settings(cfg_path, cfg, "sequence", overwrite)
+        if loaded is not None and engine.kind != "sequential":
+            raise ConfigError("a Segmenter object stays in this process: give config= or a callable that builds "
+                              "the segmenter (segmenter=) to propagate on Ray workers")
+        factory = functools.partial(SequenceWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype,
+                                    segmenter=loaded, build=build)
         wants_gpu = not str(device or cfg.extractor.device).startswith("cpu")
         with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
             cfg = eng.info["config"]
+            if build is not None:  # a built segmenter's settings, checked before any sequence runs
+                check_run_settings(cfg_path, cfg, "sequence", overwrite)
             record = {
                 "vidprop_version": __version__,
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -171,15 +195,18 @@ class SequenceWorker:
     """Propagates DAVIS sequences into one results folder; built once per engine worker (the model loads once).
 
     ``config`` is the run's TaskConfig; ``segmenter`` an already loaded one
-    (in-process runs only).
+    (in-process runs only); ``build`` a callable returning one.
     """
 
     def __init__(self, config: Any, out: str | Path, *, overwrite: bool = False, device: str | None = None,
-                 dtype: str | None = None, segmenter: Any = None) -> None:
+                 dtype: str | None = None, segmenter: Any = None, build: Callable[[], Any] | None = None) -> None:
         if segmenter is None:
-            from vidprop.tasks.segment import Segmenter
+            if build is not None:
+                segmenter = build()
+            else:
+                from vidprop.tasks.segment import Segmenter
 
-            segmenter = Segmenter.from_pretrained(config=config, device=device, dtype=dtype)
+                segmenter = Segmenter.from_pretrained(config=config, device=device, dtype=dtype)
         self.segmenter = segmenter
         self.out = Path(out)
         self.overwrite = overwrite
