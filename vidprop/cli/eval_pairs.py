@@ -68,8 +68,7 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
     from vidprop.tasks.match import PairMatcher
     from pathlib import Path
 
-    if not args.overwrite:
-        check_writable_target(Path(args.out) / "summary.json", False)
+    check_writable_target(Path(args.out) / "summary.json", args.overwrite, folder=False)  # before loading
     read_spair(args.root, args.split, limit=args.limit, categories=args.category)  # fail before loading
     attention = matcher = None
     if args.method == "attention":
@@ -94,8 +93,7 @@ def run_hpatches_cmd(args: argparse.Namespace) -> int:
     from vidprop.io.atomic import check_writable_target
     from vidprop.tasks.match import PairMatcher
 
-    if not args.overwrite:
-        check_writable_target(Path(args.out) / "summary.json", False)
+    check_writable_target(Path(args.out) / "summary.json", args.overwrite, folder=False)  # before loading
     read_hpatches(args.root, limit=args.limit)
     matcher = PairMatcher.from_pretrained(config=pair_config(args, "geometric"))
     s = run_hpatches(matcher, args.root, args.out, limit=args.limit, max_keypoints=args.max_keypoints,

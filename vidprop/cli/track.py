@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     # Check the cheap things before loading the model.
     reader = open_video(args.video, backend=args.backend)
     kps = read_keypoints(args.keypoints)
-    check_writable_target(Path(args.out) / (args.name or reader.info.name), args.overwrite)
+    check_writable_target(Path(args.out) / (args.name or reader.info.name), args.overwrite, folder=True)
     tracker = Tracker.from_pretrained(config=cfg)
     res = track_video(
         args.video,

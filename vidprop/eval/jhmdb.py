@@ -38,7 +38,7 @@ import yaml
 from vidprop import __version__
 from vidprop.config import TaskConfig
 from vidprop.errors import ConfigError, InputError
-from vidprop.io.atomic import atomic_file
+from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.io.keypoints import read_jhmdb_mat
 from vidprop.io.video import list_frames, open_video
 from vidprop.tasks.segment import resize_frame
@@ -337,6 +337,7 @@ def evaluate_jhmdb(
     if resumed:
         log.info("%d of %d videos already have predictions in %s; skipping them", resumed, len(items), out)
     if todo:
+        check_writable_target(out, True, folder=True)  # before loading the model
         if tracker is None:
             tracker = Tracker.from_pretrained(config=config)
         out.mkdir(parents=True, exist_ok=True)

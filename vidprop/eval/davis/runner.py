@@ -12,7 +12,7 @@ import numpy as np
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.davis.dataset import VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
 from vidprop.eval.davis.scoring import DavisScores, score_davis
-from vidprop.io.atomic import atomic_file
+from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.progress import progress_bar
 
 __all__ = ["sequence_is_complete", "run_davis", "run_note"]
@@ -116,6 +116,7 @@ def run_davis(
                     f"{out} holds results made with other settings ({cfg_path}); "
                     "choose another --out or pass --overwrite to recompute every sequence"
                 )
+        check_writable_target(out, True, folder=True)  # before loading the model
         if segmenter is None:
             from vidprop.tasks.segment import Segmenter
 
