@@ -141,8 +141,6 @@ class PropagationConfig:
     radius: float = 15
     #: Queries per tile side of the windowed computation.
     tile: int = 8
-    #: Upper bound on queries processed at once; bounds peak memory.
-    chunk_size: int = 1024
 
     def __post_init__(self) -> None:
         if self.protocol not in ("dino", "crw"):
@@ -155,8 +153,8 @@ class PropagationConfig:
             raise ConfigError(f"propagation.n_last_frames is too small: {self.n_last_frames}")
         if self.radius <= 0:
             raise ConfigError(f"propagation.radius must be > 0, got {self.radius}")
-        if self.tile < 1 or self.chunk_size < 1:
-            raise ConfigError("propagation.tile and propagation.chunk_size must be >= 1")
+        if self.tile < 1:
+            raise ConfigError(f"propagation.tile must be >= 1, got {self.tile}")
 
 
 _SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig}

@@ -237,6 +237,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     c = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items() if k != "name"}
     for f in _RUNTIME_FIELDS:
         c.get("extractor", {}).pop(f, None)
+    c.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
     return c
 
 

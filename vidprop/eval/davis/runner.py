@@ -38,6 +38,7 @@ def _comparable(cfg: dict) -> dict:
         cfg.get("extractor", {}).pop(key, None)
     for key in ("name", "description", "published"):
         cfg.pop(key, None)
+    cfg.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
     cfg.setdefault("sequences", {})
     return cfg
 
@@ -143,7 +144,7 @@ def run_davis(
         }
         with atomic_file(cfg_path, overwrite=True) as tmp:
             tmp.write_text(yaml.safe_dump(record, sort_keys=False))
-        _propagate(root, out, todo, segmenter, overwrite=overwrite, progress=progress)
+        _propagate(out, todo, segmenter, overwrite=overwrite, progress=progress)
     if set == "test-dev" or not score:
         if set == "test-dev":
             log.info("test-dev has no public ground truth: masks written to %s, nothing scored", out)
@@ -151,7 +152,7 @@ def run_davis(
     return score_davis(root, out, set, sequences=names if sequences else None, workers=workers, progress=progress)
 
 
-def _propagate(root: str | Path, out: Path, todo: Sequence[DavisSequence], segmenter: Any, *,
+def _propagate(out: Path, todo: Sequence[DavisSequence], segmenter: Any, *,
                overwrite: bool, progress: bool) -> None:
     from vidprop.tasks.segment import segment_video
 
