@@ -33,6 +33,7 @@ __all__ = [
     "hub_cache_dir",
     "is_cached",
     "download_hint",
+    "hub_cli",
     "load_from_hub",
 ]
 
@@ -74,15 +75,21 @@ def _endpoint() -> str:
 def probe_hub(endpoint: str | None = None, timeout: float = PROBE_TIMEOUT) -> str | None:
     """None when the Hub answers (any HTTP status) within ``timeout`` seconds, else why not (one line).
 
-    Honours the usual proxy variables (``HTTPS_PROXY``...).
+    One HEAD request with the standard library; the usual proxy variables
+    (``HTTPS_PROXY``...) are honoured.
     """
-    import httpx
+    import urllib.error
+    import urllib.request
 
     url = endpoint or _endpoint()
     try:
-        httpx.head(url, timeout=timeout, follow_redirects=False)
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            pass
+    except urllib.error.HTTPError:  # an HTTP answer, even an error status: the Hub is reachable
+        return None
     except Exception as exc:  # noqa: BLE001 - DNS, connect, TLS, timeout, proxy errors
-        text = str(exc).strip().splitlines()
+        reason = getattr(exc, "reason", None) or exc
+        text = str(reason).strip().splitlines()
         return f"{url}: {text[0] if text else type(exc).__name__}"
     return None
 
@@ -108,11 +115,23 @@ def is_cached(repo_id: str, revision: str | None = None) -> bool:
     return True
 
 
+def hub_cli() -> str:
+    """The installed huggingface_hub's command-line tool: ``hf`` (since 0.34), else ``huggingface-cli``."""
+    try:
+        from importlib import metadata
+
+        names = {ep.name for ep in metadata.distribution("huggingface_hub").entry_points
+                 if ep.group == "console_scripts"}
+    except Exception:  # noqa: BLE001 - not installed, or no metadata
+        return "hf"
+    return "hf" if "hf" in names or "huggingface-cli" not in names else "huggingface-cli"
+
+
 def download_hint(repo_id: str, revision: str | None = None) -> str:
     """How to get ``repo_id`` onto an offline machine, with commands that exist."""
     folder = repo_id.rstrip("/").rsplit("/", 1)[-1]
     rev = f" --revision {revision}" if revision else ""
-    return (f"on a machine with network access run `hf download {repo_id}{rev} --local-dir {folder}`, "
+    return (f"on a machine with network access run `{hub_cli()} download {repo_id}{rev} --local-dir {folder}`, "
             f"copy that folder here and pass --model /path/to/{folder}")
 
 
