@@ -100,3 +100,13 @@ def test_chunk_size_is_gone_and_old_run_records_still_resume():
         assert comparable(old) == comparable(now)
         changed = {**now, "propagation": {**now["propagation"], "topk": 3}}
         assert comparable(changed) != comparable(now)
+
+
+def test_quick_preset_is_davis_fast_with_one_sample_and_a_smaller_side():
+    q, fast = load_preset("quick"), load_preset("davis-fast")
+    assert not q.published and "not a published protocol" in q.description
+    assert (q.extractor.ensemble, q.frames.short_side) == (1, 256)
+    assert q.propagation == fast.propagation
+    assert q.override(extractor={"ensemble": 8}, frames={"short_side": 480}).to_dict() == {
+        **fast.to_dict(), "name": "quick", "description": q.description}
+    assert q.frames.target_size(854, 480) == (448, 256)
