@@ -141,6 +141,8 @@ def atomic_file(path: str | Path, *, overwrite: bool = True, suffix: str | None 
 
 # --------------------------------------------------------------------------- partial folders
 def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) is no liveness check there: never remove
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
