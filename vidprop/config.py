@@ -139,6 +139,9 @@ class PropagationConfig:
     topk: int = 15
     n_last_frames: int = 28
     radius: float = 15
+    #: How keypoint heatmaps are drawn (tracking): "crw" (CRW's code, the published JHMDB runs)
+    #: or "ideal" (the full 4 x 4 patch near the left/top border too).
+    keypoint_rule: Literal["crw", "ideal"] = "crw"
     #: Queries per tile side of the windowed computation.
     tile: int = 8
 
@@ -153,6 +156,8 @@ class PropagationConfig:
             raise ConfigError(f"propagation.n_last_frames is too small: {self.n_last_frames}")
         if self.radius <= 0:
             raise ConfigError(f"propagation.radius must be > 0, got {self.radius}")
+        if self.keypoint_rule not in ("crw", "ideal"):
+            raise ConfigError(f"propagation.keypoint_rule must be 'crw' or 'ideal', got {self.keypoint_rule!r}")
         if self.tile < 1:
             raise ConfigError(f"propagation.tile must be >= 1, got {self.tile}")
 
