@@ -9,9 +9,9 @@ group through ``register_eval(eval_subparsers)``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
-import contextlib
 import os
 import signal
 import sys
