@@ -179,8 +179,9 @@ def snap_lossy(rgb: np.ndarray, path: Path, fmt: str = "JPEG") -> np.ndarray:
 
     kernel = np.ones((3, 3), np.uint8)
     spread = (cv2.dilate(rgb, kernel).astype(np.int16) - cv2.erode(rgb, kernel)).max(axis=2)
-    flat = rgb[spread <= FLAT_TOLERANCE]
-    colours, counts = np.unique(flat.reshape(-1, 3), axis=0, return_counts=True)
+    packed = _pack(rgb)  # (H, W) int32 colour codes: 1-D uniques are much faster than axis=0
+    codes, counts = np.unique(packed[spread <= FLAT_TOLERANCE], return_counts=True)
+    colours = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1)
     centres: list[np.ndarray] = []
     for i in np.argsort(-counts, kind="stable"):
         c = colours[i].astype(np.int16)
@@ -219,10 +220,16 @@ def snap_lossy(rgb: np.ndarray, path: Path, fmt: str = "JPEG") -> np.ndarray:
     log.warning(
         "%s: a %s (lossy) mask; its %d colours were snapped to the %d dominant ones (%s -> ids %s); "
         "save masks as PNG to keep them exact",
-        path, fmt, len(np.unique(rgb.reshape(-1, 3), axis=0)), len(cen),
+        path, fmt, len(np.unique(packed)), len(cen),
         ", ".join(str(tuple(int(v) for v in cen[k])) for k in objects), ", ".join(map(str, ids)),
     )
     return lut[nearest].reshape(rgb.shape[:2])
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W) int32 ``r << 16 | g << 8 | b``."""
+    c = rgb.astype(np.int32)
+    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
 
 
 def resize_mask_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
