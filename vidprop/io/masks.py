@@ -190,6 +190,9 @@ def snap_lossy(rgb: np.ndarray, path: Path, fmt: str = "JPEG") -> np.ndarray:
         if counts[i] < MIN_COLOUR_PIXELS:
             break
         centres.append(c)
+        if len(centres) > 256:
+            raise InputError(f"{path}: a {fmt} image with more than 255 distinct flat colours is not a mask; "
+                             "save the mask as PNG")
     if not centres:
         raise InputError(f"{path}: a {fmt} mask with no flat area of one colour; save the mask as PNG")
     cen = np.stack(centres).astype(np.float32)  # (K, 3)
@@ -203,8 +206,6 @@ def snap_lossy(rgb: np.ndarray, path: Path, fmt: str = "JPEG") -> np.ndarray:
     if not objects:
         raise InputError(f"{path}: a {fmt} (lossy) mask in which no object can be told from the background; "
                          "save the mask as PNG")
-    if len(objects) > 255:  # pragma: no cover - SAME_COLOUR spacing allows far fewer
-        raise InputError(f"{path}: a {fmt} mask with {len(objects)} colours; save the mask as PNG")
     pal = _PALETTE.astype(np.float32)
     snapped = [int(np.abs(pal[1:] - cen[k]).max(axis=1).argmin()) + 1 for k in objects]
     grey = all(cen[k].max() - cen[k].min() <= FLAT_TOLERANCE for k in objects)
