@@ -30,6 +30,7 @@ COMMANDS = [
     "vidprop.cli.bench",
     "vidprop.cli.track",
     "vidprop.cli.match",
+    "vidprop.cli.view",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [
