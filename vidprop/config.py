@@ -90,7 +90,7 @@ class FrameConfig:
 
 @dataclass(frozen=True)
 class ExtractorConfig:
-    """DIFT extraction settings (see specs/dift-extractor.md)."""
+    """DIFT extraction settings (see docs/dift-features.md)."""
 
     model: str = DEFAULT_MODEL
     revision: str | None = None
@@ -125,7 +125,7 @@ class ExtractorConfig:
 
 @dataclass(frozen=True)
 class PropagationConfig:
-    """Label propagation settings (see specs/propagation.md).
+    """Label propagation settings (see docs/propagation.md).
 
     ``protocol="dino"`` (A): square window of ``radius`` on every context frame,
     the first frame plus the last ``n_last_frames`` predictions, top-k with

@@ -1,4 +1,4 @@
-"""JHMDB pose tracking: dataset reading, the run over a split, and PCK (specs/jhmdb.md).
+"""JHMDB pose tracking: dataset reading, the run over a split, and PCK (docs/jhmdb.md).
 
 Layout under ``root``::
 

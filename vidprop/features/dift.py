@@ -1,6 +1,6 @@
 """DIFT: Stable Diffusion U-Net up-block activations as dense features.
 
-Follows specs/dift-extractor.md (Tang et al., NeurIPS 2023) and computes the
+Follows docs/dift-features.md (Tang et al., NeurIPS 2023) and computes the
 same distribution of features as the published code, with less work:
 
 * the VAE encoder runs ONCE per frame; the ``ensemble`` latent samples are

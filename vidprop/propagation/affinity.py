@@ -1,6 +1,6 @@
 """Windowed top-k feature affinity and label transfer, tile by tile.
 
-One query frame against a set of context frames (specs/propagation.md):
+One query frame against a set of context frames (docs/propagation.md):
 
 * ``windowed`` context frames: a key is allowed only inside the query's
   neighbourhood (``window="square"``: |dy|, |dx| <= radius, protocol A;
