@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from vidprop.config import FrameConfig, TaskConfig, load_preset, preset_names
+from vidprop.config import FrameConfig, PropagationConfig, TaskConfig, load_preset, preset_names
 from vidprop.errors import ConfigError
 
 
@@ -83,3 +85,28 @@ def test_bad_sequence_entries(tmp_path):
         (tmp_path / "p.yaml").write_text(text + "\n")
         with pytest.raises(ConfigError, match=message):
             load_preset(tmp_path / "p.yaml")
+
+
+def test_chunk_size_is_gone_and_old_run_records_still_resume():
+    from vidprop.eval.davis.runner import _comparable as davis_comparable
+    from vidprop.eval.jhmdb import _comparable as jhmdb_comparable
+
+    assert "chunk_size" not in {f.name for f in dataclasses.fields(PropagationConfig)}
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_preset("davis").override(propagation={"chunk_size": 512})
+    for preset, comparable in (("davis", davis_comparable), ("jhmdb", jhmdb_comparable)):
+        now = load_preset(preset).to_dict()
+        old = {**now, "propagation": {**now["propagation"], "chunk_size": 1024}}  # written before its removal
+        assert comparable(old) == comparable(now)
+        changed = {**now, "propagation": {**now["propagation"], "topk": 3}}
+        assert comparable(changed) != comparable(now)
+
+
+def test_quick_preset_is_davis_fast_with_one_sample_and_a_smaller_side():
+    q, fast = load_preset("quick"), load_preset("davis-fast")
+    assert not q.published and "not a published protocol" in q.description
+    assert (q.extractor.ensemble, q.frames.short_side) == (1, 256)
+    assert q.propagation == fast.propagation
+    assert q.override(extractor={"ensemble": 8}, frames={"short_side": 480}).to_dict() == {
+        **fast.to_dict(), "name": "quick", "description": q.description}
+    assert q.frames.target_size(854, 480) == (448, 256)

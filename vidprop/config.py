@@ -91,7 +91,7 @@ class FrameConfig:
 
 @dataclass(frozen=True)
 class ExtractorConfig:
-    """DIFT extraction settings (see specs/dift-extractor.md)."""
+    """DIFT extraction settings (see docs/dift-features.md)."""
 
     model: str = DEFAULT_MODEL
     revision: str | None = None
@@ -126,7 +126,7 @@ class ExtractorConfig:
 
 @dataclass(frozen=True)
 class PropagationConfig:
-    """Label propagation settings (see specs/propagation.md).
+    """Label propagation settings (see docs/propagation.md).
 
     ``protocol="dino"`` (A): square window of ``radius`` on every context frame,
     the first frame plus the last ``n_last_frames`` predictions, top-k with
@@ -148,8 +148,6 @@ class PropagationConfig:
     max_anchors: int = 8
     #: Queries per tile side of the windowed computation.
     tile: int = 8
-    #: Upper bound on queries processed at once; bounds peak memory.
-    chunk_size: int = 1024
 
     def __post_init__(self) -> None:
         if self.protocol not in ("dino", "crw"):
@@ -166,8 +164,8 @@ class PropagationConfig:
             raise ConfigError(f"propagation.keypoint_rule must be 'crw' or 'ideal', got {self.keypoint_rule!r}")
         if self.max_anchors < 1:
             raise ConfigError(f"propagation.max_anchors must be >= 1, got {self.max_anchors}")
-        if self.tile < 1 or self.chunk_size < 1:
-            raise ConfigError("propagation.tile and propagation.chunk_size must be >= 1")
+        if self.tile < 1:
+            raise ConfigError(f"propagation.tile must be >= 1, got {self.tile}")
 
 
 _SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig}

@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "ModelLoadError",
     "OutputExistsError",
+    "OutputError",
 ]
 
 
@@ -36,3 +37,7 @@ class ModelLoadError(VidpropError):
 
 class OutputExistsError(VidpropError):
     """The output location already holds results and overwriting was not asked for."""
+
+
+class OutputError(VidpropError):
+    """The output location cannot be written (a file where a folder is needed, no permission, ...)."""

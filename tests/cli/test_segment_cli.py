@@ -233,7 +233,7 @@ def test_bad_annotations_fail_before_the_model_loads(annotated, tmp_path, capsys
         assert not out.exists()
     rc = main(["segment", frames, "--mask", str(m0), "--out", str(tmp_path / "afile" / "o"), *FAST])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0 and "afile: is not a folder" in err[-1]
+    assert rc != 0 and "afile: is a file, not a folder" in err[-1] and len(err) == 1
 
 
 def test_an_annotation_past_the_end_of_a_video_file_is_reported_when_it_ends(annotated, tiny_sd_path, tmp_path,

@@ -114,7 +114,10 @@ def add_video_output_args(p: argparse.ArgumentParser, *, overlay: bool = True) -
     p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument("--name", help="sub-folder name (default: the video file's stem or the frame folder's name; "
                                   "for a generic folder name like frames/ or JPEGImages/, its parent's)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing results for this video")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing results in OUT/NAME: vidprop's files there (*.png, overlay.mp4, "
+                        "keypoints.json, keypoints.csv, annotations.json) are deleted and written anew; "
+                        "any other file you put there is kept")
     if overlay:
         p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     p.add_argument("--backend", default="auto", choices=list(BACKENDS),

@@ -99,10 +99,14 @@ def load_attention(args: argparse.Namespace):
 
 
 def _check_image_out(path: Path) -> None:
+    """Before loading the model: a known image extension, and ``path`` and its JSON can be written there."""
     from vidprop.errors import InputError
+    from vidprop.io.atomic import check_writable_target
 
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
         raise InputError(f"{path}: unsupported output image extension {path.suffix!r}; use .png or .jpg")
+    check_writable_target(path, True, folder=False)
+    check_writable_target(path.with_suffix(".json"), True, folder=False)
 
 
 def _read_pair(args: argparse.Namespace):

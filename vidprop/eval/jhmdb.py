@@ -1,4 +1,4 @@
-"""JHMDB pose tracking: dataset reading, the run over a split, and PCK (specs/jhmdb.md).
+"""JHMDB pose tracking: dataset reading, the run over a split, and PCK (docs/jhmdb.md).
 
 Layout under ``root``::
 
@@ -38,7 +38,7 @@ import yaml
 from vidprop import __version__
 from vidprop.config import TaskConfig
 from vidprop.errors import ConfigError, InputError
-from vidprop.io.atomic import atomic_file
+from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.io.keypoints import read_jhmdb_mat
 from vidprop.io.driver import FrameRange, VideoDriver
 from vidprop.io.video import list_frames
@@ -253,6 +253,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     c = {k: dict(v) if isinstance(v, dict) else v for k, v in with_defaults(config).items() if k != "name"}
     for f in _RUNTIME_FIELDS:
         c.get("extractor", {}).pop(f, None)
+    c.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
     return c
 
 
@@ -357,6 +358,7 @@ def evaluate_jhmdb(
     if resumed:
         log.info("%d of %d videos already have predictions in %s; skipping them", resumed, len(items), out)
     if todo:
+        check_writable_target(out, True, folder=True)  # before loading the model
         if tracker is None:
             tracker = Tracker.from_pretrained(config=config)
         out.mkdir(parents=True, exist_ok=True)

@@ -32,8 +32,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from vidprop.errors import ConfigError, InputError, OutputExistsError
-from vidprop.io.atomic import atomic_file
+from vidprop.errors import ConfigError, InputError
+from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.progress import progress_bar
 
 __all__ = [
@@ -309,8 +309,8 @@ class _FeatureCache:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    if (out / "summary.json").exists() and not overwrite:
-        raise OutputExistsError(f"{out / 'summary.json'} already exists; pass --overwrite to replace it")
+    """Before any work: ``out/summary.json`` may be written (exists only with ``overwrite``; a writable folder)."""
+    check_writable_target(out / "summary.json", overwrite, folder=False)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:

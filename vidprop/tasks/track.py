@@ -8,7 +8,7 @@ Python API (the CLI is a thin layer over it):
         fr.xy, fr.visible                                      # (J, 2) pixels (NaN if vanished), (J,) bool
     track_video("clip.mp4", "first_frame.json", "results/", tracker=tracker)
 
-Each joint becomes one heatmap channel on the feature grid (specs/jhmdb.md):
+Each joint becomes one heatmap channel on the feature grid (docs/jhmdb.md):
 frames are resized as the preset says (JHMDB: a square ``crop x crop``), a
 pixel (x, y) maps to grid units (x * crop_w / W / stride, y * crop_h / H /
 stride), the heatmaps are propagated with the

@@ -12,7 +12,7 @@ import numpy as np
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.davis.dataset import VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
 from vidprop.eval.davis.scoring import DavisScores, score_davis
-from vidprop.io.atomic import atomic_file
+from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.progress import progress_bar
 
 __all__ = ["sequence_is_complete", "run_davis", "run_note"]
@@ -40,6 +40,7 @@ def _comparable(cfg: dict) -> dict:
         cfg.get("extractor", {}).pop(key, None)
     for key in ("name", "description", "published"):
         cfg.pop(key, None)
+    cfg.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
     cfg.setdefault("sequences", {})
     return cfg
 
@@ -118,6 +119,7 @@ def run_davis(
                     f"{out} holds results made with other settings ({cfg_path}); "
                     "choose another --out or pass --overwrite to recompute every sequence"
                 )
+        check_writable_target(out, True, folder=True)  # before loading the model
         if segmenter is None:
             from vidprop.tasks.segment import Segmenter
 
@@ -144,7 +146,7 @@ def run_davis(
         }
         with atomic_file(cfg_path, overwrite=True) as tmp:
             tmp.write_text(yaml.safe_dump(record, sort_keys=False))
-        _propagate(root, out, todo, segmenter, overwrite=overwrite, progress=progress)
+        _propagate(out, todo, segmenter, overwrite=overwrite, progress=progress)
     if set == "test-dev" or not score:
         if set == "test-dev":
             log.info("test-dev has no public ground truth: masks written to %s, nothing scored", out)
@@ -152,7 +154,7 @@ def run_davis(
     return score_davis(root, out, set, sequences=names if sequences else None, workers=workers, progress=progress)
 
 
-def _propagate(root: str | Path, out: Path, todo: Sequence[DavisSequence], segmenter: Any, *,
+def _propagate(out: Path, todo: Sequence[DavisSequence], segmenter: Any, *,
                overwrite: bool, progress: bool) -> None:
     from vidprop.tasks.segment import segment_video
 
