@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "ModelLoadError",
     "OutputExistsError",
+    "WriteError",
 ]
 
 
@@ -36,3 +37,7 @@ class ModelLoadError(VidpropError):
 
 class OutputExistsError(VidpropError):
     """The output location already holds results and overwriting was not asked for."""
+
+
+class WriteError(VidpropError):
+    """An output could not be written (a full disk, no permission ...); nothing partial is left."""
