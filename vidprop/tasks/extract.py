@@ -176,6 +176,8 @@ class FeatureSaver:
                 f"the prompt {self.config.extractor.prompt!r} has a placeholder; give the full prompt "
                 "(e.g. --prompt 'a photo of a cat')"
             )
+        if extractor is not None:
+            _check_same_settings(self.config, extractor)
         self._extractor = extractor
         self._device = device
         self._dtype = dtype
@@ -242,8 +244,32 @@ class FeatureSaver:
 
     def extract(self, frames: Sequence[np.ndarray], indices: Sequence[int]) -> torch.Tensor:
         """Model-size (H, W, 3) uint8 RGB frames -> features (B, C, h, w) on the extractor's device."""
-        x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
+        # A contiguous (B, 3, H, W) batch, as torchvision's PILToTensor gives DIFT's script (the memory
+        # layout of the input picks the convolution kernels, which round differently in the last bits).
+        x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()  # (B, 3, H, W) uint8
         return self.extractor.extract(x, indices=list(indices))
+
+
+#: ExtractorConfig fields that change the features: a given extractor must agree with the config on them.
+_FEATURE_FIELDS = ("model", "revision", "t", "up_ft_index", "ensemble", "prompt", "seed")
+
+
+def _check_same_settings(config: TaskConfig, extractor: Any) -> None:
+    own = getattr(extractor, "config", None)
+    if own is None:
+        return
+    diff = [f"{k}={getattr(own, k)!r} (config: {getattr(config.extractor, k)!r})"
+            for k in _FEATURE_FIELDS if getattr(own, k, None) != getattr(config.extractor, k)]
+    if diff:
+        raise ConfigError(
+            "the extractor was built with other settings than the config's: " + ", ".join(diff)
+            + "; build it from this config (FeatureSaver(config) loads it) so the saved settings are true"
+        )
+
+
+def _batch_size(saver: FeatureSaver) -> int:
+    own = getattr(saver._extractor, "config", None) or saver.config.extractor
+    return max(1, int(getattr(own, "batch_size", 1)))
 
 
 def _check_stride(size: tuple[int, int], stride: int, what: str) -> None:
@@ -424,7 +450,7 @@ def extract_images(
     for j in todo:
         _check_stride(j.size, info["stride"], str(j.source))
     settings = saver.settings()
-    batch_size = max(1, int(getattr(saver.config.extractor, "batch_size", 1)))
+    batch_size = _batch_size(saver)
     started = time.perf_counter()
     bar = _progress_bar(len(todo), "image", "extract", progress)
     try:
@@ -581,7 +607,7 @@ def extract_video(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / INDEX_NAME).unlink(missing_ok=True)  # rewritten when every chunk is there
     reader.transform = lambda fr: resize_frame(fr, model_size)  # on the decoding thread
-    batch_size = max(1, int(getattr(saver.config.extractor, "batch_size", 1)))
+    batch_size = _batch_size(saver)
     chunks: list[dict[str, Any]] = []
     frames: list[dict[str, Any]] = []
     feature_shape: list[int] | None = None
