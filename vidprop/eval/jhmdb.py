@@ -43,6 +43,7 @@ from vidprop.io.keypoints import read_jhmdb_mat
 from vidprop.io.video import list_frames, open_video
 from vidprop.tasks.segment import resize_frame
 from vidprop.tasks.track import Tracker
+from vidprop.progress import progress_bar
 
 __all__ = [
     "JHMDB_JOINTS",
@@ -340,9 +341,7 @@ def evaluate_jhmdb(
             tracker = Tracker.from_pretrained(config=config)
         out.mkdir(parents=True, exist_ok=True)
         _write_run_config(out, tracker.config, tracker, root, split)
-        from tqdm.auto import tqdm
-
-        for n, i in enumerate(tqdm(todo, unit="video", desc="jhmdb", disable=not progress), start=1):
+        for n, i in enumerate(progress_bar(todo, unit="video", desc="jhmdb", enabled=progress, leave=True), start=1):
             v = items[i]
             t0 = time.perf_counter()
             preds[i] = predict_video(tracker, v, gts[i], _prediction_path(out, v.key))

@@ -32,6 +32,7 @@ from vidprop.io.writers import overlay_mask
 from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest, object_ids
 from vidprop.propagation.propagator import Propagator
 from vidprop.tasks.base import Profile, PropagationTask, background_output, resize_frame, tap_originals
+from vidprop.progress import progress_bar
 
 __all__ = ["Segmenter", "segment_video", "SegmentResult", "resize_frame"]
 
@@ -68,8 +69,6 @@ class Segmenter(PropagationTask):
     def _run(
         self, frames: Iterable, mask: np.ndarray, *, progress: bool, total: int | None
     ) -> Iterator[np.ndarray]:
-        from tqdm.auto import tqdm
-
         cfg = self.config
         ext = self.extractor
         prof = self.last_profile = Profile()
@@ -80,7 +79,7 @@ class Segmenter(PropagationTask):
         if not ids:
             raise InputError("the first-frame mask is empty (no object)")
         prop = Propagator(cfg.propagation)
-        bar = tqdm(total=total, unit="frame", desc="segment", disable=not progress, leave=False)
+        bar = progress_bar(total=total, unit="frame", desc="segment", enabled=progress)
         index = 0
         size: tuple[int, int] | None = None
         try:
