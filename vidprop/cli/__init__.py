@@ -27,6 +27,7 @@ COMMANDS = [
     "vidprop.cli.bench",
     "vidprop.cli.track",
     "vidprop.cli.match",
+    "vidprop.cli.extract",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Video label propagation with diffusion features (DIFT).\n\n"
             "Propagate a first-frame mask (`segment`) or keypoints (`track`) through a video,\n"
-            "match image pairs (`match`, `edit`), and score the standard benchmarks (`eval`)."
+            "match image pairs (`match`, `edit`), save the features of images and videos (`extract`),\n"
+            "and score the standard benchmarks (`eval`)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -62,6 +62,7 @@ from vidprop.features.store import (
 from vidprop.io.images import read_image, read_image_size, resize_image
 from vidprop.io.video import Backend, list_frames, open_video
 from vidprop.io.writers import BackgroundWriter
+from vidprop.progress import progress_bar
 from vidprop.tasks.base import resize_frame
 
 __all__ = [
@@ -333,12 +334,6 @@ def _prefetch(items: Sequence[Any], load: Callable[[Any], Any], depth: int = 4) 
                 fut.cancel()
 
 
-def _progress_bar(total: int | None, unit: str, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit=unit, desc=desc, disable=not enabled, leave=False)
-
-
 # --------------------------------------------------------------------------- images
 @dataclass
 class _ImageJob:
@@ -452,7 +447,7 @@ def extract_images(
     settings = saver.settings()
     batch_size = _batch_size(saver)
     started = time.perf_counter()
-    bar = _progress_bar(len(todo), "image", "extract", progress)
+    bar = progress_bar(total=len(todo), unit="image", desc="extract", enabled=progress)
     try:
         with BackgroundWriter(max_pending=4, name="vidprop-feature-writer") as writer:
             batch: list[tuple[_ImageJob, np.ndarray]] = []
@@ -617,7 +612,7 @@ def extract_video(
         f", {vinfo.num_frames} frames" if vinfo.num_frames else "", out_dir,
     )
     started = time.perf_counter()
-    bar = _progress_bar(vinfo.num_frames, "frame", "extract", progress)
+    bar = progress_bar(total=vinfo.num_frames, unit="frame", desc="extract", enabled=progress)
     try:
         with BackgroundWriter(max_pending=1, name="vidprop-feature-writer") as writer:
             buf: list[np.ndarray] = []
