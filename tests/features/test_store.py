@@ -69,8 +69,11 @@ def test_a_view_of_a_batch_saves_only_its_own_values(tmp_path):
 
 def test_safetensors_and_npz_hold_the_settings_inside(tmp_path):
     from safetensors import safe_open
+    from safetensors.torch import load_file
 
     save_features(tmp_path / "a.safetensors", _feats(), META)
+    assert torch.equal(load_file(tmp_path / "a.safetensors")["features"], _feats())  # the library's own reader
+    assert int.from_bytes((tmp_path / "a.safetensors").read_bytes()[:8], "little") % 8 == 0  # header padded to 8
     with safe_open(str(tmp_path / "a.safetensors"), framework="pt") as f:
         assert list(f.keys()) == ["features"]
         assert json.loads(f.metadata()["vidprop"])["prompt"] == ""

@@ -90,10 +90,27 @@ def _write_pt(fh: IO[bytes], tensor: torch.Tensor, meta_json: str) -> None:
     torch.save(tensor, fh)
 
 
-def _write_safetensors(fh: IO[bytes], tensor: torch.Tensor, meta_json: str) -> None:
-    from safetensors.torch import save
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16"}
 
-    fh.write(save({FEATURES_KEY: tensor}, metadata={META_KEY: meta_json}))
+
+def _write_safetensors(fh: IO[bytes], tensor: torch.Tensor, meta_json: str) -> None:
+    """The safetensors layout, streamed from the tensor's memory (no serialised copy of it).
+
+    An 8-byte little-endian header length, the JSON header (the tensor's dtype,
+    shape and byte range; string metadata), padded with spaces to a multiple
+    of 8 bytes, then the raw little-endian data.
+    """
+    data = tensor.numpy()  # shares memory; contiguous (save_features makes it so)
+    header = {
+        FEATURES_KEY: {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                       "data_offsets": [0, int(data.nbytes)]},
+        "__metadata__": {META_KEY: meta_json},
+    }
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    fh.write(len(text).to_bytes(8, "little"))
+    fh.write(text)
+    fh.write(memoryview(data.reshape(-1).view(np.uint8)))
 
 
 def _write_npz(fh: IO[bytes], tensor: torch.Tensor, meta_json: str) -> None:
@@ -139,7 +156,9 @@ def save_features(path: str | Path, features: torch.Tensor, meta: Mapping[str, A
         raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
     if features.dtype not in _SAVE_DTYPES.values():
         raise ValueError(f"features must be float32 or float16 to be saved, got {features.dtype}")
-    tensor = features.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+    tensor = features.detach().to("cpu")
+    if not tensor.is_contiguous() or tensor.storage_offset() or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        tensor = tensor.clone(memory_format=torch.contiguous_format)  # saves only its own values
     record = {**meta, "shape": list(tensor.shape), "save_dtype": str(tensor.dtype).replace("torch.", "")}
     meta_json = json.dumps(record, sort_keys=True)
     writer = _WRITERS[fmt]

@@ -597,6 +597,13 @@ def extract_video(
 
     info = saver.model_info()  # loads the model
     _check_stride(size, info["stride"], str(video))
+    per_frame = info["channels"] * 4 // (2 if options.save_dtype == "float16" else 1) * (
+        size[0] * size[1] if options.upsample else (model_size[0] // info["stride"]) * (model_size[1] // info["stride"]))
+    if 3 * chunk * per_frame > 2**31:
+        log.warning(
+            "%s: each chunk of %d frames holds %.1f GB of features and up to three chunks are in memory at once; "
+            "a smaller --chunk (or --save-dtype float16) needs less memory", video, chunk, chunk * per_frame / 1e9,
+        )
     settings = saver.settings()
     base = {**base, **settings}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -631,12 +638,15 @@ def extract_video(
                 else:
                     if status.state == "corrupt":
                         log.warning("%s: redoing an incomplete feature file (%s)", path, status.reason)
-                    parts = []
+                    tensor: torch.Tensor | None = None  # (N, C, h, w) on the CPU, filled batch by batch
                     for i in range(0, len(buf), batch_size):
                         f = saver.extract(buf[i : i + batch_size], range(start + i, start + min(i + batch_size, len(buf))))
                         feature_shape = feature_shape or [int(v) for v in f.shape[1:]]
-                        parts.append(_to_saved(f, options, size))  # (b, C, h, w) on the CPU
-                    tensor = torch.cat(parts)  # (N, C, h, w)
+                        part = _to_saved(f, options, size)  # (b, C, h, w) on the CPU
+                        if tensor is None:
+                            tensor = torch.empty((len(buf), *part.shape[1:]), dtype=part.dtype)
+                        tensor[i : i + len(part)] = part
+                        del f, part
                     meta = {
                         "format_version": FORMAT_VERSION,
                         "vidprop_version": __version__,
