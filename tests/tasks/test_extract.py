@@ -84,6 +84,14 @@ def test_images_saved_features_equal_the_extractors_output(saver, images, tmp_pa
         assert meta["dtype"] == "float32" and meta["save_dtype"] == "float32" and meta["vidprop_version"]
 
 
+def test_image_features_in_memory_equal_the_saved_ones(saver, images, tmp_path):
+    extract_images([images / "c.png"], tmp_path / "c.pt", saver=saver)
+    image = np.array(Image.open(images / "c.png").convert("RGB"))
+    assert torch.equal(saver.image_features(image), torch.load(tmp_path / "c.pt", weights_only=True))
+    with pytest.raises(InputError, match="too small"):
+        saver.image_features(np.zeros((8, 64, 3), np.uint8))
+
+
 def test_batching_does_not_change_an_images_features(saver, images, tmp_path):
     extract_images(sorted(images.iterdir()), tmp_path / "one", saver=saver, options=SaveOptions(format="npz"))
     batched = FeatureSaver(saver.config.override(extractor={"batch_size": 3}))  # 3 images per U-Net batch

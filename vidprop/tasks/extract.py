@@ -243,6 +243,18 @@ class FeatureSaver:
         ext = self.extractor
         return {"stride": int(ext.stride), "channels": int(ext.channels), "device": str(ext.device)}
 
+    def image_features(self, image: np.ndarray) -> torch.Tensor:
+        """One (H, W, 3) uint8 RGB image at any size -> its (C, h, w) features, as :func:`extract_images` saves them.
+
+        Resized to the config's model size with PIL bicubic, noise for index 0.
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        _check_stride((w, h), int(self.extractor.stride), "the image")
+        small = resize_image(np.ascontiguousarray(image), self.config.frames.target_size(w, h))
+        return self.extract([small], [0])[0]
+
     def extract(self, frames: Sequence[np.ndarray], indices: Sequence[int]) -> torch.Tensor:
         """Model-size (H, W, 3) uint8 RGB frames -> features (B, C, h, w) on the extractor's device."""
         # A contiguous (B, 3, H, W) batch, as torchvision's PILToTensor gives DIFT's script (the memory
