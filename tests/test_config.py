@@ -52,3 +52,43 @@ def test_original_frame_size_is_kept_and_checked():
         f.target_size(500, 480)
     with pytest.raises(ConfigError, match="frames.mode"):
         FrameConfig(mode="keep")
+
+
+def test_published_presets_and_their_quirks():
+    d = load_preset("davis")
+    assert d.published and d.extractor.dtype == "float32"
+    assert d.sequence_changes("shooting") == {"propagation": {"n_last_frames": 10}}
+    s = d.for_sequence("shooting")
+    assert s.propagation.n_last_frames == 10 and s.sequences == {} and s.published
+    assert s.propagation.topk == d.propagation.topk and s.extractor == d.extractor
+    assert d.for_sequence("bike-packing") is d
+    f = load_preset("davis-fast")
+    assert not f.published and f.sequences == {} and f.extractor.dtype == "auto"
+    assert (f.propagation, f.frames) == (d.propagation, d.frames)
+    assert (f.extractor.t, f.extractor.ensemble, f.extractor.up_ft_index) == (51, 8, 2)
+
+
+def test_override_clears_published_and_replaces_per_sequence_fields():
+    d = load_preset("davis")
+    assert d.override(extractor={"device": "cpu", "batch_size": 4}).published  # how it runs, not what
+    assert not d.override(extractor={"ensemble": 4}).published
+    assert not d.override(extractor={"dtype": "float16"}).published
+    assert d.override(propagation={"topk": 15}).published  # the same value: nothing changed
+    n = d.override(propagation={"n_last_frames": 20})
+    assert n.sequences == {} and n.for_sequence("shooting").propagation.n_last_frames == 20
+    t = d.override(propagation={"topk": 5})
+    assert t.for_sequence("shooting").propagation.n_last_frames == 10  # other fields keep their entry
+    assert TaskConfig.from_dict(d.to_dict()) == d
+
+
+def test_bad_sequence_entries(tmp_path):
+    cases = {
+        "sequences: {shooting: {extractor: {t: 3}}}": "only frames, propagation may change per sequence",
+        "sequences: {shooting: {propagation: {n_last: 3}}}": "unknown key",
+        "sequences: {shooting: {propagation: {topk: 0}}}": "topk must be >= 1",
+        "sequences: [shooting]": "sequences must map",
+    }
+    for text, message in cases.items():
+        (tmp_path / "p.yaml").write_text(text + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_preset(tmp_path / "p.yaml")

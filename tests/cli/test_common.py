@@ -50,3 +50,10 @@ def test_help_runs():
     with pytest.raises(SystemExit) as exc:
         main(["segment", "--help"])
     assert exc.value.code == 0
+
+
+def test_default_presets():
+    p = build_parser()
+    assert p.parse_args(["segment", "v.mp4", "--mask", "m.png"]).config == "davis-fast"  # no per-sequence quirks
+    assert p.parse_args(["eval", "davis", "--root", "D"]).config == "davis"  # the published run
+    assert p.parse_args(["track", "v.mp4", "--keypoints", "k.json"]).config == "jhmdb"

@@ -27,6 +27,12 @@ examples:
 layout: ROOT/ImageSets/2017/<set>.txt, ROOT/JPEGImages/480p/<seq>/00000.jpg ...,
 ROOT/Annotations/480p/<seq>/00000.png ... (indexed PNGs, 255 = void).
 
+presets: `davis` (default) is DIFT's published run exactly (float32 features;
+the sequence `shooting` with 10 context frames instead of 28, as DIFT's script);
+`davis-fast` has no per-sequence change and half precision on a GPU: NOT the
+published protocol.  Changing a setting with a flag makes any run unpublished.
+OUT/config.yaml and the printed tables say which preset produced the run.
+
 propagation writes OUT/<seq>/<frame>.png (indexed PNGs, one per frame) and
 OUT/config.yaml (settings, model id and revision, vidprop version, date).  It
 resumes: a sequence whose folder is complete is skipped (--overwrite redoes it);
@@ -74,7 +80,7 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidprop.cli.common import progress_enabled
     from vidprop.cli.segment import segment_config_from_args
-    from vidprop.eval.davis import format_tables, run_davis, score_davis, write_csvs, write_summary_image
+    from vidprop.eval.davis import format_tables, run_davis, run_note, score_davis, write_csvs, write_summary_image
 
     progress = progress_enabled(args)
     sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
@@ -106,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     written = [g_path, s_path]
     if not args.no_summary:
         written.append(write_summary_image(scores, report_dir / f"per-sequence_jf-{scores.set}.png"))
+    note = run_note(report_dir) or (run_note(args.results) if score_only and args.results else None)
+    if note:
+        print(note)
     sys.stdout.write(format_tables(scores))
     print("\nwrote " + ", ".join(str(p) for p in written))
     return 0

@@ -27,10 +27,10 @@ in separate runs.
 
 defaults: images use the `dift` preset, the defaults of DIFT's extract_dift.py
 (768x768, t 261, up-ft-index 1 = stride 16 and 1280 channels on SD 2.1, ensemble 8,
-empty prompt); videos use the `davis` preset (short side 480, t 51, up-ft-index 2
-= stride 8, 640 channels, ensemble 8), the features `vidprop segment` uses.
---config, --size and the other flags override them.  On CUDA the model runs in
-float16 by default (--dtype float32 computes as DIFT's script does).
+empty prompt, float32); videos use the `davis-fast` preset (short side 480, t 51,
+up-ft-index 2 = stride 8, 640 channels, ensemble 8; float16 on CUDA), the features
+`vidprop segment` uses (--config davis: float32, as DIFT's DAVIS run).
+--config, --size, --dtype and the other flags override them.
 
 outputs:
   image   OUT/NAME.pt: torch.save of the (C, h, w) float32 CPU tensor, exactly as
@@ -85,17 +85,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--backend", default="auto", choices=list(BACKENDS),
                    help="video decoder (default: decord if installed, else PyAV)")
     add_progress_arg(p)
-    m = add_model_args(p, None, preset_help="dift for images, davis for videos")
+    m = add_model_args(p, None, preset_help="dift for images, davis-fast for videos")
     m.add_argument("--size", type=int, nargs="+", metavar="N",
                    help="model input size: N (square) or W H, multiples of 32; 0 = the input's own size "
                         "(images: dift preset 768x768)")
-    m.add_argument("--short-side", type=int, help="resize so the short side is this (multiple of 32; videos: davis 480)")
+    m.add_argument("--short-side", type=int, help="resize so the short side is this (multiple of 32; videos: davis-fast 480)")
     m.add_argument("--prompt", help='prompt (default: the preset\'s, "")')
     p.set_defaults(func=run)
 
 
 def extract_config_from_args(args: argparse.Namespace, kind: str):
-    """The preset for ``kind`` ("images" -> dift, "videos" -> davis) with every given flag applied."""
+    """The preset for ``kind`` ("images" -> dift, "videos" -> davis-fast) with every given flag applied."""
     from vidprop.errors import ConfigError
     from vidprop.tasks.extract import IMAGE_PRESET, VIDEO_PRESET
 

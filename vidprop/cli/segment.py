@@ -37,7 +37,7 @@ named like the input frames for a frame folder) and OUT/NAME/overlay.mp4.
 def segment_config_from_args(args: argparse.Namespace):
     """The preset with the flags of ``segment`` (and ``eval davis``) applied."""
     frames = {"mode": "short_side", "short_side": args.short_side} if getattr(args, "short_side", None) else None
-    return config_from_args(args, "davis", frames=frames)
+    return config_from_args(args, "davis-fast", frames=frames)
 
 
 def add_short_side_arg(p: argparse.ArgumentParser) -> None:
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resize-mask", action="store_true", help="nearest-resize a mask whose size differs from the frames")
     add_video_output_args(p)
     add_progress_arg(p)
-    add_model_args(p, "davis")
+    add_model_args(p, "davis-fast")
     add_short_side_arg(p)
     add_propagation_args(p)
     p.set_defaults(func=run)

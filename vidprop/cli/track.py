@@ -45,14 +45,19 @@ heatmap per joint on the feature grid, decoded back to pixels each frame.
 
 
 def add_crop_arg(p: argparse.ArgumentParser) -> None:
+    """``--crop`` and ``--keypoint-rule``: the frame size and heatmap drawing of the keypoint commands."""
     p.add_argument("--crop", type=int, metavar="N",
                    help="resize frames to a square N x N (multiple of 32; the JHMDB preset uses 320)")
+    p.add_argument("--keypoint-rule", choices=["crw", "ideal"],
+                   help="how first-frame heatmaps are drawn near the left/top border: crw (default, CRW's code, "
+                        "as the published JHMDB numbers) or ideal (the full 4x4 Gaussian patch)")
 
 
 def track_config_from_args(args: argparse.Namespace):
     """The preset (default jhmdb) with the flags of ``track`` (and ``eval jhmdb``) applied."""
     frames = {"mode": "square", "size": args.crop} if getattr(args, "crop", None) is not None else None
-    return config_from_args(args, "jhmdb", frames=frames)
+    cfg = config_from_args(args, "jhmdb", frames=frames)
+    return cfg.override(propagation={"keypoint_rule": getattr(args, "keypoint_rule", None)})
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ Python API (``vidprop extract`` is a thin layer over it):
     extract_images(["cat.jpg", "dog.png"], "feats/", saver=saver)
     # -> feats/cat.pt (a (C, h, w) float32 tensor, as DIFT's extract_dift.py saves) + feats/cat.json (settings)
 
-    saver = FeatureSaver.from_pretrained(config="davis")       # vidprop's video settings
+    saver = FeatureSaver.from_pretrained(config="davis-fast")  # the video settings of `vidprop segment`
     extract_video("clip.mp4", "feats/", saver=saver, options=SaveOptions(chunk=16))
     # -> feats/clip/chunk_00000.safetensors ... ((16, C, h, w) each) + feats/clip/index.json
 
@@ -83,8 +83,8 @@ log = logging.getLogger(__name__)
 
 #: Preset for still images: the defaults of DIFT's extract_dift.py.
 IMAGE_PRESET = "dift"
-#: Preset for videos: vidprop's video (DAVIS) settings.
-VIDEO_PRESET = "davis"
+#: Preset for videos: the DAVIS settings ``vidprop segment`` uses by default.
+VIDEO_PRESET = "davis-fast"
 #: Version of the recorded settings' layout.
 FORMAT_VERSION = 1
 _SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -471,6 +471,7 @@ def extract_images(
                     meta = {
                         "format_version": FORMAT_VERSION,
                         "vidprop_version": __version__,
+                        "preset": saver.config.name,
                         "kind": "image",
                         **job.expected,
                         **settings,
@@ -588,8 +589,8 @@ def extract_video(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
     size = (vinfo.width, vinfo.height)
-    try:
-        model_size = saver.config.frames.target_size(*size)
+    try:  # a preset's per-sequence frame sizes apply, as in segment
+        model_size = saver.config.for_sequence(name).frames.target_size(*size)
     except ConfigError as exc:
         raise InputError(f"{video}: {exc}") from None
     chunk = int(options.chunk)
@@ -662,6 +663,7 @@ def extract_video(
                     meta = {
                         "format_version": FORMAT_VERSION,
                         "vidprop_version": __version__,
+                        "preset": saver.config.name,
                         "kind": "video_chunk",
                         **expected,
                         **info,
@@ -711,7 +713,7 @@ def extract_video(
         "key": "features",
         "file_format": fmt,
         "chunk": chunk,
-        "settings": {**base, **info, **_upsample_record(options)},
+        "settings": {**base, **info, "preset": saver.config.name, **_upsample_record(options)},
         "chunks": chunks,
         "frames": frames,
     }

@@ -142,7 +142,7 @@ class Tracker(PropagationTask):
                             pts[j] = np.nan
                     stride = ext.stride
                     gpts = np.stack([pts[:, 0] * cw / w / stride, pts[:, 1] * ch / h / stride], axis=1)
-                    labels = keypoints_to_heatmaps(gpts, grid)
+                    labels = keypoints_to_heatmaps(gpts, grid, rule=cfg.propagation.keypoint_rule)
                     prop.reset(f, labels.to(f.device))
                     grid_xy = heatmaps_to_keypoints(labels)
                     visible = np.isfinite(pts).all(axis=1) & (grid_xy[:, 0] >= 0)

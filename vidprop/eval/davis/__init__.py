@@ -44,7 +44,7 @@ from vidprop.eval.davis.metrics import (
     seg2bmap,
 )
 from vidprop.eval.davis.report import GLOBAL_COLUMNS, SEQUENCE_COLUMNS, format_tables, write_csvs, write_summary_image
-from vidprop.eval.davis.runner import run_davis, sequence_is_complete
+from vidprop.eval.davis.runner import run_davis, run_note, sequence_is_complete
 from vidprop.eval.davis.scoring import DavisScores, ObjectScore, SequenceScore, score_davis, score_sequence
 
 __all__ = [
@@ -75,5 +75,6 @@ __all__ = [
     "write_summary_image",
     "sequence_is_complete",
     "run_davis",
+    "run_note",
     "_jf_frame",
 ]

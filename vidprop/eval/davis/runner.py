@@ -15,7 +15,7 @@ from vidprop.eval.davis.scoring import DavisScores, score_davis
 from vidprop.io.atomic import atomic_file
 from vidprop.progress import progress_bar
 
-__all__ = ["sequence_is_complete", "run_davis"]
+__all__ = ["sequence_is_complete", "run_davis", "run_note"]
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,32 @@ def _comparable(cfg: dict) -> dict:
     cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items()}
     for key in _EXECUTION_KEYS:
         cfg.get("extractor", {}).pop(key, None)
-    cfg.pop("name", None)
+    for key in ("name", "description", "published"):
+        cfg.pop(key, None)
+    cfg.setdefault("sequences", {})
     return cfg
+
+
+def _protocol_note(cfg: Any) -> str:
+    """One line saying whether ``cfg`` is a published protocol."""
+    if cfg.published:
+        return f"preset {cfg.name}: the published protocol" + (f" ({cfg.description})" if cfg.description else "")
+    return f"preset {cfg.name}: NOT the published protocol" + (
+        f" ({cfg.description})" if cfg.description else " (settings changed from a preset, or a custom config)")
+
+
+def run_note(results: str | Path) -> str | None:
+    """The protocol line of the run whose ``config.yaml`` is in ``results`` (None when there is none)."""
+    import yaml
+
+    path = Path(results) / "config.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return doc.get("protocol_note")
 
 
 def run_davis(
@@ -107,7 +131,14 @@ def run_davis(
             "sequences": names,
             "model": cfg.extractor.model,
             "revision": getattr(ext, "model_revision", None) or cfg.extractor.revision,
+            "preset": cfg.name,
+            "published": cfg.published,
+            "protocol_note": _protocol_note(cfg),
             "config": cfg.to_dict(),
+            "per_sequence": {
+                n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
+                for n in names if cfg.sequence_changes(n)
+            },
         }
         with atomic_file(cfg_path, overwrite=True) as tmp:
             tmp.write_text(yaml.safe_dump(record, sort_keys=False))
