@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp_path = Path(tmp)
         model = args.model or str(save_random_sd(tmp_path / "tiny-sd"))
         print(f"peak RSS of `vidprop extract` ({'tiny random SD' if not args.model else model}, frames {w}x{h}, "
-              f"model input short side {args.short_side}, ensemble {args.ensemble}, davis preset, chunk {args.chunk}, "
+              f"model input short side {args.short_side}, ensemble {args.ensemble}, davis-fast preset, chunk {args.chunk}, "
               f"{'features at the model stride' if args.no_upsample else 'features upsampled to the frame size'}, "
               "float32 safetensors)")
         for n in lengths:

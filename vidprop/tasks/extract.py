@@ -573,7 +573,9 @@ def extract_video(
     Each chunk file holds (N, C, h, w) features of ``options.chunk`` frames
     (the last may hold fewer); ``index.json`` lists every frame's file and
     position, the shapes and the settings, and is written last.  Frames
-    stream through: memory holds one chunk, whatever the video's length.
+    stream through: at most three chunks are in memory (one being filled,
+    one queued for the writer thread, one being written), whatever the
+    video's length.
     A re-run skips complete chunks (and the whole video once its index is
     written with the same settings).
     """
