@@ -15,7 +15,10 @@ At most three chunks are held at once (one being filled, one queued for the
 writer thread, one being written), so memory reaches its plateau after three
 chunks: the default ``--chunk 4`` puts both default lengths past it (with
 ``--chunk 16`` a 20-frame video holds one and a quarter chunks, a 200-frame
-one three).
+one three).  Where on that plateau the peak falls depends on timing (how far
+the writer lags) and on the C allocator, so two runs of the same length can
+differ by a chunk or two; the highest RSS in each quarter of a run shows
+whether memory grows during it (it does not: the quarters are level).
 """
 
 from __future__ import annotations
@@ -31,12 +34,30 @@ from pathlib import Path
 __all__ = ["main"]
 
 _CHILD = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
 from vidprop.cli import main
+
+samples = []  # (seconds since start, RSS MB), every 50 ms
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+def sample():
+    while True:
+        samples.append((time.perf_counter() - t0, rss_mb()))
+        time.sleep(0.05)
+
 t0 = time.perf_counter()
+threading.Thread(target=sample, daemon=True).start()
 rc = main(sys.argv[1:])
 dt = time.perf_counter() - t0
-print(json.dumps({"rc": rc, "seconds": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+quarters = [max([m for s, m in samples if q * dt / 4 <= s < (q + 1) * dt / 4] or [0.0]) for q in range(4)]
+print(json.dumps({"rc": rc, "seconds": dt, "quarters_mb": quarters,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -81,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             written = sum(f.stat().st_size for f in files) / 2**20
             rows.append((n, info["peak_mb"], info["seconds"]))
             print(f"  {n:>6} frames: peak RSS {info['peak_mb']:8.1f} MB, {1000 * info['seconds'] / n:6.1f} ms/frame, "
-                  f"{len(files)} files, {written:,.0f} MB written ({time.perf_counter() - t0:.0f} s with start-up)")
+                  f"{len(files)} files, {written:,.0f} MB written ({time.perf_counter() - t0:.0f} s with start-up); "
+                  "highest RSS in each quarter of the run: " + " / ".join(f"{m:.0f}" for m in info["quarters_mb"]) + " MB")
             for f in files:  # free the temporary disk space before the next run
                 f.unlink()
     if len(rows) >= 2:
