@@ -48,7 +48,7 @@ def test_track_writes_json_csv_and_a_playable_overlay(clip, tmp_path, tiny_sd_pa
     assert f"wrote keypoints of {T} frames to {out / 'moving'}" in cap.out
     assert "keypoint 'gone' at (120, 10) lies outside the 96x64 frame" in cap.err
     d = out / "moving"
-    assert sorted(p.name for p in d.iterdir()) == ["keypoints.csv", "keypoints.json", "overlay.mp4"]
+    assert sorted(p.name for p in d.iterdir()) == ["keypoints.csv", "keypoints.json", "overlay.mp4", "source.json"]
 
     doc = json.loads((d / "keypoints.json").read_text())
     assert doc["joints"] == ["centre", "edge", "gone", "hidden"]

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from vidprop.config import load_preset
 from vidprop.io.masks import read_mask, write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_video
+from vidprop.io.source import read_source_record
 from vidprop.tasks.segment import Segmenter, segment_video
 
 
@@ -84,6 +85,9 @@ def test_features_that_separate_the_objects_are_followed(tmp_path):
     res = segment_video(tmp_path / "scene.mp4", tmp_path / "mask.png", tmp_path / "out", segmenter=seg, progress=False)
     assert res.num_frames == 12
     assert _mean_iou(res, scene) > 0.8  # 0.88 when written; random features give about 0.06
+    rec = read_source_record(res.output_dir)  # where `vidprop view` finds the original frames
+    assert rec["video"] == str((tmp_path / "scene.mp4").resolve()) and rec["kind"] == "video"
+    assert (rec["frames"], rec["width"], rec["height"], rec["task"]) == (12, 320, 192, "segment")
 
 
 @pytest.mark.weights

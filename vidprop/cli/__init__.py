@@ -28,6 +28,7 @@ COMMANDS = [
     "vidprop.cli.track",
     "vidprop.cli.match",
     "vidprop.cli.extract",
+    "vidprop.cli.view",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [

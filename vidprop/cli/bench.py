@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "extract-memory": ("vidprop.bench.extract_memory", "peak RSS of `extract` on 20- and 200-frame synthetic videos (tiny model, upsampled features)"),
     "match": ("vidprop.bench.match", "one semantic match and the attention matcher per point (tiny model, CPU), U-Net calls"),
     "track": ("vidprop.bench.track", "`track` per frame (tiny model) and protocol B keypoint propagation at JHMDB scale vs dense"),
+    "view": ("vidprop.bench.view", "`view --match`: one click at 768x768 with 1280-channel stride-16 features vs semantic_argmax"),
 }
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from vidprop.errors import InputError
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.masks import read_mask, resize_mask_nearest, write_indexed_png
+from vidprop.io.source import write_source_record
 from vidprop.io.video import Backend, open_video
 from vidprop.io.writers import overlay_mask
 from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest, object_ids
@@ -207,6 +208,7 @@ def segment_video(
             writer.submit(write_indexed_png, tmp / f"{stem}.png", m)
             if vw is not None:
                 writer.submit(lambda fr, mm: vw.write(overlay_mask(fr, mm)), frame, m)
+        write_source_record(tmp, vinfo, frames=len(names), task="segment")  # lets `vidprop view` find the frames
     prof = segmenter.last_profile.summary()
     log.info("wrote %d masks to %s (%s)", len(names), out_dir, prof)
     return SegmentResult(

@@ -40,6 +40,7 @@ from vidprop import __version__
 from vidprop.errors import InputError
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.keypoints import KeypointSet, draw_keypoints, joint_colours, read_keypoints, write_tracks_csv, write_tracks_json
+from vidprop.io.source import write_source_record
 from vidprop.io.video import Backend, open_video
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
@@ -246,6 +247,7 @@ def track_video(
         write_tracks_json(tmp / "keypoints.json", kps.names, xy, visible,
                           skeleton=kps.skeleton_names, frame_names=frame_names, meta=meta)
         write_tracks_csv(tmp / "keypoints.csv", kps.names, xy, visible)
+        write_source_record(tmp, vinfo, frames=len(xy), task="track")  # lets `vidprop view` find the frames
     prof = tracker.last_profile.summary()
     log.info("wrote keypoints of %d frames to %s (%s)", len(xy), out_dir, prof)
     return TrackResult(
