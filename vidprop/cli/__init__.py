@@ -28,6 +28,7 @@ COMMANDS = [
     "vidprop.cli.track",
     "vidprop.cli.match",
     "vidprop.cli.extract",
+    "vidprop.cli.export",
     "vidprop.cli.view",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
@@ -35,6 +36,7 @@ EVAL_COMMANDS: list[str] = [
     "vidprop.cli.eval_jhmdb",
     "vidprop.cli.eval_davis",
     "vidprop.cli.eval_pairs",
+    "vidprop.cli.eval_ytvos",
 ]
 
 log = logging.getLogger("vidprop")
