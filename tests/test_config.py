@@ -47,6 +47,15 @@ def test_override_and_errors(tmp_path):
     assert TaskConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_original_frame_size_is_kept_and_checked():
+    f = FrameConfig(mode="original")
+    assert f.target_size(640, 480) == (640, 480)
+    with pytest.raises(ConfigError, match="not a multiple of 32 on each side"):
+        f.target_size(500, 480)
+    with pytest.raises(ConfigError, match="frames.mode"):
+        FrameConfig(mode="keep")
+
+
 def test_published_presets_and_their_quirks():
     d = load_preset("davis")
     assert d.published and d.extractor.dtype == "float32"

@@ -51,10 +51,11 @@ class FrameConfig:
     side is scaled in proportion and floored to a multiple of ``multiple``
     (854x480 -> 832x480).  ``mode="square"``: every frame is resized to
     ``size x size`` (aspect ratio not kept, the JHMDB protocol).
-    ``mode="fixed"``: resized to ``width x height``.
+    ``mode="fixed"``: resized to ``width x height``.  ``mode="original"``:
+    not resized (each side must already be a multiple of ``multiple``).
     """
 
-    mode: Literal["short_side", "square", "fixed"] = "short_side"
+    mode: Literal["short_side", "square", "fixed", "original"] = "short_side"
     short_side: int = 480
     size: int = 320
     width: int = 768
@@ -62,8 +63,8 @@ class FrameConfig:
     multiple: int = 32
 
     def __post_init__(self) -> None:
-        if self.mode not in ("short_side", "square", "fixed"):
-            raise ConfigError(f"frames.mode must be short_side, square or fixed, got {self.mode!r}")
+        if self.mode not in ("short_side", "square", "fixed", "original"):
+            raise ConfigError(f"frames.mode must be short_side, square, fixed or original, got {self.mode!r}")
         for name in ("short_side", "size", "width", "height", "multiple"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"frames.{name} must be positive, got {getattr(self, name)}")
@@ -75,12 +76,19 @@ class FrameConfig:
             w = h = self.size
         elif self.mode == "fixed":
             w, h = self.width, self.height
+        elif self.mode == "original":
+            w, h = width, height
         else:
             s = self.short_side
             if width >= height:
                 h, w = s, int(s * width / height) // m * m
             else:
                 w, h = s, int(s * height / width) // m * m
+        if self.mode == "original" and (w % m or h % m or w <= 0 or h <= 0):
+            raise ConfigError(
+                f"frame size {w}x{h} is not a multiple of {m} on each side, which the model needs "
+                f"unresized (frames.mode original); choose a size (multiples of {m}) to resize to"
+            )
         if w % m or h % m or w <= 0 or h <= 0:
             raise ConfigError(
                 f"frame size {w}x{h} (from {width}x{height}) is not a positive multiple of {m}; "

@@ -14,6 +14,7 @@ __all__ = [
     "ModelLoadError",
     "OutputExistsError",
     "OutputError",
+    "WriteError",
 ]
 
 
@@ -41,3 +42,7 @@ class OutputExistsError(VidpropError):
 
 class OutputError(VidpropError):
     """The output location cannot be written (a file where a folder is needed, no permission, ...)."""
+
+
+class WriteError(OutputError):
+    """An output could not be written while writing it (a full disk, ...); nothing partial is left."""

@@ -30,6 +30,7 @@ COMMANDS = [
     "vidprop.cli.bench",
     "vidprop.cli.track",
     "vidprop.cli.match",
+    "vidprop.cli.extract",
     "vidprop.cli.export",
     "vidprop.cli.view",
 ]
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Video label propagation with diffusion features (DIFT).\n\n"
             "Propagate a first-frame mask (`segment`) or keypoints (`track`) through a video,\n"
-            "match image pairs (`match`, `edit`), and score the standard benchmarks (`eval`)."
+            "match image pairs (`match`, `edit`), save the features of images and videos (`extract`),\n"
+            "and score the standard benchmarks (`eval`)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
