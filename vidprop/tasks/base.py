@@ -8,6 +8,7 @@ turn labels into features' context and back.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict, deque
 from contextlib import contextmanager
@@ -18,12 +19,14 @@ from typing import Any, Iterable, Iterator, TypeVar
 import numpy as np
 import torch
 
-from vidprop.config import TaskConfig, load_preset
+from vidprop.config import TaskConfig, fit_frames, load_preset
 from vidprop.features.base import FeatureExtractor
 
-__all__ = ["Profile", "PropagationTask", "background_output", "resize_frame", "tap_originals"]
+__all__ = ["Profile", "PropagationTask", "background_output", "fit_to_extractor", "resize_frame", "tap_originals"]
 
 T = TypeVar("T", bound="PropagationTask")
+
+log = logging.getLogger(__name__)
 
 
 def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -33,6 +36,18 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (frame.shape[1], frame.shape[0]) == tuple(size):
         return frame
     return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LINEAR)
+
+
+def fit_to_extractor(cfg: TaskConfig, extractor: Any) -> TaskConfig:
+    """``cfg`` with frame sizes the extractor accepts and the extractor's effective settings."""
+    from dataclasses import replace
+
+    multiple = int(getattr(extractor, "multiple", 1))
+    frames = fit_frames(cfg.frames, multiple)
+    if frames != cfg.frames:
+        log.info("frame sizes floored to multiples of %d for the %s backbone", multiple, cfg.extractor.backbone)
+    ext_cfg = getattr(extractor, "config", None)
+    return replace(cfg, frames=frames, extractor=ext_cfg if ext_cfg is not None else cfg.extractor)
 
 
 @dataclass
@@ -143,15 +158,19 @@ class PropagationTask:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
     ) -> T:
-        """Load the DIFT extractor named by ``model`` (default: the config's) with a preset or config."""
-        from vidprop.features.dift import DiftExtractor
+        """Load the backbone of the config (``config.extractor.backbone``; ``model`` overrides its weights' id).
+
+        Frame sizes are floored to the backbone's input multiple when the
+        preset's do not fit it (short side 480 -> 476 for a patch-14 ViT).
+        """
+        from vidprop.features.registry import build_extractor
 
         config = cls.default_preset if config is None else config
         cfg = load_preset(config) if isinstance(config, str) else config
-        ext = DiftExtractor.from_pretrained(model, config=cfg.extractor, device=device, dtype=dtype)
         if model is not None:
             cfg = cfg.override(extractor={"model": str(model)})
-        return cls(ext, cfg)
+        ext = build_extractor(cfg.extractor, device=device, dtype=dtype)
+        return cls(ext, fit_to_extractor(cfg, ext))
 
     def _prepare(self, item: np.ndarray | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """A frame -> (original, resized for the model); pairs pass through (resized on a reader thread)."""
@@ -181,6 +200,8 @@ class PropagationTask:
             small = torch.from_numpy(np.stack([b[1] for b in batch])).permute(0, 3, 1, 2)  # (B, 3, H', W')
             if ext.device.type == "cuda":
                 small = small.pin_memory()
+            if index == 0 and getattr(ext, "joint", False):
+                ext.fit_pca(small[:1])  # a pair backbone: one projection, fitted on the first frame, for the whole video
             feats = ext.extract(small, indices=list(range(index, index + len(batch))))  # (B, C, h, w)
             prof.add("extract", time.perf_counter() - t0)
             for j, (orig, sm) in enumerate(batch):
