@@ -26,6 +26,7 @@ __all__ = [
     "BACKBONES",
     "BACKBONE_DEFAULT_MODELS",
     "fit_frames",
+    "backbone_preset",
     "FrameConfig",
     "ExtractorConfig",
     "PropagationConfig",
@@ -297,6 +298,22 @@ def _build(klass: type, values: Mapping[str, Any], where: str) -> Any:
 def preset_names() -> list[str]:
     """Names of the bundled presets."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+#: The dataset name of each task preset, the prefix of its backbone variants ("semantic" -> "spair-dino").
+_TASK_DATASETS = {"davis": "davis", "semantic": "spair", "geometric": "hpatches", "jhmdb": "jhmdb"}
+
+
+def backbone_preset(preset: str, backbone: str | None) -> str:
+    """The bundled preset of ``preset``'s task for ``backbone`` (davis + adm -> davis-adm), else ``preset``.
+
+    Only bundled task presets ("davis", "semantic", "geometric", "jhmdb")
+    have backbone variants; any other name or path is returned unchanged.
+    """
+    if not backbone or backbone == "sd" or preset not in _TASK_DATASETS:
+        return preset
+    name = f"{_TASK_DATASETS[preset]}-{backbone.replace('+', '-')}"
+    return name if (PRESET_DIR / f"{name}.yaml").exists() else preset
 
 
 def load_preset(name_or_path: str | Path) -> TaskConfig:
