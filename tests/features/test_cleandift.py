@@ -33,16 +33,16 @@ def test_weights_replace_the_unet_and_features_use_clean_latents(tiny_sd_path, u
 
     imgs = torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     got = ext.extract(imgs, indices=[7, 8])
+    out: dict = {}
+    hook = ext.unet.up_blocks[1].register_forward_hook(lambda _m, _i, o: out.__setitem__("f", o))
     with torch.no_grad():
         for b, idx in enumerate((7, 8)):
             dist = ext.vae.encode(imgs[b : b + 1].float() / 127.5 - 1).latent_dist
             n = torch.randn((1, 4, 8, 12), generator=frame_generator(3, idx, torch.device("cpu")))  # the latent sample's draw
             z = (dist.mean + dist.std * n) * ext.vae.config.scaling_factor  # no diffusion noise added
-            out = {}
-            h = ext.unet.up_blocks[1].register_forward_hook(lambda _m, _i, o: out.__setitem__("f", o))
             ext.unet(z, torch.tensor([261]), encoder_hidden_states=ext.encode_prompt(""))
-            h.remove()
             torch.testing.assert_close(got[b], out["f"][0], rtol=1e-4, atol=1e-5)
+    hook.remove()
 
 
 def test_full_checkpoint_gives_its_learned_timestep_and_loading_is_strict(tiny_sd_path, unet_file, tmp_path):
