@@ -45,12 +45,53 @@ def test_override_and_errors(tmp_path):
     assert TaskConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_published_presets_and_their_quirks():
+    d = load_preset("davis")
+    assert d.published and d.extractor.dtype == "float32"
+    assert d.sequence_changes("shooting") == {"propagation": {"n_last_frames": 10}}
+    s = d.for_sequence("shooting")
+    assert s.propagation.n_last_frames == 10 and s.sequences == {} and s.published
+    assert s.propagation.topk == d.propagation.topk and s.extractor == d.extractor
+    assert d.for_sequence("bike-packing") is d
+    f = load_preset("davis-fast")
+    assert not f.published and f.sequences == {} and f.extractor.dtype == "auto"
+    assert (f.propagation, f.frames) == (d.propagation, d.frames)
+    assert (f.extractor.t, f.extractor.ensemble, f.extractor.up_ft_index) == (51, 8, 2)
+
+
+def test_override_clears_published_and_replaces_per_sequence_fields():
+    d = load_preset("davis")
+    assert d.override(extractor={"device": "cpu", "batch_size": 4}).published  # how it runs, not what
+    assert not d.override(extractor={"ensemble": 4}).published
+    assert not d.override(extractor={"dtype": "float16"}).published
+    assert d.override(propagation={"topk": 15}).published  # the same value: nothing changed
+    n = d.override(propagation={"n_last_frames": 20})
+    assert n.sequences == {} and n.for_sequence("shooting").propagation.n_last_frames == 20
+    t = d.override(propagation={"topk": 5})
+    assert t.for_sequence("shooting").propagation.n_last_frames == 10  # other fields keep their entry
+    assert TaskConfig.from_dict(d.to_dict()) == d
+
+
+def test_bad_sequence_entries(tmp_path):
+    cases = {
+        "sequences: {shooting: {extractor: {t: 3}}}": "only frames, propagation may change per sequence",
+        "sequences: {shooting: {propagation: {n_last: 3}}}": "unknown key",
+        "sequences: {shooting: {propagation: {topk: 0}}}": "topk must be >= 1",
+        "sequences: [shooting]": "sequences must map",
+    }
+    for text, message in cases.items():
+        (tmp_path / "p.yaml").write_text(text + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_preset(tmp_path / "p.yaml")
+
+
 def test_backbone_presets_hold_the_published_settings():
     a = load_preset("davis-adm")
     assert (a.extractor.backbone, a.extractor.t, a.extractor.up_ft_index, a.extractor.ensemble, a.extractor.dtype) == (
         "adm", 51, 7, 4, "float32")
     assert (a.propagation.temperature, a.propagation.topk, a.propagation.n_last_frames, a.propagation.radius) == (0.1, 10, 28, 15)
     assert a.frames.target_size(854, 480) == (832, 480)
+    assert a.published and a.for_sequence("shooting").propagation.n_last_frames == 10
     d = load_preset("davis-dino")
     assert (d.extractor.backbone, d.extractor.model, d.extractor.final_norm) == ("dino", "facebook/dino-vitb8", True)
     assert (d.propagation.temperature, d.propagation.topk, d.propagation.n_last_frames, d.propagation.radius) == (0.1, 5, 7, 12)
@@ -78,6 +119,7 @@ def test_backbone_switch_and_frame_fitting():
     with pytest.raises(ConfigError, match="backbone must be one of"):
         ExtractorConfig(backbone="resnet")
     assert [backbone_preset("davis", b) for b in ("sd", "adm", "dino", "sd+dinov2")] == ["davis", "davis-adm", "davis-dino", "davis"]
+    assert backbone_preset("davis-fast", "adm") == "davis-adm" and backbone_preset("davis-fast", "sd") == "davis-fast"
     assert backbone_preset("semantic", "sd+dinov2") == "spair-sd-dinov2" and backbone_preset("geometric", "adm") == "hpatches-adm"
     assert backbone_preset("jhmdb", "dino") == "jhmdb" and backbone_preset("my.yaml", "adm") == "my.yaml"
     # sizes floored to the backbone's multiple only when they do not fit it

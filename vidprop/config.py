@@ -34,6 +34,8 @@ __all__ = [
     "load_preset",
     "preset_names",
     "PRESET_DIR",
+    "RUNTIME_FIELDS",
+    "SEQUENCE_SECTIONS",
 ]
 
 #: The DIFT paper used ``stabilityai/stable-diffusion-2-1``, withdrawn from the
@@ -200,6 +202,9 @@ class PropagationConfig:
     topk: int = 15
     n_last_frames: int = 28
     radius: float = 15
+    #: How keypoint heatmaps are drawn (tracking): "crw" (CRW's code, the published JHMDB runs)
+    #: or "ideal" (the full 4 x 4 patch near the left/top border too).
+    keypoint_rule: Literal["crw", "ideal"] = "crw"
     #: Queries per tile side of the windowed computation.
     tile: int = 8
     #: Upper bound on queries processed at once; bounds peak memory.
@@ -216,33 +221,62 @@ class PropagationConfig:
             raise ConfigError(f"propagation.n_last_frames is too small: {self.n_last_frames}")
         if self.radius <= 0:
             raise ConfigError(f"propagation.radius must be > 0, got {self.radius}")
+        if self.keypoint_rule not in ("crw", "ideal"):
+            raise ConfigError(f"propagation.keypoint_rule must be 'crw' or 'ideal', got {self.keypoint_rule!r}")
         if self.tile < 1 or self.chunk_size < 1:
             raise ConfigError("propagation.tile and propagation.chunk_size must be >= 1")
 
 
 _SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig}
+#: Sections a per-sequence entry may change (the extractor is loaded once per run).
+SEQUENCE_SECTIONS = ("frames", "propagation")
+#: Extractor fields that change how a run executes, not what it computes.
+RUNTIME_FIELDS = ("device", "batch_size", "channels_last", "compile")
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """Everything a task needs: frame resizing, extraction and propagation."""
+    """Everything a task needs: frame resizing, extraction and propagation.
+
+    ``published``: the settings reproduce a published run exactly (changing
+    any field other than :data:`RUNTIME_FIELDS` clears it).  ``sequences``:
+    per-sequence changes of the ``frames`` and ``propagation`` sections,
+    ``{name: {section: {field: value}}}``, applied by :meth:`for_sequence`
+    (DIFT's DAVIS script, for instance, uses a shorter context for the
+    480x1152 ``shooting`` sequence).
+    """
 
     frames: FrameConfig = field(default_factory=FrameConfig)
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
     name: str = "custom"
+    description: str = ""
+    published: bool = False
+    sequences: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, name: str = "custom", source: str = "<dict>") -> "TaskConfig":
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: a preset must be a mapping of sections, got {type(data).__name__}")
-        unknown = set(data) - set(_SECTIONS) - {"name", "description"}
+        unknown = set(data) - set(_SECTIONS) - {"name", "description", "published", "sequences"}
         if unknown:
-            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(_SECTIONS)}")
+            raise ConfigError(
+                f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(_SECTIONS)}, "
+                "name, description, published, sequences"
+            )
         parts = {}
         for key, klass in _SECTIONS.items():
             parts[key] = _build(klass, data.get(key) or {}, f"{source}: {key}")
-        return cls(name=str(data.get("name", name)), **parts)
+        cfg = cls(
+            name=str(data.get("name", name)),
+            description=str(data.get("description") or ""),
+            published=bool(data.get("published", False)),
+            sequences=_check_sequences(data.get("sequences") or {}, source),
+            **parts,
+        )
+        for seq in cfg.sequences:  # every per-sequence entry must give valid settings
+            cfg.for_sequence(seq)
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -250,9 +284,15 @@ class TaskConfig:
     def override(self, **sections: Mapping[str, Any] | None) -> "TaskConfig":
         """A copy with some fields replaced, e.g. ``override(propagation={"topk": 5})``.
 
-        ``None`` values inside a section are ignored (handy for CLI flags left unset).
+        ``None`` values inside a section are ignored (handy for CLI flags left
+        unset).  A replaced field is replaced for every sequence too (it is
+        dropped from the per-sequence entries), and a change of any field
+        other than :data:`RUNTIME_FIELDS` makes the config no longer
+        ``published``.
         """
-        new = {}
+        new: dict[str, Any] = {}
+        sequences = {k: {s: dict(v) for s, v in e.items()} for k, e in self.sequences.items()}
+        published = self.published
         for key, values in sections.items():
             if key not in _SECTIONS:
                 raise ConfigError(f"unknown config section {key!r}; expected {sorted(_SECTIONS)}")
@@ -260,9 +300,61 @@ class TaskConfig:
                 continue
             values = {k: v for k, v in values.items() if v is not None}
             current = getattr(self, key)
-            merged = {**dataclasses.asdict(current), **values}
+            old = dataclasses.asdict(current)
+            merged = {**old, **values}
             new[key] = _build(type(current), merged, key)
-        return replace(self, **new)
+            changed = {k for k in values if k not in old or old[k] != merged[k]}
+            if changed - (set(RUNTIME_FIELDS) if key == "extractor" else set()):
+                published = False
+            for entry in sequences.values():
+                if key in entry:
+                    entry[key] = {k: v for k, v in entry[key].items() if k not in values}
+        sequences = {k: {s: v for s, v in e.items() if v} for k, e in sequences.items()}
+        return replace(self, **new, published=published, sequences={k: e for k, e in sequences.items() if e})
+
+    def for_sequence(self, name: str) -> "TaskConfig":
+        """The effective settings for sequence ``name`` (itself when the config has no entry for it).
+
+        The result has no per-sequence entries and keeps ``published``.
+        """
+        entry = self.sequences.get(name)
+        if not entry:
+            return self
+        new = {}
+        for section, values in entry.items():
+            current = getattr(self, section)
+            new[section] = _build(type(current), {**dataclasses.asdict(current), **values},
+                                  f"sequences: {name}: {section}")
+        return replace(self, **new, sequences={})
+
+    def sequence_changes(self, name: str) -> dict[str, dict[str, Any]]:
+        """The per-sequence entry of ``name`` (``{}`` when none): which fields it changes."""
+        return {s: dict(v) for s, v in (self.sequences.get(name) or {}).items()}
+
+
+def _check_sequences(data: Any, source: str) -> dict[str, dict[str, dict[str, Any]]]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: sequences must map sequence names to sections, got {type(data).__name__}")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, entry in data.items():
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{source}: sequences: {name}: expected a mapping of sections")
+        bad = set(entry) - set(SEQUENCE_SECTIONS)
+        if bad:
+            raise ConfigError(
+                f"{source}: sequences: {name}: only {', '.join(SEQUENCE_SECTIONS)} may change per sequence, "
+                f"got {sorted(bad)}"
+            )
+        out[str(name)] = {}
+        for section, values in entry.items():
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"{source}: sequences: {name}: {section}: expected a mapping")
+            known = {f.name for f in fields(_SECTIONS[section])}
+            unknown = set(values) - known
+            if unknown:
+                raise ConfigError(f"{source}: sequences: {name}: {section}: unknown key(s) {sorted(unknown)}")
+            out[str(name)][section] = dict(values)
+    return out
 
 
 def fit_frames(frames: FrameConfig, multiple: int) -> FrameConfig:
@@ -301,14 +393,14 @@ def preset_names() -> list[str]:
 
 
 #: The dataset name of each task preset, the prefix of its backbone variants ("semantic" -> "spair-dino").
-_TASK_DATASETS = {"davis": "davis", "semantic": "spair", "geometric": "hpatches", "jhmdb": "jhmdb"}
+_TASK_DATASETS = {"davis": "davis", "davis-fast": "davis", "semantic": "spair", "geometric": "hpatches", "jhmdb": "jhmdb"}
 
 
 def backbone_preset(preset: str, backbone: str | None) -> str:
     """The bundled preset of ``preset``'s task for ``backbone`` (davis + adm -> davis-adm), else ``preset``.
 
-    Only bundled task presets ("davis", "semantic", "geometric", "jhmdb")
-    have backbone variants; any other name or path is returned unchanged.
+    Only bundled task presets ("davis", "davis-fast", "semantic", "geometric",
+    "jhmdb") have backbone variants; any other name or path is returned unchanged.
     """
     if not backbone or backbone == "sd" or preset not in _TASK_DATASETS:
         return preset

@@ -167,3 +167,73 @@ def test_propagate_then_score_end_to_end_and_resume(scene_davis, tiny_sd_path, t
     assert rc != 0 and "made with other settings" in err.strip().splitlines()[-1]
     assert not (out / "alpha" / "00004.png").exists()
 
+
+
+# ------------------------------------------------------------------ the published run's per-sequence context
+
+
+@pytest.fixture(scope="module")
+def shooting_davis(tmp_path_factory):
+    """A synthetic DAVIS layout with a sequence named `shooting` (the one DIFT's script treats apart)."""
+    from vidprop.io.synthetic import SyntheticScene
+
+    root = tmp_path_factory.mktemp("shooting") / "DAVIS"
+    names = ["shooting", "beta"]
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(names) + "\n")
+    for i, name in enumerate(names):
+        scene = SyntheticScene(width=96, height=64, num_frames=4, num_objects=1, seed=20 + i)
+        (root / "JPEGImages" / "480p" / name).mkdir(parents=True)
+        (root / "Annotations" / "480p" / name).mkdir(parents=True)
+        for t, (img, mask) in enumerate(scene.frames()):
+            Image.fromarray(img).save(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", quality=95)
+            write_indexed_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", mask)
+    return root
+
+
+@pytest.fixture
+def context_sizes(monkeypatch):
+    """Record the n_last_frames of every Propagator the segment task builds, in order."""
+    import vidprop.tasks.segment as segmod
+
+    seen: list[int] = []
+
+    class Recording(segmod.Propagator):
+        def __init__(self, config=None):
+            super().__init__(config)
+            seen.append(self.config.n_last_frames)
+
+    monkeypatch.setattr(segmod, "Propagator", Recording)
+    return seen
+
+
+@pytest.mark.parametrize("preset, shooting_context, note", [
+    ("davis", 10, "preset davis: NOT the published protocol"),  # --ensemble 1 below: not the paper's run
+    ("davis-fast", 28, "preset davis-fast: NOT the published protocol"),
+])
+def test_published_preset_gives_shooting_ten_context_frames(shooting_davis, tiny_sd_path, tmp_path, capsys,
+                                                             context_sizes, preset, shooting_context, note):
+    out = tmp_path / preset
+    rc, text, err = _run(capsys, ["eval", "davis", "--root", str(shooting_davis), "--out", str(out),
+                                  "--config", preset, "--model", str(tiny_sd_path), "--short-side", "64",
+                                  "--ensemble", "1", "--no-progress", "--workers", "1"])
+    assert rc == 0, err
+    assert context_sizes == [shooting_context, 28]  # shooting, then beta
+    rec = yaml.safe_load((out / "config.yaml").read_text())
+    assert rec["preset"] == preset and rec["config"]["propagation"]["n_last_frames"] == 28
+    if preset == "davis":
+        assert rec["per_sequence"]["shooting"]["propagation"]["n_last_frames"] == 10
+        assert rec["config"]["sequences"] == {"shooting": {"propagation": {"n_last_frames": 10}}}
+        assert rec["config"]["extractor"]["dtype"] == "float32"
+    else:
+        assert rec["per_sequence"] == {} and rec["config"]["sequences"] == {}
+    assert not rec["published"]
+    assert text.splitlines()[0].startswith(note)
+
+
+def test_a_flag_overrides_the_per_sequence_setting(shooting_davis, tiny_sd_path, tmp_path, capsys, context_sizes):
+    rc, _, err = _run(capsys, ["eval", "davis", "--root", str(shooting_davis), "--out", str(tmp_path / "r"),
+                               "--model", str(tiny_sd_path), "--short-side", "64", "--ensemble", "1",
+                               "--n-last", "3", "--sequences", "shooting", "--no-progress", "--workers", "1"])
+    assert rc == 0, err
+    assert context_sizes == [3]

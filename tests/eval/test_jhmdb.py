@@ -6,6 +6,7 @@ import csv
 import logging
 
 import numpy as np
+import torch
 import pytest
 import yaml
 from PIL import Image
@@ -233,3 +234,83 @@ def test_eval_jhmdb_cli_bad_inputs_write_nothing(tmp_path, capsys):
     assert main([*base, "--split", str(split), "--videos", "walk/other"]) == 2
     assert "--videos: walk/other is not listed in" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- CRW's script: box from -1, border joints, extra frames
+def test_reference_box_max_starts_at_minus_one():
+    # every counted joint of frame 1 lies left of and above the frame: the script's max stays at -1
+    gt = np.zeros((2, 2, 2))
+    gt[1, 0], gt[1, 1] = (-5.0, -9.0), (-3.0, -6.0)
+    pred = np.full((2, 2, 2), -1.0)
+    pred[1, 0] = pred[1, 1] = (0.0, 0.0)  # visible, at pixel (0, 0) (grid = size: scale 1)
+    d = pck_distances(pred, gt, (10, 10), (10, 10))
+    # box: x from -5 to max(-3, -1) = -1 -> 4; y from -9 to max(-6, -1) = -1 -> 8; reference 0.6 * hypot(4, 8)
+    ref = 0.6 * np.hypot(4.0, 8.0)
+    np.testing.assert_allclose(d[0], [np.hypot(5, 9) / ref])
+    np.testing.assert_allclose(d[1], [np.hypot(3, 6) / ref])
+
+
+def test_more_frames_than_ground_truth_columns_scores_the_first_ones(tmp_path, caplog):
+    gt = np.zeros((2, J, 2))
+    root = make_jhmdb(tmp_path / "J", {"c/v": (blank(3, 16, 16), gt)})  # 3 frames, 2 columns
+    savemat(root / "joint_positions" / "c" / "v" / "joint_positions.mat",
+            {"pos_img": np.zeros((2, J, 2)) + 1})
+    (v,) = find_videos(root, ["c/v"])
+    with caplog.at_level(logging.WARNING, logger="vidprop.eval.jhmdb"):
+        g = v.ground_truth()
+    assert g.shape == (2, J, 2)
+    assert "3 frames but 2 ground-truth columns" in caplog.text and "scoring the first 2 frames" in caplog.text
+
+
+def _border_dataset(tmp_path, extra_frames: int = 0):
+    """One clip whose frame-0 joints lie near the left/top border (and one outside), with extra frames."""
+    from vidprop.io.synthetic import SyntheticScene
+
+    T = 3
+    sc = SyntheticScene(width=64, height=64, num_frames=T + extra_frames, num_objects=1, seed=4)
+    rng = np.random.default_rng(5)
+    base = rng.uniform([20, 20], [60, 60], size=(J, 2))
+    # grid units at crop 64, stride 8: pixel / 8. Joints at grid x = -2.0, -0.7, 0.3, 0.9, 1.2 and y near 0
+    base[0:5, 0] = np.array([-2.0, -0.7, 0.3, 0.9, 1.2]) * 8
+    base[5:8, 1] = np.array([-0.6, 0.7, 1.4]) * 8
+    gt = np.stack([base] * T)
+    root = make_jhmdb(tmp_path / "JHMDB", {"c/border": ([f for f, _ in sc.frames()], gt)})
+    split = tmp_path / "split.txt"
+    split.write_text("c/border\n")
+    savemat(root / "joint_positions" / "c" / "border" / "joint_positions.mat",
+            {"pos_img": gt.transpose(2, 1, 0) + 1})  # T columns, T + extra frames
+    return root, split, gt
+
+
+@pytest.mark.parametrize("rule", ["crw", "ideal"])
+def test_pipeline_draws_border_joints_as_the_reference(tmp_path, tiny_sd_path, capsys, rule):
+    """eval jhmdb end to end (tiny model): frame 0's labels are exactly the plain reference drawing of the
+    ground truth (CRW's rule by default), the extra frame is not scored, and the rule is recorded."""
+    from tests.propagation.test_keypoints import crw_draw_reference
+    from vidprop.propagation.keypoints import draw_gaussian
+
+    root, split, gt = _border_dataset(tmp_path, extra_frames=1)
+    out = tmp_path / "run"
+    args = ["-q", "eval", "jhmdb", "--root", str(root), "--split", str(split), "--out", str(out),
+            "--model", str(tiny_sd_path), "--crop", "64", "--ensemble", "1", "--no-progress"]
+    if rule != "crw":
+        args += ["--keypoint-rule", rule]
+    assert main(args) == 0, capsys.readouterr().err
+    z = np.load(out / "predictions" / "c" / "border.npz")
+    assert z["coords"].shape == (3, J, 2)  # 4 frames in the folder, 3 ground-truth columns
+    g0 = gt[0] / 8.0  # crop 64 = frame size: pixels / stride
+    maps = np.zeros((1 + J, 8, 8))
+    for j, (x, y) in enumerate(g0):
+        if rule == "crw":
+            maps[1 + j] = crw_draw_reference(8, 8, x, y)
+        else:
+            draw_gaussian(maps[1 + j], x, y, rule="ideal")
+    maps[0] = maps[1:].sum(axis=0) == 0
+    expected = heatmaps_to_keypoints(torch.from_numpy(maps).float())
+    np.testing.assert_allclose(z["coords"][0], expected, atol=1e-6)
+    if rule == "crw":
+        assert (z["coords"][0, 0] == -1).all()  # grid x = -2.0: no channel at all
+    else:
+        assert (z["coords"][0, 0] >= 0).all()
+    meta = yaml.safe_load((out / "config.yaml").read_text())
+    assert meta["config"]["propagation"]["keypoint_rule"] == rule

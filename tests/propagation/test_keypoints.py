@@ -26,11 +26,11 @@ def _draw(x, y, grid=(6, 6), rule="crw"):
     return ch, drawn
 
 
-# ---- rule="spec" (the default): the whole 4x4 patch from ul, clipped (specs/jhmdb.md)
-def test_spec_rule_negative_coordinate_keeps_both_columns():
+# ---- rule="ideal": the whole 4x4 patch from ul, clipped (an option; CRW's rule is the default)
+def test_ideal_rule_negative_coordinate_keeps_both_columns():
     # x = -0.7: ul_x = int(-2.2) = -2 -> patch cols -2..1 -> grid cols 0, 1 = patch cols 2, 3
     # y = 2.0: ul_y = int(0.5) = 0 -> rows 0..3
-    ch, drawn = _draw(-0.7, 2.0, rule="spec")
+    ch, drawn = _draw(-0.7, 2.0, rule="ideal")
     exp = np.zeros((6, 6))
     exp[0:4, 0] = ROW
     exp[0:4, 1] = np.asarray(ROW) * E2
@@ -38,28 +38,81 @@ def test_spec_rule_negative_coordinate_keeps_both_columns():
     np.testing.assert_allclose(ch, exp, rtol=0, atol=1e-15)
 
 
-def test_spec_rule_small_positive_coordinate_full_patch():
+def test_ideal_rule_small_positive_coordinate_full_patch():
     # x = y = 0.7: ul = int(-0.8) = 0 -> the full patch on rows/cols 0..3
-    ch, _ = _draw(0.7, 0.7, rule="spec")
+    ch, _ = _draw(0.7, 0.7, rule="ideal")
     exp = np.zeros((6, 6))
     exp[0:4, 0:4] = np.outer(ROW, ROW)
     np.testing.assert_allclose(ch, exp, rtol=0, atol=1e-15)
 
 
-def test_spec_rule_point_above_the_grid_draws_its_last_row():
+def test_ideal_rule_point_above_the_grid_draws_its_last_row():
     # y = -1.6: ul_y = int(-3.1) = -3 -> patch rows -3..0 -> grid row 0 = patch row 3 (a(1) = e^-2)
     # x = 2.0: ul_x = int(0.5) = 0 -> cols 0..3. (rule="crw" draws nothing here: br_y = int(0.9) = 0.)
-    ch, drawn = _draw(2.0, -1.6, rule="spec")
+    ch, drawn = _draw(2.0, -1.6, rule="ideal")
     exp = np.zeros((6, 6))
     exp[0, 0:4] = np.asarray(ROW) * E2
     assert drawn
     np.testing.assert_allclose(ch, exp, rtol=0, atol=1e-15)
-    assert keypoints_to_heatmaps(np.array([[0.7, 0.7]]), (6, 6))[1, 3, 3] > 0  # default is the spec rule
+    assert keypoints_to_heatmaps(np.array([[0.7, 0.7]]), (6, 6), rule="ideal")[1, 3, 3] > 0
+    assert keypoints_to_heatmaps(np.array([[0.7, 0.7]]), (6, 6))[1, 3, 3] == 0  # the default is CRW's rule
     with pytest.raises(ValueError):
         draw_gaussian(np.zeros((3, 3)), 1.0, 1.0, rule="floor")
 
 
-# ---- rule="crw": CRW's draw_labelmap_np, which also cuts the patch at br = int(x + 2.5)
+# ---- rule="crw" (the default): CRW's draw_labelmap_np, which also cuts the patch at br = int(x + 2.5)
+
+
+def crw_draw_reference(grid_h: int, grid_w: int, x: float, y: float) -> np.ndarray:
+    """A plain transcription of the drawing rule of CRW's reference code (sigma 0.5), for comparison."""
+    img = np.zeros((grid_h, grid_w))
+    ul = [int(x - 3 * 0.5), int(y - 3 * 0.5)]
+    br = [int(x + 3 * 0.5 + 1), int(y + 3 * 0.5 + 1)]
+    if ul[0] >= grid_w or ul[1] >= grid_h or br[0] < 0 or br[1] < 0:
+        return img
+    size = 6 * 0.5 + 1
+    xs = np.arange(0, size, 1, float)
+    ys = xs[:, np.newaxis]
+    x0 = y0 = size // 2
+    g = np.exp(-((xs - x0) ** 2 + (ys - y0) ** 2) / (2 * 0.5**2))
+    g_x = max(0, -ul[0]), min(br[0], grid_w) - ul[0]
+    g_y = max(0, -ul[1]), min(br[1], grid_h) - ul[1]
+    img_x = max(0, ul[0]), min(br[0], grid_w)
+    img_y = max(0, ul[1]), min(br[1], grid_h)
+    img[img_y[0]:img_y[1], img_x[0]:img_x[1]] = g[g_y[0]:g_y[1], g_x[0]:g_x[1]]
+    return img
+
+
+def test_crw_rule_equals_the_plain_reference_everywhere_near_the_borders():
+    coords = np.round(np.arange(-4.0, 9.0, 0.1), 10)
+    for x in coords:
+        for y in (-1.3, 0.0, 0.6, 2.0, 7.9):
+            ch, _ = _draw(float(x), y, grid=(8, 9))
+            np.testing.assert_array_equal(ch, crw_draw_reference(8, 9, float(x), y), err_msg=f"x={x} y={y}")
+
+
+def test_joint_at_minus_two_gets_an_empty_channel():
+    # x = -2.0: ul_x = int(-3.5) = -3, br_x = int(0.5) = 0 -> no column; the ideal rule draws column 0
+    lab = keypoints_to_heatmaps(np.array([[-2.0, 3.0]]), (6, 6))
+    assert not lab[1].any() and (lab[0] == 1).all()
+    assert keypoints_to_heatmaps(np.array([[-2.0, 3.0]]), (6, 6), rule="ideal")[1, :, 0].any()
+
+
+@pytest.mark.parametrize("x", [0.6, 0.9, 1.0, 1.2, 1.49])
+def test_joints_between_half_and_one_and_a_half_get_a_three_wide_patch(x):
+    # ul_x = int(x - 1.5) = 0 (truncated up from a negative value), br_x = int(x + 2.5) = 3: columns 0..2
+    ch, _ = _draw(x, 3.0)
+    assert np.flatnonzero(ch.any(axis=0)).tolist() == [0, 1, 2]
+    ideal, _ = _draw(x, 3.0, rule="ideal")
+    assert np.flatnonzero(ideal.any(axis=0)).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("x", [-0.9, -0.6, -0.4, 0.0, 0.3])
+def test_joints_left_of_half_get_a_narrower_patch_than_the_ideal_rule(x):
+    ch, _ = _draw(x, 3.0)
+    ideal, _ = _draw(x, 3.0, rule="ideal")
+    crw_cols, ideal_cols = np.flatnonzero(ch.any(axis=0)), np.flatnonzero(ideal.any(axis=0))
+    assert 0 < len(crw_cols) == len(ideal_cols) - 1 and crw_cols[0] == ideal_cols[0] == 0
 
 
 def test_interior_point_gets_full_4x4_patch():

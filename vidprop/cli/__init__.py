@@ -39,7 +39,9 @@ log = logging.getLogger("vidprop")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from vidprop.cli.common import VidpropParser
+
+    parser = VidpropParser(
         prog="vidprop",
         description=(
             "Video label propagation with diffusion features (DIFT).\n\n"

@@ -27,6 +27,12 @@ examples:
 layout: ROOT/ImageSets/2017/<set>.txt, ROOT/JPEGImages/480p/<seq>/00000.jpg ...,
 ROOT/Annotations/480p/<seq>/00000.png ... (indexed PNGs, 255 = void).
 
+presets: `davis` (default) is DIFT's published run exactly (float32 features;
+the sequence `shooting` with 10 context frames instead of 28, as DIFT's script);
+`davis-fast` has no per-sequence change and half precision on a GPU: NOT the
+published protocol.  Changing a setting with a flag makes any run unpublished.
+OUT/config.yaml and the printed tables say which preset produced the run.
+
 propagation writes OUT/<seq>/<frame>.png (indexed PNGs, one per frame) and
 OUT/config.yaml (settings, model id and revision, vidprop version, date).  It
 resumes: a sequence whose folder is complete is skipped (--overwrite redoes it);
@@ -41,7 +47,8 @@ per-sequence_jf-<set>.png into the results folder (or --out).
 
 
 def register_eval(sub: argparse._SubParsersAction) -> None:
-    from vidprop.cli.segment import add_model_args
+    from vidprop.cli.common import add_model_args, add_progress_arg, add_propagation_args
+    from vidprop.cli.segment import add_short_side_arg
     from vidprop.eval.davis import SETS
 
     p = sub.add_parser(
@@ -63,16 +70,19 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="scoring processes (default: min(4, CPUs))")
     p.add_argument("--overwrite", action="store_true", help="recompute sequences whose masks already exist")
     p.add_argument("--no-summary", action="store_true", help="do not draw the per-sequence J&F bar chart")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_progress_arg(p)
     add_model_args(p, "davis")
+    add_short_side_arg(p)
+    add_propagation_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidprop.cli.segment import config_from_args
-    from vidprop.eval.davis import format_tables, run_davis, score_davis, write_csvs, write_summary_image
+    from vidprop.cli.common import progress_enabled
+    from vidprop.cli.segment import segment_config_from_args
+    from vidprop.eval.davis import format_tables, run_davis, run_note, score_davis, write_csvs, write_summary_image
 
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = progress_enabled(args)
     sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
     if args.sequences is not None and not sequences:
         raise ConfigError("--sequences is empty; give names separated by commas, e.g. --sequences bike-packing,dogs-jump")
@@ -91,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.out:
             raise ConfigError("--out DIR is needed to write the masks (or score existing ones: --results DIR)")
-        cfg = config_from_args(args)
+        cfg = segment_config_from_args(args)
         scores = run_davis(args.root, args.out, args.set, sequences=sequences, config=cfg,
                            overwrite=args.overwrite, workers=args.workers, progress=progress)
         report_dir = Path(args.out)
@@ -102,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     written = [g_path, s_path]
     if not args.no_summary:
         written.append(write_summary_image(scores, report_dir / f"per-sequence_jf-{scores.set}.png"))
+    note = run_note(report_dir) or (run_note(args.results) if score_only and args.results else None)
+    if note:
+        print(note)
     sys.stdout.write(format_tables(scores))
     print("\nwrote " + ", ".join(str(p) for p in written))
     return 0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from vidprop.cli.segment import add_model_args
+from vidprop.cli.common import add_model_args, add_progress_arg, add_propagation_args, progress_enabled
 from vidprop.cli.track import add_crop_arg, track_config_from_args
 
 __all__ = ["register_eval"]
@@ -41,9 +40,10 @@ def register_eval(ev_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/jhmdb", help="output folder (default: runs/jhmdb)")
     p.add_argument("--videos", nargs="+", metavar="CLASS/VIDEO", help="run and score only these entries of the split")
     p.add_argument("--overwrite", action="store_true", help="recompute every video, even those already done")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_crop_arg(p)
+    add_progress_arg(p)
     add_model_args(p, "jhmdb")
+    add_crop_arg(p)
+    add_propagation_args(p)
     p.set_defaults(func=run)
 
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         config=cfg,
         videos=args.videos,
         overwrite=args.overwrite,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=progress_enabled(args),
     )
     print(res.format_table())
     print(

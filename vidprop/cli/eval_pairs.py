@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from vidprop.cli.common import progress_enabled
 from vidprop.cli.match import add_attention_args, add_pair_model_args, load_attention, pair_config
 
 __all__ = ["register_eval"]
@@ -62,10 +62,6 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
     h.set_defaults(func=run_hpatches_cmd)
 
 
-def _progress(args: argparse.Namespace) -> bool:
-    return not args.no_progress and sys.stderr.isatty()
-
-
 def run_spair_cmd(args: argparse.Namespace) -> int:
     from vidprop.eval.pairs import read_spair, run_spair
     from vidprop.io.atomic import check_writable_target
@@ -82,7 +78,7 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
         matcher = PairMatcher.from_pretrained(config=pair_config(args, "semantic"))
     s = run_spair(matcher, args.root, args.out, split=args.split, limit=args.limit, categories=args.category,
                   use_category_prompt=not args.no_category_prompt, attention=attention,
-                  progress=_progress(args), overwrite=args.overwrite)
+                  progress=progress_enabled(args), overwrite=args.overwrite)
     o = s["overall"]
     print(f"SPair-71k {args.split}: {o['pairs']} pairs, {o['points']} points ({args.method})")
     for kind in ("per_image", "per_point"):
@@ -103,7 +99,7 @@ def run_hpatches_cmd(args: argparse.Namespace) -> int:
     read_hpatches(args.root, limit=args.limit)
     matcher = PairMatcher.from_pretrained(config=pair_config(args, "geometric"))
     s = run_hpatches(matcher, args.root, args.out, limit=args.limit, max_keypoints=args.max_keypoints,
-                     method=args.homography, threshold=args.threshold, progress=_progress(args),
+                     method=args.homography, threshold=args.threshold, progress=progress_enabled(args),
                      overwrite=args.overwrite)
     print(f"HPatches: {s['sequences']} sequences, homography accuracy (mean corner error)")
     for group, r in s["accuracy"].items():

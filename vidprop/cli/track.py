@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from vidprop.cli.segment import add_model_args, config_from_args
+from vidprop.cli.common import (
+    add_model_args,
+    add_progress_arg,
+    add_propagation_args,
+    add_video_output_args,
+    config_from_args,
+    progress_enabled,
+)
 
 __all__ = ["register", "add_crop_arg", "track_config_from_args"]
 
@@ -39,15 +45,19 @@ heatmap per joint on the feature grid, decoded back to pixels each frame.
 
 
 def add_crop_arg(p: argparse.ArgumentParser) -> None:
+    """``--crop`` and ``--keypoint-rule``: the frame size and heatmap drawing of the keypoint commands."""
     p.add_argument("--crop", type=int, metavar="N",
                    help="resize frames to a square N x N (multiple of 32; the JHMDB preset uses 320)")
+    p.add_argument("--keypoint-rule", choices=["crw", "ideal"],
+                   help="how first-frame heatmaps are drawn near the left/top border: crw (default, CRW's code, "
+                        "as the published JHMDB numbers) or ideal (the full 4x4 Gaussian patch)")
 
 
 def track_config_from_args(args: argparse.Namespace):
-    cfg = config_from_args(args)
-    if getattr(args, "crop", None) is not None:
-        cfg = cfg.override(frames={"mode": "square", "size": args.crop})
-    return cfg
+    """The preset (default jhmdb) with the flags of ``track`` (and ``eval jhmdb``) applied."""
+    frames = {"mode": "square", "size": args.crop} if getattr(args, "crop", None) is not None else None
+    cfg = config_from_args(args, "jhmdb", frames=frames)
+    return cfg.override(propagation={"keypoint_rule": getattr(args, "keypoint_rule", None)})
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,16 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("video", help="video file (mp4, avi, ...) or a folder of frames (sorted by name)")
     p.add_argument("--keypoints", required=True, help="first-frame keypoint file (JSON, see below)")
-    p.add_argument("--out", default="results", help="output folder (default: results/)")
-    p.add_argument("--name", help="sub-folder name (default: the video file's stem or the frame folder's name; for a generic folder name like frames/ or JPEGImages/, its parent's)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing results for this video")
-    p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
-    p.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav", "opencv", "folder"],
-                   help="video decoder (default: decord if installed, else PyAV)")
-    p.add_argument("--profile", action="store_true", help="print frames/s and the time split: decode wait, extraction, propagation, write wait, and the reader/writer threads' busy time")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_crop_arg(p)
+    add_video_output_args(p)
+    add_progress_arg(p)
     add_model_args(p, "jhmdb")
+    add_crop_arg(p)
+    add_propagation_args(p)
     p.set_defaults(func=run)
 
 
@@ -97,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         overlay=not args.no_overlay,
         backend=args.backend,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=progress_enabled(args),
     )
     extra = f" and {res.overlay.name}" if res.overlay else ""
     print(f"wrote keypoints of {res.num_frames} frames to {res.json.parent} ({res.json.name}, {res.csv.name}{extra})")

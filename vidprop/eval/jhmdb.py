@@ -18,13 +18,14 @@ the videos already done and scores everything at the end.  PCK, as in the
 CRW/UVC/TimeCycle scripts: predictions -> pixels (x * W / grid_w,
 y * H / grid_h); a joint counts in frame k >= 1 only when its predicted x >= 0;
 reference size = 0.6 * the diagonal of the tight box around the ground-truth
-joints counted in that frame; PCK@a = mean over joints of 100 * (fraction of
+joints counted in that frame (the script's box: min from 1e6, max from -1); PCK@a = mean over joints of 100 * (fraction of
 that joint's normalised distances <= a).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import math
 import time
@@ -43,6 +44,7 @@ from vidprop.io.keypoints import read_jhmdb_mat
 from vidprop.io.video import list_frames, open_video
 from vidprop.tasks.segment import resize_frame
 from vidprop.tasks.track import Tracker
+from vidprop.progress import progress_bar
 
 __all__ = [
     "JHMDB_JOINTS",
@@ -80,8 +82,20 @@ class JhmdbVideo:
     mat: Path
 
     def ground_truth(self) -> np.ndarray:
-        """(T, 15, 2) 0-based pixel (x, y); InputError if the .mat disagrees with the frames."""
-        return read_jhmdb_mat(self.mat, num_frames=len(self.frames))
+        """(T, 15, 2) 0-based pixel (x, y).
+
+        A clip may have more frames than ground-truth columns (some JHMDB
+        folders do): the first T frames are scored, with a warning, as the
+        reference script does.  Fewer frames than columns is an InputError.
+        """
+        gt = read_jhmdb_mat(self.mat)
+        n = len(self.frames)
+        if gt.shape[0] > n:
+            raise InputError(f"{self.mat}: 'pos_img' has {gt.shape[0]} frames but the video has {n}")
+        if gt.shape[0] < n:
+            log.warning("%s: %d frames but %d ground-truth columns in %s; scoring the first %d frames",
+                        self.key, n, gt.shape[0], self.mat.name, gt.shape[0])
+        return gt
 
 
 def read_split(path: str | Path) -> list[str]:
@@ -154,7 +168,9 @@ def pck_distances(
         v = visible[k]
         if not v.any():
             continue
-        lo, hi = gt[k, v].min(axis=0), gt[k, v].max(axis=0)
+        # the reference script's box: min starts at 1e6 and max at -1 (a max below -1 stays -1)
+        lo = np.minimum(gt[k, v].min(axis=0), 1e6)
+        hi = np.maximum(gt[k, v].max(axis=0), -1.0)
         ref = 0.6 * math.hypot(*(hi - lo))
         d = np.hypot(*(pred[k] - gt[k]).T)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -271,24 +287,31 @@ def _write_run_config(out: Path, config: TaskConfig, tracker: Tracker, root: Pat
 
 
 def predict_video(tracker: Tracker, video: JhmdbVideo, gt: np.ndarray, path: Path, progress: bool = False) -> dict[str, Any]:
-    """Propagate frame 0's ground truth through the clip; write (T, J, 2) grid coordinates to ``path``."""
-    reader = open_video(video.frames[0].parent, backend="folder")
+    """Propagate frame 0's ground truth through the clip's first ``len(gt)`` frames; write (T, J, 2) grid
+    coordinates to ``path`` (propagation is causal: later frames cannot change these)."""
+    folder = video.frames[0].parent
+    reader = open_video(folder, backend="folder")
     if reader.info.num_frames != len(video.frames):  # a non-PNG image in the folder
-        raise InputError(f"{video.frames[0].parent}: holds images other than .png frames")
+        raise InputError(f"{folder}: holds images other than .png frames")
+    T = len(gt)
     w, h = reader.info.width, reader.info.height
     target = tracker.config.frames.target_size(w, h)
     reader.transform = lambda fr: (fr, resize_frame(fr, target))
     coords, grid = [], None
-    for fr in tracker.run(reader, gt[0], outside="draw", progress=progress, total=len(video.frames)):
-        coords.append(fr.grid_xy)
-        grid = fr.grid
+    frames = iter(reader)
+    try:
+        for fr in tracker.run(itertools.islice(frames, T), gt[0], outside="draw", progress=progress, total=T):
+            coords.append(fr.grid_xy)
+            grid = fr.grid
+    finally:
+        frames.close()  # stops the decoding thread when the folder has more frames than the ground truth
     data = {
         "coords": np.stack(coords),
         "grid": np.asarray(grid, dtype=np.int64),
         "size": np.asarray([w, h], dtype=np.int64),
     }
-    if data["coords"].shape[0] != len(video.frames):
-        raise InputError(f"{video.frames[0].parent}: decoded {data['coords'].shape[0]} frames, expected {len(video.frames)}")
+    if data["coords"].shape[0] != T:
+        raise InputError(f"{folder}: decoded {data['coords'].shape[0]} frames, expected {T}")
     with atomic_file(path, suffix=".npz") as tmp:
         np.savez(tmp, **data)
     return data
@@ -329,7 +352,7 @@ def evaluate_jhmdb(
     if not overwrite:
         _check_run_config(out, config)
     preds: list[dict[str, Any] | None] = [
-        None if overwrite else _load_prediction(_prediction_path(out, v.key), len(v.frames)) for v in items
+        None if overwrite else _load_prediction(_prediction_path(out, v.key), len(g)) for v, g in zip(items, gts)
     ]
     todo = [i for i, p in enumerate(preds) if p is None]
     resumed = len(items) - len(todo)
@@ -340,14 +363,12 @@ def evaluate_jhmdb(
             tracker = Tracker.from_pretrained(config=config)
         out.mkdir(parents=True, exist_ok=True)
         _write_run_config(out, tracker.config, tracker, root, split)
-        from tqdm.auto import tqdm
-
-        for n, i in enumerate(tqdm(todo, unit="video", desc="jhmdb", disable=not progress), start=1):
+        for n, i in enumerate(progress_bar(todo, unit="video", desc="jhmdb", enabled=progress, leave=True), start=1):
             v = items[i]
             t0 = time.perf_counter()
             preds[i] = predict_video(tracker, v, gts[i], _prediction_path(out, v.key))
             dt = time.perf_counter() - t0
-            log.info("[%d/%d] %s: %d frames, %.2f frames/s", n, len(todo), v.key, len(v.frames), len(v.frames) / dt)
+            log.info("[%d/%d] %s: %d frames, %.2f frames/s", n, len(todo), v.key, len(gts[i]), len(gts[i]) / dt)
     dists: list[list[np.ndarray]] = [[] for _ in JHMDB_JOINTS]
     for p, g in zip(preds, gts):
         assert p is not None

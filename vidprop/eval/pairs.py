@@ -28,6 +28,7 @@ import numpy as np
 
 from vidprop.errors import InputError, OutputExistsError
 from vidprop.io.atomic import atomic_file
+from vidprop.progress import progress_bar
 
 __all__ = [
     "ALPHAS",
@@ -206,8 +207,6 @@ def run_spair(
     :class:`~vidprop.features.attention.AttentionMatcher` to score Hedlin et
     al.'s method instead (no feature cache: it optimises per point).
     """
-    from tqdm.auto import tqdm
-
     from vidprop.io.images import read_image
     from vidprop.tasks.match import image_index, prompt_for, semantic_argmax
 
@@ -227,7 +226,7 @@ def run_spair(
     records: list[tuple[str, dict[float, np.ndarray]]] = [None] * len(pairs)  # type: ignore[list-item]
     rows: list[list[Any]] = [None] * len(pairs)  # type: ignore[list-item]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(pairs), desc="SPair-71k", unit="pair", disable=not progress)
+    bar = progress_bar(total=len(pairs), desc="SPair-71k", unit="pair", enabled=progress, leave=True)
     try:
         for i in order:
             p = pairs[i]
@@ -384,8 +383,6 @@ def run_hpatches(
     Image 1's features and keypoints are computed once per sequence.  A pair
     where no homography can be fitted counts as wrong (error inf).
     """
-    from tqdm.auto import tqdm
-
     from vidprop.io.images import read_image
     from vidprop.tasks.match import detect_sift, geometric_match_features, image_index
 
@@ -402,7 +399,7 @@ def run_hpatches(
     cache = _FeatureCache(encode)
     rows, errors, kinds = [], [], []
     t0 = time.perf_counter()
-    bar = tqdm(total=5 * len(seqs), desc="HPatches", unit="pair", disable=not progress)
+    bar = progress_bar(total=5 * len(seqs), desc="HPatches", unit="pair", enabled=progress, leave=True)
     try:
         for seq in seqs:
             f1, k1, hw1 = cache.get(str(seq.images[0]), seq.name)

@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from vidprop.errors import ConfigError, ModelLoadError
+from vidprop.progress import progress_bar
 
 __all__ = [
     "DEFAULT_ATTENTION_MODEL",
@@ -406,15 +407,13 @@ class AttentionMatcher:
 
         Returns ``(embeddings (rounds, num_tokens, d), losses (rounds, steps))``.
         """
-        from tqdm.auto import tqdm
-
         s = self.settings
         S, c = s.image_size, s.crop_side
         gen = generator or self.generator(0)
         img = self._prepare(image)
         px, py = self._point_in_model(image, point)
         embeddings, losses = [], []
-        bar = tqdm(total=s.rounds * s.steps, desc="optimise prompt", unit="step", disable=not progress, leave=False)
+        bar = progress_bar(total=s.rounds * s.steps, desc="optimise prompt", unit="step", enabled=progress)
         try:
             for r0 in range(0, s.rounds, s.batch_size):
                 r = min(s.batch_size, s.rounds - r0)
@@ -449,8 +448,6 @@ class AttentionMatcher:
     def infer(self, image: np.ndarray, embeddings: torch.Tensor, *, generator: torch.Generator | None = None,
               progress: bool = False) -> torch.Tensor:
         """The final (S, S) map of ``embeddings`` over ``image`` (crop-averaged, softmax per layer, mean)."""
-        from tqdm.auto import tqdm
-
         s = self.settings
         S, c = s.image_size, s.crop_side
         gen = generator or self.generator(0, 1)
@@ -463,7 +460,7 @@ class AttentionMatcher:
         n_corner = min(4, s.crops)
         jobs.append([(r, (crop_box(x, S, c, s.margin, None), crop_box(y, S, c, s.margin, None)))
                      for r in range(R) for x, y in corners[:n_corner]])
-        bar = tqdm(total=R * s.crops, desc="attention inference", unit="crop", disable=not progress, leave=False)
+        bar = progress_bar(total=R * s.crops, desc="attention inference", unit="crop", enabled=progress)
         try:
             with self.capture() as store:
                 for wave in range(s.crops - n_corner + 1):

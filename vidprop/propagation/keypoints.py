@@ -14,13 +14,14 @@ Drawing (CRW's ``draw_labelmap_np`` with sigma 0.5):
   ``exp(-((i - 2)^2 + (j - 2)^2) / (2 * sigma^2))``;
 * the patch is clipped to the grid and ASSIGNED (not max-ed) into the channel.
 
-  ``rule="spec"`` (default, specs/jhmdb.md): the whole 4 x 4 patch from ``ul``
-  (exclusive corner ``ul + 4``), clipped.  ``rule="crw"``: as CRW's code,
-  the patch also ends at ``br = (int(x + 2.5), int(y + 2.5))``, which is
-  ``ul + 4`` except where truncation toward zero moved ``ul`` up
-  (-2.5 < x < 1.5 with x - 1.5 not an integer): there the last column (row)
-  is cut, e.g. x = 0.7 draws columns 0..2 only.  The two differ only for
-  joints within 1.5 cells of the left or top border;
+  ``rule="crw"`` (default, CRW's ``draw_labelmap_np``, which the published
+  JHMDB numbers were produced with): the patch ends at
+  ``br = (int(x + 2.5), int(y + 2.5))``, which is ``ul + 4`` except where
+  truncation toward zero moved ``ul`` up (-2.5 < x < 1.5 with x - 1.5 not an
+  integer): there the patch is narrower and shifted (x = 0.7 draws columns
+  0..2 only, x = -2.0 draws nothing).  ``rule="ideal"``: the whole 4 x 4
+  patch from ``ul`` (exclusive corner ``ul + 4``), clipped.  The two differ
+  only for joints within 1.5 cells of the left or top border;
 * a joint whose patch lies entirely outside the grid (or whose coordinates
   are not finite, the way to say "absent") keeps an all-zero channel;
 * channel 0 is the background: 1 where every joint channel is 0, else 0.
@@ -37,22 +38,24 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["SIGMA", "TOPK", "draw_gaussian", "keypoints_to_heatmaps", "heatmaps_to_keypoints"]
+__all__ = ["SIGMA", "TOPK", "RULES", "draw_gaussian", "keypoints_to_heatmaps", "heatmaps_to_keypoints"]
 
 #: Gaussian sigma in grid cells (JHMDB protocol).
 SIGMA = 0.5
 #: Cells averaged when decoding a heatmap.
 TOPK = 3
+#: Heatmap drawing rules: CRW's reference code (default) and the ideal 4 x 4 patch.
+RULES = ("crw", "ideal")
 
 
-def draw_gaussian(channel: np.ndarray, x: float, y: float, sigma: float = SIGMA, rule: str = "spec") -> bool:
+def draw_gaussian(channel: np.ndarray, x: float, y: float, sigma: float = SIGMA, rule: str = "crw") -> bool:
     """Assign a peak-1 Gaussian at grid point (x, y) into ``channel`` (gh, gw) in place.
 
     Returns whether anything was drawn.  See the module docstring for the
-    exact patch placement and ``rule`` ("spec" or "crw").
+    exact patch placement and ``rule`` ("crw" or "ideal").
     """
-    if rule not in ("spec", "crw"):
-        raise ValueError(f"rule must be 'spec' or 'crw', got {rule!r}")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
     if not (math.isfinite(x) and math.isfinite(y)):
         return False
     gh, gw = channel.shape
@@ -77,7 +80,7 @@ def draw_gaussian(channel: np.ndarray, x: float, y: float, sigma: float = SIGMA,
 
 
 def keypoints_to_heatmaps(
-    points: np.ndarray, grid: tuple[int, int], sigma: float = SIGMA, rule: str = "spec"
+    points: np.ndarray, grid: tuple[int, int], sigma: float = SIGMA, rule: str = "crw"
 ) -> torch.Tensor:
     """(J, 2) grid-unit (x, y) points -> (1 + J, gh, gw) float32 labels, background first.
 

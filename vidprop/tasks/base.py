@@ -142,7 +142,7 @@ class PropagationTask:
     """
 
     #: Preset used by :meth:`from_pretrained` when none is given.
-    default_preset = "davis"
+    default_preset = "davis-fast"
 
     def __init__(self, extractor: FeatureExtractor, config: TaskConfig) -> None:
         self.extractor = extractor

@@ -3,7 +3,7 @@
 Python API (the CLI is a thin layer over it):
 
     from vidprop.tasks.segment import Segmenter, segment_video
-    seg = Segmenter.from_pretrained(config="davis")            # DIFT + protocol A
+    seg = Segmenter.from_pretrained(config="davis-fast")       # DIFT + protocol A
     for mask in seg.run(frames, first_mask):                   # frames: (H, W, 3) uint8 RGB
         ...                                                    # mask: (H, W) uint8 ids
     segment_video("clip.mp4", "first.png", "results/", segmenter=seg)
@@ -32,6 +32,7 @@ from vidprop.io.writers import overlay_mask
 from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest, object_ids
 from vidprop.propagation.propagator import Propagator
 from vidprop.tasks.base import Profile, PropagationTask, background_output, resize_frame, tap_originals
+from vidprop.progress import progress_bar
 
 __all__ = ["Segmenter", "segment_video", "SegmentResult", "resize_frame"]
 
@@ -46,7 +47,7 @@ class Segmenter(PropagationTask):
         config: frame resizing and propagation settings (a TaskConfig).
     """
 
-    default_preset = "davis"
+    default_preset = "davis-fast"
 
     # ------------------------------------------------------------------ core
     def run(
@@ -68,8 +69,6 @@ class Segmenter(PropagationTask):
     def _run(
         self, frames: Iterable, mask: np.ndarray, *, progress: bool, total: int | None
     ) -> Iterator[np.ndarray]:
-        from tqdm.auto import tqdm
-
         cfg = self.config
         ext = self.extractor
         prof = self.last_profile = Profile()
@@ -80,7 +79,7 @@ class Segmenter(PropagationTask):
         if not ids:
             raise InputError("the first-frame mask is empty (no object)")
         prop = Propagator(cfg.propagation)
-        bar = tqdm(total=total, unit="frame", desc="segment", disable=not progress, leave=False)
+        bar = progress_bar(total=total, unit="frame", desc="segment", enabled=progress)
         index = 0
         size: tuple[int, int] | None = None
         try:
@@ -151,7 +150,9 @@ def segment_video(
 ) -> SegmentResult:
     """Segment a video file or frame folder and write ``out/<name>/`` atomically.
 
-    Writes one indexed PNG per frame (DAVIS palette, the input's size; named
+    When the segmenter's config has per-sequence settings for ``name`` (the
+    published DAVIS preset does, for ``shooting``), they are applied for this
+    video.  Writes one indexed PNG per frame (DAVIS palette, the input's size; named
     like the frames of a folder, else ``00000.png ...``) and, with
     ``overlay``, ``overlay.mp4`` (H.264, yuv420p).  Nothing is left under the
     final name unless every frame was written; an existing output folder is
@@ -184,6 +185,10 @@ def segment_video(
         mask_arr = resize_mask_nearest(mask_arr, (vinfo.width, vinfo.height))
         if not object_ids(mask_arr):
             raise InputError(f"{mask_desc}: no object is left after resizing the mask")
+    if segmenter.config.sequence_changes(name):  # the preset has settings for this sequence (same extractor)
+        log.info("preset %s: settings for sequence %r applied: %s", segmenter.config.name, name,
+                 segmenter.config.sequence_changes(name))
+        segmenter = type(segmenter)(segmenter.extractor, segmenter.config.for_sequence(name))
     target = segmenter.config.frames.target_size(vinfo.width, vinfo.height)
     reader.transform = lambda fr: (fr, resize_frame(fr, target))
     names: list[str] = []

