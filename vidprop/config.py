@@ -279,7 +279,8 @@ class TaskConfig:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data (tuples as lists, as YAML and JSON give them back)."""
+        return _plain(dataclasses.asdict(self))
 
     def override(self, **sections: Mapping[str, Any] | None) -> "TaskConfig":
         """A copy with some fields replaced, e.g. ``override(propagation={"topk": 5})``.
@@ -330,6 +331,14 @@ class TaskConfig:
     def sequence_changes(self, name: str) -> dict[str, dict[str, Any]]:
         """The per-sequence entry of ``name`` (``{}`` when none): which fields it changes."""
         return {s: dict(v) for s, v in (self.sequences.get(name) or {}).items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _check_sequences(data: Any, source: str) -> dict[str, dict[str, dict[str, Any]]]:
