@@ -33,6 +33,7 @@ EVAL_COMMANDS: list[str] = [
     "vidprop.cli.eval_jhmdb",
     "vidprop.cli.eval_davis",
     "vidprop.cli.eval_pairs",
+    "vidprop.cli.eval_semantic",
 ]
 
 log = logging.getLogger("vidprop")

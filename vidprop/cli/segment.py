@@ -24,6 +24,8 @@ examples:
   vidprop segment frames/ --mask 00000.png --out results/ --name judo
   vidprop segment clip.mp4 --mask first.png --model /models/sd21 --device cuda --dtype bf16
   vidprop segment clip.mp4 --mask first.png --protocol crw --topk 10 --temperature 0.05
+  vidprop segment clip.mp4 --mask first.png --backbone adm --weights 256x256_diffusion_uncond.pt  # davis-adm
+  vidprop segment clip.mp4 --mask first.png --backbone dino                      # DINO ViT-B/8, davis-dino
 
 masks: an indexed (P) PNG (indices = object ids), a greyscale PNG with a few
 integer ids ({0,255} = one object), an anti-aliased greyscale mask (one object,

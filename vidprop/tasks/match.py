@@ -516,6 +516,9 @@ class PairMatcher:
 
     def features(self, image: np.ndarray, *, index: int = 0, prompt: str = "") -> torch.Tensor:
         """(H, W, 3) uint8 at its original size -> (C, h, w) features of the preset's resized image."""
+        if self.joint:
+            raise ConfigError(f"the {self.config.extractor.backbone} backbone computes the features of a pair together "
+                              "(a joint PCA): use pair_features(src, tgt); this benchmark or command scores images one by one")
         return self.extractor.extract(self._model_input(image), indices=[int(index)], prompt=prompt)[0]
 
     @property
