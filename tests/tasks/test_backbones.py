@@ -1,55 +1,45 @@
-"""Every backbone behind the one switch: Segmenter and PairMatcher end to end on tiny random weights."""
+"""Every backbone behind the one switch: the tasks build it from the config and fit the frames to it.
+
+(`segment` and `match` run end to end with every backbone in tests/cli/test_backbones_cli.py.)
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from vidprop.config import BACKBONES, load_preset
-from vidprop.io.masks import write_indexed_png
-from vidprop.io.synthetic import SyntheticScene, write_video
+from vidprop.errors import ConfigError
 from vidprop.tasks.match import PairMatcher
-from vidprop.tasks.segment import Segmenter, segment_video
+from vidprop.tasks.segment import Segmenter
 
 STRIDES = {"sd": 8, "adm": 4, "dino": 8, "clip": 14, "dinov2": 14, "sd+dinov2": 16, "cleandift": 16}
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    d = tmp_path_factory.mktemp("clip")
-    scene = SyntheticScene(width=96, height=64, num_frames=4, num_objects=2, seed=1)
-    write_video(scene, d / "clip.mp4")
-    write_indexed_png(d / "mask.png", scene.frame(0)[1])
-    return d, scene
+MULTIPLES = {"sd": 32, "adm": 4, "dino": 8, "clip": 14, "dinov2": 14, "sd+dinov2": 64, "cleandift": 32}
+DAVIS_SIZES = {14: (840, 476), 64: (768, 448)}  # 854x480 for the frame-size multiple; (832, 480) otherwise
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_segment_runs_with_every_backbone(backbone, tiny_backbones, clip, tmp_path):
-    folder, scene = clip
-    cfg = load_preset("davis").override(frames={"short_side": 64}, extractor=tiny_backbones[backbone])
-    seg = Segmenter.from_pretrained(config=cfg)
-    assert seg.extractor.stride == STRIDES[backbone]
-    assert seg.config.extractor.backbone == backbone
-    w, h = seg.config.frames.target_size(96, 64)
-    assert w % seg.extractor.multiple == 0 and h % seg.extractor.multiple == 0  # frames fitted to the backbone
-    res = segment_video(folder / "clip.mp4", folder / "mask.png", tmp_path, segmenter=seg, overlay=False, progress=False)
-    assert res.num_frames == 4
-    from vidprop.io.masks import read_mask
-
-    masks = [read_mask(res.output_dir / f"{n}.png")[0] for n in res.frame_names]
-    np.testing.assert_array_equal(masks[0], scene.frame(0)[1])
-    assert all(m.shape == (64, 96) and set(np.unique(m)) <= {0, 1, 2} for m in masks)
+def test_tasks_build_every_backbone_and_fit_the_frames(backbone, tiny_backbones):
+    seg = Segmenter.from_pretrained(config=load_preset("davis-fast").override(extractor=tiny_backbones[backbone]))
+    ext = seg.extractor
+    assert (ext.stride, ext.multiple, seg.config.extractor.backbone) == (STRIDES[backbone], MULTIPLES[backbone], backbone)
+    assert seg.config.extractor is ext.config
+    assert seg.config.frames.target_size(854, 480) == DAVIS_SIZES.get(ext.multiple, (832, 480))
+    side = ext.multiple * (64 // ext.multiple)  # the largest multiple up to 64
+    feats = ext.extract(torch.zeros(1, 3, side, side, dtype=torch.uint8))
+    assert feats.shape == (1, ext.channels, side // ext.stride, side // ext.stride)
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
-def test_match_runs_with_every_backbone(backbone, tiny_backbones):
-    cfg = load_preset("semantic").override(frames={"width": 64, "height": 64}, extractor=tiny_backbones[backbone])
+def test_pair_matcher_gives_a_joint_backbone_both_images(tiny_backbones):
+    cfg = load_preset("semantic").override(frames={"width": 64, "height": 64}, extractor=tiny_backbones["sd+dinov2"])
     m = PairMatcher.from_pretrained(config=cfg)
+    assert m.joint
     rng = np.random.default_rng(0)
-    src = (rng.random((48, 80, 3)) * 255).astype(np.uint8)
-    res = m.match_semantic(src, src[:, ::-1].copy(), [(5, 7), (60, 30)], category="cat")
-    assert res.target_points.shape == (2, 2)
-    assert np.all((0 <= res.target_points[:, 0]) & (res.target_points[:, 0] < 80))
-    assert np.all((0 <= res.target_points[:, 1]) & (res.target_points[:, 1] < 48))
-    assert np.all(np.abs(res.scores) <= 1 + 1e-6)
-    assert m.joint == (backbone == "sd+dinov2")
+    a = (rng.random((48, 80, 3)) * 255).astype(np.uint8)
+    b = np.ascontiguousarray(a[:, ::-1])
+    fs, ft = m.pair_features(a, b)
+    both = m.extractor.extract(torch.cat([m._model_input(a), m._model_input(b)]), prompt="")  # one call: one joint PCA
+    torch.testing.assert_close(fs, both[0]) and torch.testing.assert_close(ft, both[1])
+    with pytest.raises(ConfigError, match="features of a pair together"):
+        m.features(a)
