@@ -96,6 +96,25 @@ def test_the_pca_is_joint_unless_fitted_once(ext):
         ext.clear_pca()
 
 
+def test_pair_matcher_gives_the_pair_to_the_joint_backbone(ext):
+    import numpy as np
+
+    from vidprop.config import load_preset
+    from vidprop.tasks.match import PairMatcher
+
+    m = PairMatcher(ext, load_preset("semantic").override(frames={"width": 64, "height": 64}))
+    assert m.joint
+    rng = np.random.default_rng(0)
+    a = (rng.random((48, 80, 3)) * 255).astype(np.uint8)
+    b = np.ascontiguousarray(a[:, ::-1])
+    fs, ft = m.pair_features(a, b)
+    both = ext.extract(torch.cat([m._model_input(a), m._model_input(b)]), prompt="")  # one call: one joint PCA
+    torch.testing.assert_close(fs, both[0])
+    torch.testing.assert_close(ft, both[1])
+    with pytest.raises(ConfigError, match="features of a pair together"):
+        m.features(a)
+
+
 def test_layers_must_go_from_coarse_to_fine(tiny_sd_path, tmp_path):
     dino = save_random_vit(tmp_path / "d", "dinov2")
     cfg = ExtractorConfig(backbone="sd+dinov2", model=str(tiny_sd_path), dino_model=str(dino),
