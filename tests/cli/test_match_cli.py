@@ -73,6 +73,7 @@ def test_match_attention_end_to_end(files, tiny_sd_path, tmp_path, capsys):
     assert rc == 0
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["mode"] == "attention" and len(data["matches"]) == 1 and len(data["final_loss"]) == 1
+    assert data["heads"] == "second_half"  # the authors' heads h//2..; --heads all averages every head
     assert (tmp_path / "att_heatmap1.png").exists() and "attention" in capsys.readouterr().out
 
 
@@ -83,7 +84,8 @@ def test_edit_end_to_end(files, tiny_sd_path, tmp_path, capsys):
     assert rc == 0
     assert Image.open(out).size == (96, 64)
     data = json.loads(out.with_suffix(".json").read_text())
-    assert np.asarray(data["homography"]).shape == (3, 3) and data["num_matches"] >= 4
+    assert np.asarray(data["homography"]).shape == (3, 3) and data["num_matches"] == 1000  # of 1200 pixels
+    assert data["composite"] == "straight" and data["seed"] == 0
     assert "RANSAC inliers" in capsys.readouterr().out
     # a small opaque sticker placed with --at
     out2 = tmp_path / "edited2.jpg"

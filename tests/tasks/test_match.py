@@ -1,4 +1,5 @@
-"""Matchers on features whose answer is known, and the lean semantic argmax against the plain computation."""
+"""Matchers on features whose answer is known; the lean semantic argmax, the HPatches descriptor sampling and
+the notebook's edit propagation against plain computations written here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from vidprop.errors import InputError
 from vidprop.tasks.match import (
     composite_warped,
     detect_sift,
+    edit_matches,
     fit_homography,
     geometric_match_features,
     mutual_nearest,
@@ -94,13 +96,43 @@ def test_descriptors_are_the_upsampled_map_at_the_keypoints():
     H, W = 64, 96
     up = F.interpolate(feat[None], size=(H, W), mode="bilinear", align_corners=False)[0]
     pts = np.array([[0, 0], [95, 63], [17, 40], [50, 3]], dtype=np.float64)
-    d = sample_descriptors(feat, pts, (H, W))
+    d = sample_descriptors(feat, pts, (H, W), convention="centres")
     torch.testing.assert_close(d, up[:, pts[:, 1].astype(int), pts[:, 0].astype(int)].T, rtol=0, atol=1e-5)
     # a linear ramp stays linear: sub-pixel points land exactly in between
     ramp = torch.arange(12, dtype=torch.float32).repeat(1, 8, 1)  # value = column index of the cell
-    v = sample_descriptors(ramp, np.array([[20.0, 30.0], [20.5, 30.0]]), (64, 96))[:, 0]
+    v = sample_descriptors(ramp, np.array([[20.0, 30.0], [20.5, 30.0]]), (64, 96), convention="centres")[:, 0]
     assert v[0].item() == pytest.approx((20 + 0.5) / 8 - 0.5, abs=1e-6)
     assert v[1].item() == pytest.approx((21 + 0.5) / 8 - 0.5 - 0.5 / 8, abs=1e-6)
+
+
+def plain_dift_sample(feat: np.ndarray, x: float, y: float, W: int, H: int) -> np.ndarray:
+    """DIFT's HPatches sampling written out: pixel x sits at map column x * w / (W - 1) - 0.5 (their
+    (x - c) / c with c = (W - 1) / 2, read by grid_sample with align_corners=False), bilinear, zeros outside."""
+    C, h, w = feat.shape
+    u, v = x * w / (W - 1) - 0.5, y * h / (H - 1) - 0.5
+    i0, j0 = int(np.floor(u)), int(np.floor(v))
+    out = np.zeros(C)
+    for j, wy in ((j0, 1 - (v - j0)), (j0 + 1, v - j0)):
+        for i, wx in ((i0, 1 - (u - i0)), (i0 + 1, u - i0)):
+            if 0 <= i < w and 0 <= j < h:
+                out += wx * wy * feat[:, j, i]
+    return out
+
+
+def test_descriptors_sample_as_difts_hpatches_evaluation():
+    g = torch.Generator().manual_seed(6)
+    feat = torch.randn(5, 12, 16, generator=g)
+    H, W = 480, 640
+    rng = np.random.default_rng(1)
+    pts = np.concatenate([np.stack([rng.uniform(0, W - 1, 30), rng.uniform(0, H - 1, 30)], axis=1),
+                          [[0, 0], [W - 1, H - 1], [W - 1, 0], [3.5, 479]]]).astype(np.float32).astype(np.float64)
+    d = sample_descriptors(feat, pts, (H, W))  # the default convention
+    ref = np.stack([plain_dift_sample(feat.double().numpy(), x, y, W, H) for x, y in pts])
+    np.testing.assert_allclose(d.numpy(), ref, rtol=1e-4, atol=1e-5)
+    # corner pixel (0, 0) lands at map (-0.5, -0.5): a quarter of cell (0, 0), the rest zero padding
+    np.testing.assert_allclose(d[-4].numpy(), 0.25 * feat[:, 0, 0].numpy(), atol=1e-6)
+    # ... where the pixel-centre convention reads cell (0, 0) itself
+    assert not np.allclose(d.numpy(), sample_descriptors(feat, pts, (H, W), convention="centres").numpy(), atol=1e-3)
 
 
 def test_mutual_nearest_neighbours():
@@ -177,7 +209,7 @@ def test_edit_on_a_shifted_copy_is_exact():
     layer[10:30, 12:40] = (250, 10, 20, 255)
     res = propagate_edit_features(src_feat, tgt_feat, layer, target, max_points=64)
     np.testing.assert_allclose(res.homography, [[1, 0, dx], [0, 1, dy], [0, 0, 1]], atol=1e-6)
-    assert res.inliers.all() and 16 <= len(res.source_points) <= 64
+    assert res.inliers.all() and len(res.source_points) == 64  # random pixels of the 20x28 region
     np.testing.assert_array_equal(res.image[10 + dy : 30 + dy, 12 + dx : 40 + dx], np.full((20, 28, 3), (250, 10, 20)))
     untouched = np.ones((H, W), bool)
     untouched[10 + dy : 30 + dy, 12 + dx : 40 + dx] = False
@@ -199,18 +231,86 @@ def test_sticker_layer_placement_and_errors():
         sticker_layer(np.zeros((50, 60, 4), np.uint8), (50, 60))
 
 
-def test_composite_and_region_points():
-    target = np.zeros((20, 30, 3), np.uint8)
+def notebook_points(alpha: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """DIFT's notebook: a (h, w) grid of (x, y), the pixels under the sticker's alpha in row-major order,
+    a random permutation, the first n (its randperm, here from a seeded generator)."""
+    h, w = alpha.shape
+    gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    grid = torch.stack((gx, gy), -1)
+    coord = grid[torch.from_numpy(alpha > 0)]
+    return coord[torch.randperm(len(coord), generator=torch.Generator().manual_seed(seed))][:n].numpy()
+
+
+def notebook_matches(src_feat, tgt_feat, src_size, tgt_size, coord_src):
+    """DIFT's notebook: normalise the maps, grid_sample with align_corners=True at x / (w - 1) * 2 - 1 (every
+    target pixel), cdist, min."""
+    (hs, ws), (ht, wt) = src_size, tgt_size
+    fs = F.normalize(src_feat, p=2, dim=0)
+    ft = F.normalize(tgt_feat, p=2, dim=0)
+    gy, gx = torch.meshgrid(torch.arange(ht), torch.arange(wt), indexing="ij")
+    grid_trg = torch.stack((gx, gy), -1)
+    cs = torch.as_tensor(coord_src)
+    cs_n = cs / torch.tensor([ws - 1.0, hs - 1.0]) * 2 - 1.0
+    gt_n = grid_trg / torch.tensor([wt - 1.0, ht - 1.0]) * 2 - 1.0
+    feat_src = F.grid_sample(fs[None], cs_n[None, None].float(), align_corners=True).squeeze().T
+    feat_trg = F.grid_sample(ft[None], gt_n[None].float(), align_corners=True).squeeze()
+    distances = torch.cdist(feat_src, feat_trg.permute(1, 2, 0).reshape(-1, fs.shape[0]))
+    _, indices = torch.min(distances, dim=1)
+    return grid_trg.reshape(-1, 2)[indices].numpy()
+
+
+def test_edit_points_are_the_notebooks_random_pixels():
+    alpha = np.zeros((40, 50), np.uint8)
+    alpha[5:30, 10:45] = 255
+    alpha[6, 11] = 0
+    pts = region_points(alpha, 100, seed=3)
+    np.testing.assert_array_equal(pts, notebook_points(alpha, 100, 3))
+    assert len(pts) == 100 and len(np.unique(pts, axis=0)) == 100 and np.all(alpha[pts[:, 1], pts[:, 0]] > 0)
+    assert not np.array_equal(pts, region_points(alpha, 100, seed=4))  # the seed picks the points
+    np.testing.assert_array_equal(region_points(alpha, 100, seed=3), pts)  # ... deterministically
+    assert len(region_points(alpha, 10_000)) == np.count_nonzero(alpha)  # fewer pixels than asked: all of them
+
+
+@pytest.mark.parametrize("chunk_bytes", [4 * 16 * 33 * 4, 64 << 20])  # 4 target rows at a time, or all
+def test_edit_matches_equal_the_notebooks_nearest_neighbours(chunk_bytes):
+    g = torch.Generator().manual_seed(7)
+    src = torch.randn(16, 6, 8, generator=g)
+    tgt = torch.randn(16, 7, 5, generator=g) * torch.linspace(0.5, 2, 5)  # unequal norms: L2 != cosine
+    rng = np.random.default_rng(2)
+    pts = np.stack([rng.integers(0, 70, 60), rng.integers(0, 50, 60)], axis=1)
+    got = edit_matches(src, tgt, (50, 70), (45, 33), pts, chunk_bytes=chunk_bytes)
+    np.testing.assert_array_equal(got, notebook_matches(src, tgt, (50, 70), (45, 33), pts))
+
+
+def test_straight_compositing_as_the_notebook_and_premultiplied_as_an_option():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     layer = np.zeros((20, 30, 4), np.uint8)
+    layer[..., :3] = (0, 255, 0)  # hidden colour of the transparent pixels
     layer[5:10, 5:15] = (200, 100, 50, 128)
-    out = composite_warped(target, layer, np.eye(3))
-    a = 128 / 255
-    np.testing.assert_array_equal(out[7, 7], np.round(np.array([200, 100, 50]) * a).astype(np.uint8))
-    assert out[0, 0].tolist() == [0, 0, 0]
-    alpha = np.zeros((100, 100), np.uint8)
-    alpha[20:80, 30:90] = 255
-    pts = region_points(alpha, max_points=100)
-    assert 50 <= len(pts) <= 100 and np.all(alpha[pts[:, 1], pts[:, 0]] > 0)
+    layer[6, 6, 3] = 255
+    shift = np.array([[1, 0, 3], [0, 1, 2], [0, 0, 1]], np.float64)  # integer shift: the warp is exact
+    out = composite_warped(target, layer, shift)
+    moved = np.zeros_like(layer)
+    moved[2:, 3:] = layer[:-2, :-3]
+    a = moved[..., 3:] / 255
+    np.testing.assert_array_equal(out, (a * moved[..., :3] + (1 - a) * target).astype(np.uint8))  # truncated
+    assert out[7, 8].tolist() == [int(c * 128 / 255 + (1 - 128 / 255) * v) for c, v in zip((200, 100, 50), target[7, 8])]
+    assert out[8, 9].tolist() == [200, 100, 50] and out[0, 0].tolist() == target[0, 0].tolist()
+    # half a pixel off: straight alpha lets the hidden green bleed into the fringe, premultiplied does not
+    half = np.array([[1, 0, 0.5], [0, 1, 0], [0, 0, 1]], np.float64)
+    black = np.zeros_like(target)
+    straight = composite_warped(black, layer, half)
+    premult = composite_warped(black, layer, half, mode="premultiplied")
+    # pixel (x=5, y=7) reads source x=4.5: half a transparent green pixel, half the sticker (green 100, alpha 128)
+    warped = cv2.warpPerspective(layer, half, (30, 20))
+    assert warped[7, 5, 1] == 178 and warped[7, 5, 3] == 64  # (255 + 100) / 2, (0 + 128) / 2
+    assert straight[7, 5, 1] == int(64 / 255 * 178) == 44  # the hidden green leaks in
+    assert premult[7, 5, 1] == round(0.5 * 100 * 128 / 255) == 25  # coverage-weighted sticker colour
+    with pytest.raises(Exception, match="straight or premultiplied"):
+        composite_warped(black, layer, half, mode="over")
 
 
 def test_prompt_for_category():

@@ -1,4 +1,4 @@
-"""``vidprop match`` and ``vidprop edit``: image pairs (specs/static-pairs.md)."""
+"""``vidprop match`` and ``vidprop edit``: image pairs (docs/static-pairs.md)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,11 @@ examples:
   vidprop edit src.jpg tgt.jpg --sticker layer.png --out edited.png          # RGBA layer the size of src
   vidprop edit src.jpg tgt.jpg --sticker logo.png --at 120,40 --out edited.png  # placed at x=120, y=40
 
-The sticker's alpha channel marks the edited region: semantic DIFT matches inside it give a
-homography (RANSAC) that warps the sticker onto the target.  A sticker without alpha is
+The sticker's alpha channel marks the edited region.  As DIFT's edit-propagation notebook:
+1,000 random pixels inside it (drawn with --seed), each matched to its nearest target pixel
+in L2-normalised semantic DIFT features, a RANSAC homography (5 px) warps the sticker onto
+the target, composited with straight alpha (--composite premultiplied avoids dark fringes
+where the sticker's transparent pixels hide another colour).  A sticker without alpha is
 refused unless --opaque.  The homography and matches are written beside --out as JSON.
 """
 
@@ -68,6 +71,8 @@ def add_attention_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--t-inf", type=int, help="timestep at inference (40)")
     g.add_argument("--layers", help="comma-separated U-Net modules whose attn2 layers are used "
                                     "(up_blocks.1,up_blocks.2.attentions.0)")
+    g.add_argument("--heads", choices=["second-half", "all"],
+                   help="heads averaged per layer: second-half (heads 4-7 of 8, as the authors' code; default) or all")
     g.add_argument("--attention-batch", type=int, help="U-Net samples per call (5)")
 
 
@@ -83,6 +88,7 @@ def attention_settings(args: argparse.Namespace):
     return AttentionSettings().override(
         steps=args.steps, rounds=args.rounds, crops=args.crops, lr=args.lr, noise=args.noise, t_opt=args.t_opt,
         t_inf=args.t_inf, layers=layers, batch_size=args.attention_batch, image_size=args.size, seed=args.seed,
+        heads=args.heads.replace("-", "_") if args.heads else None,
     )
 
 
@@ -167,8 +173,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", default="edited.png", help="edited target to write (default edited.png)")
     e.add_argument("--category", help='object category: prompt "a photo of a CATEGORY"')
     e.add_argument("--prompt", help="explicit prompt")
-    e.add_argument("--max-points", type=int, default=256, help="matches sampled inside the region (default 256)")
-    e.add_argument("--threshold", type=float, default=3.0, help="RANSAC reprojection threshold, pixels (default 3)")
+    e.add_argument("--max-points", type=int, default=1000,
+                   help="random pixels of the edited region matched (default 1000, as DIFT's notebook)")
+    e.add_argument("--threshold", type=float, default=5.0, help="RANSAC reprojection threshold, pixels (default 5)")
+    e.add_argument("--composite", choices=["straight", "premultiplied"], default="straight",
+                   help="alpha compositing of the warped sticker (default straight, as DIFT's notebook)")
     add_pair_model_args(e, "semantic")
     e.set_defaults(func=run_edit)
 
@@ -203,6 +212,7 @@ def run_match(args: argparse.Namespace) -> int:
         am = matcher.match(src, tgt, pts, return_maps=args.heatmap, progress=progress)
         res = MatchResult("attention", pts, am.target_points, am.scores, heatmaps=am.maps,
                           info={"model": args.model or "CompVis/stable-diffusion-v1-4",
+                                "heads": matcher.settings.heads,
                                 "final_loss": [float(l[:, -1].mean()) for l in am.losses]})
     else:
         cfg = pair_config(args, "geometric" if args.mode == "geometric" else "semantic")
@@ -256,11 +266,12 @@ def run_edit(args: argparse.Namespace) -> int:
     cfg = pair_config(args, "semantic")
     matcher = PairMatcher.from_pretrained(config=cfg)
     res = matcher.edit(src, tgt, sticker, at=at, category=args.category, prompt=args.prompt,
-                       max_points=args.max_points, threshold=args.threshold,
+                       max_points=args.max_points, threshold=args.threshold, composite=args.composite,
                        names=(args.source, args.target, args.sticker))
     write_image(out, res.image)
     data = {"source": str(args.source), "target": str(args.target), "sticker": str(args.sticker),
-            "at": list(at) if at else None, "edited": str(out), **res.to_dict()}
+            "at": list(at) if at else None, "edited": str(out), "composite": args.composite,
+            "seed": cfg.extractor.seed, **res.to_dict()}
     _write_json(out.with_suffix(".json"), data)
     print(f"{len(res.source_points)} matches in the edited region, {int(res.inliers.sum())} RANSAC inliers")
     print("H = " + json.dumps([[round(float(v), 6) for v in row] for row in res.homography]))

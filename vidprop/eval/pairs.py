@@ -1,9 +1,13 @@
 """SPair-71k (semantic, PCK) and HPatches (geometric, homography accuracy) evaluation.
 
-specs/static-pairs.md sections 1 and 2.  Each dataset reader sits next to its
-metric; the runners compute every image's features once (a per-image cache,
-cleared when the category / sequence changes, so memory stays bounded) and
-write their results atomically:
+The protocols are those of the published evaluations (docs/static-pairs.md):
+PCK under DIFT's protocol (target box, original image size) and under Hedlin
+et al.'s (images and points rescaled to 512x512, source box), HPatches as
+DIFT's evaluation (SuperPoint keypoint files or SIFT, the 108 sequences left
+by the standard download).  Each dataset reader sits next to its metric; the
+runners compute every image's features once (a per-image cache, cleared when
+the category / sequence changes, so memory stays bounded) and write their
+results atomically:
 
     OUT/pairs.csv      one row per pair
     OUT/summary.json   the scores (percent), overall and per category / sequence kind
@@ -15,10 +19,12 @@ write their results atomically:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
 import time
+import warnings
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,20 +32,33 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from vidprop.errors import InputError, OutputExistsError
+from vidprop.errors import ConfigError, InputError, OutputExistsError
 from vidprop.io.atomic import atomic_file
 from vidprop.progress import progress_bar
 
 __all__ = [
     "ALPHAS",
     "THRESHOLDS",
+    "PckProtocol",
+    "PCK_PROTOCOLS",
+    "HIGH_RES_SEQUENCES",
     "SpairPair",
     "HpatchesSequence",
     "read_spair",
+    "rescale_points",
+    "box_threshold",
     "pck_correct",
+    "protocol_correct",
+    "default_protocol",
+    "resolve_protocols",
+    "check_protocol_boxes",
     "summarise_pck",
     "read_hpatches",
+    "read_keypoint_file",
+    "hpatches_keypoints",
     "read_homography",
+    "hpatches_differences",
+    "spair_differences",
     "corner_error",
     "homography_accuracy",
     "run_spair",
@@ -48,10 +67,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: PCK thresholds (fractions of the larger side of the TARGET bounding box).
+#: PCK thresholds (fractions of the larger side of the protocol's bounding box).
 ALPHAS = (0.05, 0.1, 0.15)
 #: Homography accuracy thresholds (mean corner error, pixels).
 THRESHOLDS = (1, 3, 5)
+#: HPatches sequences with images larger than 1600x1200, which the standard download script
+#: (D2-Net's, used by DIFT's evaluation) deletes: the published numbers are over the other 108.
+HIGH_RES_SEQUENCES = ("i_contruction", "i_crownnight", "i_dc", "i_pencils", "i_whitebuilding",
+                      "v_artisans", "v_astronautis", "v_talent")
 
 
 # =========================================================================== SPair-71k
@@ -64,6 +87,7 @@ class SpairPair:
     src_kps: np.ndarray  # (N, 2) x, y
     trg_kps: np.ndarray  # (N, 2)
     trg_bbox: tuple[float, float, float, float]  # x1, y1, x2, y2
+    src_bbox: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2 (Hedlin et al.'s threshold)
 
 
 def _image_path(root: Path, category: str, name: str) -> Path:
@@ -97,10 +121,14 @@ def read_spair(root: str | Path, split: str = "test", *, limit: int | None = Non
             bbox = tuple(float(v) for v in d["trg_bndbox"])
             if len(bbox) != 4:
                 raise ValueError("trg_bndbox must have 4 numbers")
+            src_bbox = tuple(float(v) for v in d["src_bndbox"]) if d.get("src_bndbox") is not None else None
+            if src_bbox is not None and len(src_bbox) != 4:
+                raise ValueError("src_bndbox must have 4 numbers")
             if len(src_kps) != len(trg_kps):
                 raise ValueError(f"{len(src_kps)} src_kps but {len(trg_kps)} trg_kps")
             pairs.append(SpairPair(f.stem, cat, _image_path(root, cat, d["src_imname"]),
-                                   _image_path(root, cat, d["trg_imname"]), src_kps, trg_kps, bbox))
+                                   _image_path(root, cat, d["trg_imname"]), src_kps, trg_kps, bbox,
+                                   src_bbox))
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError(f"{f}: not a valid SPair-71k pair annotation ({type(exc).__name__}: {exc})") from None
         if limit is not None and len(pairs) >= limit:
@@ -110,15 +138,127 @@ def read_spair(root: str | Path, split: str = "test", *, limit: int | None = Non
     return pairs
 
 
-def pck_correct(pred: np.ndarray, gt: np.ndarray, bbox: Sequence[float],
-                alphas: Sequence[float] = ALPHAS) -> dict[float, np.ndarray]:
-    """Per point: distance(pred, gt) <= alpha * max(box height, box width) (the TARGET box)."""
+@dataclass(frozen=True)
+class PckProtocol:
+    """How a PCK number is scored: whose box sets the threshold, and in which coordinate space.
+
+    ``box``: "source" or "target" (the pair's image whose bounding box is used);
+    ``space``: ``None`` for each image's original pixels, or N when every image
+    (with its points and boxes) is rescaled to N x N, aspect ratio not kept.
+    """
+
+    name: str
+    box: str
+    space: int | None
+    description: str
+    compare_to: str
+
+
+#: The two SPair-71k protocols of the published numbers.
+PCK_PROTOCOLS: dict[str, PckProtocol] = {
+    "dift": PckProtocol(
+        "dift", "target", None,
+        "distance <= alpha * max(h, w) of the TARGET box, in the images' original pixels",
+        "DIFT (Tang et al. 2023), SPair-71k test PCK@0.1 per image: DIFT_sd 52.9, DINO 33.9, OpenCLIP 38.4",
+    ),
+    "hedlin": PckProtocol(
+        "hedlin", "source", 512,
+        "images and points rescaled to 512x512; distance <= alpha * max(h, w) of the SOURCE box in that space",
+        "Hedlin et al. 2023 (optimised-prompt attention), SPair-71k test per image: 28.9 @0.05, 45.4 @0.1",
+    ),
+}
+
+
+def default_protocol(method: str) -> str:
+    """The protocol a method's published numbers used: Hedlin et al.'s for "attention", DIFT's otherwise."""
+    return "hedlin" if method == "attention" else "dift"
+
+
+def resolve_protocols(method: str, choice: str | Sequence[str] | None = None) -> list[str]:
+    """Protocol names to score: the method's own (``None``), every protocol with the method's own first
+    (``"both"``), or the ones named."""
+    own = default_protocol(method)
+    if choice is None:
+        return [own]
+    if choice == "both":
+        return [own] + [n for n in PCK_PROTOCOLS if n != own]
+    names = [choice] if isinstance(choice, str) else list(choice)
+    unknown = [n for n in names if n not in PCK_PROTOCOLS]
+    if unknown or not names:
+        raise ConfigError(f"unknown PCK protocol(s) {unknown}; known: {', '.join(PCK_PROTOCOLS)} (or both)")
+    return list(dict.fromkeys(names))
+
+
+def check_protocol_boxes(pairs: Sequence["SpairPair"], protocols: Sequence[str], folder: str | Path) -> None:
+    """Raise :class:`InputError` naming the first annotation (in ``folder``) that lacks a box a protocol needs."""
+    if not any(PCK_PROTOCOLS[n].box == "source" for n in protocols):
+        return
+    missing = [p for p in pairs if p.src_bbox is None]
+    if missing:
+        users = "/".join(n for n in protocols if PCK_PROTOCOLS[n].box == "source")
+        raise InputError(f"{Path(folder) / (missing[0].name + '.json')}: no src_bndbox, which the {users} PCK "
+                         f"protocol needs ({len(missing)} pair(s) lack it)")
+
+
+def rescale_points(points: np.ndarray, image_size: tuple[float, float], space: int | None) -> np.ndarray:
+    """(N, 2) pixel points (x, y) of a ``image_size`` = (W, H) image, in a ``space`` x ``space`` rescaling
+    of it (``x * space / W``, ``y * space / H``); unchanged when ``space`` is None."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if space is None:
+        return pts.copy()
+    w, h = (float(v) for v in image_size)
+    return pts * np.array([space / w, space / h])
+
+
+def box_threshold(box: Sequence[float], image_size: tuple[float, float] | None = None,
+                  space: int | None = None) -> float:
+    """max(width, height) of the box ``(x1, y1, x2, y2)`` of a ``image_size`` = (W, H) image, measured
+    after rescaling that image to ``space`` x ``space`` (in its own pixels when ``space`` is None)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    sx = sy = 1.0
+    if space is not None:
+        if image_size is None:
+            raise ValueError("box_threshold: image_size is needed to rescale a box to a space")
+        sx, sy = space / float(image_size[0]), space / float(image_size[1])
+    return max((x2 - x1) * sx, (y2 - y1) * sy)
+
+
+def pck_correct(pred: np.ndarray, gt: np.ndarray, bbox: Sequence[float] | None = None,
+                alphas: Sequence[float] = ALPHAS, *, threshold: float | None = None) -> dict[float, np.ndarray]:
+    """Per point: distance(pred, gt) <= alpha * threshold.
+
+    The threshold is ``threshold`` when given, else max(box height, box width)
+    of ``bbox`` (DIFT's protocol passes the TARGET box; see
+    :func:`protocol_correct` for the protocols).
+    """
     pred = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
     gt = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
-    x1, y1, x2, y2 = (float(v) for v in bbox)
-    size = max(x2 - x1, y2 - y1)
+    if threshold is None:
+        if bbox is None:
+            raise ValueError("pck_correct: give a bbox or a threshold")
+        threshold = box_threshold(bbox)
     dist = np.linalg.norm(pred - gt, axis=1)
-    return {float(a): dist <= a * size for a in alphas}
+    return {float(a): dist <= a * float(threshold) for a in alphas}
+
+
+def protocol_correct(protocol: PckProtocol | str, pred: np.ndarray, gt: np.ndarray, *,
+                     src_box: Sequence[float] | None, trg_box: Sequence[float] | None,
+                     src_size: tuple[float, float], trg_size: tuple[float, float],
+                     alphas: Sequence[float] = ALPHAS) -> dict[float, np.ndarray]:
+    """PCK of one pair under ``protocol`` (a :class:`PckProtocol` or a name of :data:`PCK_PROTOCOLS`).
+
+    ``pred`` and ``gt``: (N, 2) target points in the target's original pixels;
+    boxes ``(x1, y1, x2, y2)`` in their own image's original pixels; sizes (W, H).
+    Points are moved to the protocol's space with the target's size, the box
+    with its own image's size.
+    """
+    proto = PCK_PROTOCOLS[protocol] if isinstance(protocol, str) else protocol
+    box, size = (src_box, src_size) if proto.box == "source" else (trg_box, trg_size)
+    if box is None:
+        raise ValueError(f"the {proto.name} PCK protocol needs the {proto.box} bounding box")
+    thr = box_threshold(box, size, proto.space)
+    return pck_correct(rescale_points(pred, trg_size, proto.space), rescale_points(gt, trg_size, proto.space),
+                       alphas=alphas, threshold=thr)
 
 
 def _pck_block(records: list[tuple[str, dict[float, np.ndarray]]], alphas: Sequence[float]) -> dict[str, Any]:
@@ -186,6 +326,47 @@ def _write_json(path: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
 
 
+def spair_differences(method: str, config: Any, *, split: str = "test", limit: int | None = None,
+                      categories: Sequence[str] | None = None, use_category_prompt: bool = True,
+                      dtype: str | None = None) -> list[str]:
+    """How a run differs from the published SPair-71k run of ``method`` (empty: it is that run).
+
+    ``config``: the DIFT TaskConfig, or for "attention" the AttentionSettings
+    (the paper's unless changed; batch size and seed do not count)."""
+    out = []
+    if split != "test":
+        out.append(f"split {split} instead of test")
+    if limit is not None:
+        out.append(f"only the first {limit} pair(s)")
+    if categories:
+        out.append(f"only the categories {', '.join(categories)}")
+    if method == "attention":
+        from vidprop.features.attention import AttentionSettings
+
+        if config is not None:
+            paper = dataclasses.replace(AttentionSettings(), batch_size=config.batch_size, seed=config.seed)
+            changed = [f.name for f in dataclasses.fields(paper) if getattr(paper, f.name) != getattr(config, f.name)]
+            if changed:
+                out.append(f"attention settings changed from the paper's: {', '.join(changed)}")
+    else:
+        if not getattr(config, "published", False):
+            out.append(f"settings changed from a published preset ({getattr(config, 'name', '?')})")
+        if not use_category_prompt:
+            out.append("no category prompt")
+    if dtype is not None and dtype != "float32":
+        out.append(f"computed in {dtype} instead of the authors' float32")
+    return out
+
+
+def _dtype_name(obj: Any) -> str | None:
+    """The precision a model actually computes in (``float32``, ``float16`` ...), when it says."""
+    for holder in (obj, getattr(obj, "extractor", None)):
+        dt = getattr(holder, "dtype", None)
+        if dt is not None:
+            return str(dt).replace("torch.", "")
+    return None
+
+
 def run_spair(
     matcher: Any,
     root: str | Path,
@@ -196,6 +377,7 @@ def run_spair(
     categories: Sequence[str] | None = None,
     use_category_prompt: bool = True,
     attention: Any = None,
+    protocols: str | Sequence[str] | None = None,
     progress: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
@@ -206,13 +388,23 @@ def run_spair(
     processed grouped by category).  ``attention``: an
     :class:`~vidprop.features.attention.AttentionMatcher` to score Hedlin et
     al.'s method instead (no feature cache: it optimises per point).
+
+    ``protocols``: names of :data:`PCK_PROTOCOLS` to score, or "both"
+    (default: the method's own, "dift" for DIFT and "hedlin" for the attention
+    method; see :func:`resolve_protocols`).  The
+    first is the summary's main ``overall`` / ``per_category``; every protocol
+    is under ``protocols`` with its description and the published numbers it
+    compares to.
     """
     from vidprop.io.images import read_image
     from vidprop.tasks.match import image_index, prompt_for, semantic_argmax
 
+    method = "attention" if attention is not None else "dift"
+    names = resolve_protocols(method, protocols)
     out = Path(out)
     _check_out(out, overwrite)
     pairs = read_spair(root, split, limit=limit, categories=categories)
+    check_protocol_boxes(pairs, names, Path(root) / "PairAnnotation" / split)
     order = sorted(range(len(pairs)), key=lambda i: (pairs[i].category, i))  # group by category
 
     def encode(key: str) -> tuple[Any, tuple[int, int]]:
@@ -223,7 +415,7 @@ def run_spair(
 
     cache = _FeatureCache(encode)
     images: dict[str, np.ndarray] = {}
-    records: list[tuple[str, dict[float, np.ndarray]]] = [None] * len(pairs)  # type: ignore[list-item]
+    records: dict[str, list] = {n: [None] * len(pairs) for n in names}
     rows: list[list[Any]] = [None] * len(pairs)  # type: ignore[list-item]
     t0 = time.perf_counter()
     bar = progress_bar(total=len(pairs), desc="SPair-71k", unit="pair", enabled=progress, leave=True)
@@ -249,33 +441,58 @@ def run_spair(
                     if str(path) not in images:
                         images[str(path)] = read_image(path, exif_transpose=False)
                 src, trg = images[str(p.src_path)], images[str(p.trg_path)]
-                pred = attention.match(src, trg, _clip_points(p.src_kps, src.shape[:2])).target_points
-            correct = pck_correct(pred, p.trg_kps, p.trg_bbox)
-            records[i] = (p.category, correct)
+                src_hw, trg_hw = src.shape[:2], trg.shape[:2]
+                pred = attention.match(src, trg, _clip_points(p.src_kps, src_hw)).target_points
             n = len(p.src_kps)
-            rows[i] = [p.name, p.category, n] + [int(correct[a].sum()) for a in ALPHAS] + [
-                f"{100.0 * correct[a].mean():.2f}" if n else "" for a in ALPHAS
-            ]
+            rows[i] = [p.name, p.category, n]
+            for name in names:
+                correct = protocol_correct(name, pred, p.trg_kps, src_box=p.src_bbox, trg_box=p.trg_bbox,
+                                           src_size=(src_hw[1], src_hw[0]), trg_size=(trg_hw[1], trg_hw[0]))
+                records[name][i] = (p.category, correct)
+                rows[i] += [int(correct[a].sum()) for a in ALPHAS] + [
+                    f"{100.0 * correct[a].mean():.2f}" if n else "" for a in ALPHAS]
             bar.update(1)
             if progress:
-                done = [r for r in records if r is not None]
-                bar.set_postfix_str(f"PCK@0.1 {_pck_block(done, (0.1,))['per_image']['0.1']:.1f}")
+                done = [r for r in records[names[0]] if r is not None]
+                bar.set_postfix_str(f"PCK@0.1 ({names[0]}) {_pck_block(done, (0.1,))['per_image']['0.1']:.1f}")
     finally:
         bar.close()
-    summary = summarise_pck(records)
-    summary.update({
+    scored = {}
+    for name in names:
+        proto = PCK_PROTOCOLS[name]
+        scored[name] = {"description": proto.description, "compare_to": proto.compare_to,
+                        **summarise_pck(records[name])}
+    main = scored[names[0]]
+    dtype = _dtype_name(attention if attention is not None else matcher)
+    differences = spair_differences(
+        method, getattr(attention, "settings", None) if attention is not None else matcher.config, split=split,
+        limit=limit, categories=categories, use_category_prompt=use_category_prompt, dtype=dtype)
+    summary: dict[str, Any] = {
         "benchmark": "SPair-71k",
         "split": split,
-        "method": "attention" if attention is not None else "dift",
-        "threshold": "alpha * max(h, w) of the target bounding box",
+        "method": method,
+        "published": not differences,
+        "differences_from_published": differences,
+        "protocol": names[0],
+        "threshold": main["description"],
+        "compare_to": main["compare_to"],
+        "overall": main["overall"],
+        "per_category": main["per_category"],
+        "protocols": scored,
         "units": "percent",
+        "dtype": dtype,
         "images_encoded": cache.computed,
         "seconds": round(time.perf_counter() - t0, 2),
-    })
+    }
     if attention is None:
         summary["config"] = matcher.config.to_dict()
+    else:
+        summary["attention"] = dataclasses.asdict(attention.settings) if dataclasses.is_dataclass(
+            getattr(attention, "settings", None)) else None
     out.mkdir(parents=True, exist_ok=True)
-    header = ["pair", "category", "points"] + [f"correct@{a:g}" for a in ALPHAS] + [f"pck@{a:g}" for a in ALPHAS]
+    header = ["pair", "category", "points"]
+    for name in names:
+        header += [f"{name}:correct@{a:g}" for a in ALPHAS] + [f"{name}:pck@{a:g}" for a in ALPHAS]
     _write_csv(out / "pairs.csv", header, rows)
     _write_json(out / "summary.json", summary)
     return summary
@@ -322,21 +539,71 @@ def _find_image(folder: Path, i: int) -> Path:
     raise InputError(f"{folder}: image {i}.ppm is missing")
 
 
-def read_hpatches(root: str | Path, *, limit: int | None = None) -> list[HpatchesSequence]:
-    """Sequences ``root/<seq>/{1..6}.ppm`` with ``H_1_2 .. H_1_6`` (sorted by name), first ``limit`` only."""
+def read_hpatches(root: str | Path, *, limit: int | None = None,
+                  include_high_res: bool = False) -> list[HpatchesSequence]:
+    """Sequences ``root/<seq>/{1..6}.ppm`` with ``H_1_2 .. H_1_6`` (sorted by name), first ``limit`` only.
+
+    Only illumination (``i_``) and viewpoint (``v_``) sequences are read
+    (others are skipped with a warning).  The 8 high-resolution sequences of
+    :data:`HIGH_RES_SEQUENCES`, which the standard download removes, are
+    skipped with a warning naming them unless ``include_high_res`` (then the
+    results do not compare to the published ones, and a warning says so).
+    """
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: no such folder; --root must be hpatches-sequences-release/")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / "H_1_2").exists())
+    other = [d.name for d in folders if _kind(d.name) == "other"]
+    if other:
+        log.warning("%s: skipping %d folder(s) that are neither i_ nor v_ sequences: %s", root, len(other),
+                    ", ".join(other))
+    high = [d.name for d in folders if d.name in HIGH_RES_SEQUENCES]
+    if high and not include_high_res:
+        log.warning("%s: skipping the %d high-resolution sequence(s) the standard HPatches download removes "
+                    "(as the published evaluations do): %s", root, len(high), ", ".join(high))
+    elif high:
+        log.warning("%s: including the high-resolution sequence(s) %s; the published numbers exclude them",
+                    root, ", ".join(high))
     seqs = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and (p / "H_1_2").exists()):
+    for d in folders:
+        if _kind(d.name) == "other" or (d.name in HIGH_RES_SEQUENCES and not include_high_res):
+            continue
         images = tuple(_find_image(d, i) for i in range(1, 7))
         hs = tuple(read_homography(d / f"H_1_{i}") for i in range(2, 7))
         seqs.append(HpatchesSequence(d.name, _kind(d.name), images, hs))
         if limit is not None and len(seqs) >= limit:
             break
     if not seqs:
-        raise InputError(f"{root}: no HPatches sequences (folders with 1.ppm ... 6.ppm and H_1_2 ... H_1_6)")
+        raise InputError(f"{root}: no HPatches sequences (i_* / v_* folders with 1.ppm ... 6.ppm and "
+                         "H_1_2 ... H_1_6)")
     return seqs
+
+
+def read_keypoint_file(path: str | Path) -> np.ndarray:
+    """Keypoints of one image from a text file of ``x y`` rows (pixels), as DIFT's HPatches evaluation
+    reads its SuperPoint ``.kp`` files: float32 values, duplicate rows removed (``np.unique`` over rows,
+    which also sorts them by x then y -- the order the matching then sees).  Returns (N, 2) float64."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: keypoint file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file: handled below
+            kps = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a keypoint file of 'x y' rows ({exc})") from None
+    if kps.size == 0:
+        raise InputError(f"{path}: no keypoints in this file")
+    if kps.shape[1] != 2 or not np.all(np.isfinite(kps)):
+        raise InputError(f"{path}: a keypoint file must hold rows of 2 finite numbers 'x y', got {kps.shape[1]} "
+                         "column(s)")
+    return np.unique(kps, axis=0).astype(np.float64)
+
+
+def hpatches_keypoints(folder: str | Path, sequence: str, index: int) -> np.ndarray:
+    """The keypoints of image ``index`` (1..6) of ``sequence`` from ``folder/<sequence>-<index>.kp`` (the
+    layout of the SuperPoint keypoints DIFT's evaluation was run with), duplicates removed."""
+    return read_keypoint_file(Path(folder) / f"{sequence}-{index}.kp")
 
 
 def corner_error(H_est: np.ndarray | None, H_true: np.ndarray, width: int, height: int) -> float:
@@ -359,15 +626,37 @@ def corner_error(H_est: np.ndarray | None, H_true: np.ndarray, width: int, heigh
 
 def homography_accuracy(errors: Sequence[float], kinds: Sequence[str],
                         thresholds: Sequence[float] = THRESHOLDS) -> dict[str, Any]:
-    """Percent of pairs with mean corner error <= e, for all / illumination / viewpoint pairs."""
+    """Percent of pairs with mean corner error <= e, for all / illumination / viewpoint pairs
+    ("all" = the illumination and viewpoint pairs; any other kind is left out)."""
     errors = np.asarray(errors, dtype=np.float64)
     kinds = np.asarray(kinds)
     out: dict[str, Any] = {}
-    for group, mask in (("all", np.ones(len(errors), bool)), ("illumination", kinds == "illumination"),
+    for group, mask in (("all", (kinds == "illumination") | (kinds == "viewpoint")),
+                        ("illumination", kinds == "illumination"),
                         ("viewpoint", kinds == "viewpoint")):
         e = errors[mask]
         out[group] = {"pairs": int(mask.sum()),
                       **{f"{t:g}px": (100.0 * float(np.mean(e <= t)) if len(e) else math.nan) for t in thresholds}}
+    return out
+
+
+def hpatches_differences(config: Any, keypoints: str | Path | None, include_high_res: bool, method: str,
+                         threshold: float, limit: int | None = None, dtype: str | None = None) -> list[str]:
+    """How a run differs from DIFT's published HPatches run (empty: it is that run); ``dtype``: the
+    precision the features were computed in, when known."""
+    out = []
+    if limit is not None:
+        out.append(f"only the first {limit} sequence(s)")
+    if not getattr(config, "published", False):
+        out.append(f"settings changed from a published preset ({getattr(config, 'name', '?')})")
+    if keypoints is None:
+        out.append("SIFT keypoints instead of the SuperPoint keypoint files")
+    if include_high_res:
+        out.append("the 8 high-resolution sequences included")
+    if (method, float(threshold)) != ("lmeds", 3.0):
+        out.append(f"homography {method} at {threshold:g} px instead of LMEDS at 3 px")
+    if dtype is not None and dtype != "float32":
+        out.append(f"features computed in {dtype} instead of the authors' float32")
     return out
 
 
@@ -377,30 +666,48 @@ def run_hpatches(
     out: str | Path,
     *,
     limit: int | None = None,
+    keypoints: str | Path | None = None,
     max_keypoints: int = 1000,
+    include_high_res: bool = False,
     method: str = "lmeds",
     threshold: float = 3.0,
     progress: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Image 1 against images 2..6 of every sequence: SIFT keypoints, DIFT descriptors (the
-    "geometric" preset), mutual nearest neighbours, homography, corner error.
+    """Image 1 against images 2..6 of every sequence: keypoints, DIFT descriptors (the "geometric"
+    preset) sampled as DIFT's evaluation samples them, mutual nearest neighbours, homography, corner error.
 
-    Image 1's features and keypoints are computed once per sequence.  A pair
-    where no homography can be fitted counts as wrong (error inf).
+    ``keypoints``: a folder of ``<sequence>-<i>.kp`` files (the published runs
+    used 1,000 SuperPoint keypoints per image), duplicates removed; without it,
+    up to ``max_keypoints`` OpenCV SIFT keypoints.  Image 1's features and
+    keypoints are computed once per sequence.  A pair where no homography can
+    be fitted counts as wrong (error inf).
     """
     from vidprop.io.images import read_image
     from vidprop.tasks.match import detect_sift, geometric_match_features, image_index
 
     out = Path(out)
     _check_out(out, overwrite)
-    seqs = read_hpatches(root, limit=limit)
+    seqs = read_hpatches(root, limit=limit, include_high_res=include_high_res)
+    if keypoints is not None:
+        kp_dir = Path(keypoints)
+        if not kp_dir.is_dir():
+            raise InputError(f"{kp_dir}: no such folder; --keypoints must hold <sequence>-<i>.kp files")
+        for seq in seqs:  # fail before computing anything
+            for i in range(1, 7):
+                if not (kp_dir / f"{seq.name}-{i}.kp").is_file():
+                    raise InputError(f"{kp_dir / f'{seq.name}-{i}.kp'}: keypoint file not found (--keypoints "
+                                     "must hold <sequence>-<i>.kp for every image)")
     text = matcher.prompt(None, None)
 
     def encode(key: str) -> tuple[Any, np.ndarray, tuple[int, int]]:
         img = read_image(key, exif_transpose=False)
-        name = f"{Path(key).parent.name}/{Path(key).name}"
-        return matcher.features(img, index=image_index(name), prompt=text), detect_sift(img, max_keypoints), img.shape[:2]
+        seq, name = Path(key).parent.name, Path(key).name
+        if keypoints is not None:
+            kps = hpatches_keypoints(keypoints, seq, int(Path(key).stem))
+        else:
+            kps = detect_sift(img, max_keypoints)
+        return matcher.features(img, index=image_index(f"{seq}/{name}"), prompt=text), kps, img.shape[:2]
 
     cache = _FeatureCache(encode)
     rows, errors, kinds = [], [], []
@@ -412,7 +719,7 @@ def run_hpatches(
             for i in range(2, 7):
                 fi, ki, hwi = cache.get(str(seq.images[i - 1]), seq.name)
                 res = geometric_match_features(f1, fi, hw1, hwi, k1, ki, method=method, threshold=threshold,
-                                               require_homography=False)
+                                               require_homography=False, convention="dift")
                 err = corner_error(res.homography, seq.homographies[i - 2], hw1[1], hw1[0])
                 errors.append(err)
                 kinds.append(seq.kind)
@@ -423,12 +730,19 @@ def run_hpatches(
     finally:
         bar.close()
     summary = homography_accuracy(errors, kinds)
+    differences = hpatches_differences(matcher.config, keypoints, include_high_res, method, threshold, limit,
+                                       _dtype_name(matcher))
     summary = {
         "benchmark": "HPatches",
+        "published": not differences,
+        "differences_from_published": differences,
         "metric": "percent of pairs whose mean corner error <= threshold",
         "accuracy": summary,
         "homography": {"method": method, "threshold": threshold},
-        "max_keypoints": max_keypoints,
+        "keypoints": {"source": "files", "folder": str(keypoints)} if keypoints is not None
+        else {"source": "sift", "max_keypoints": max_keypoints},
+        "high_res_sequences": "included" if include_high_res else "excluded",
+        "dtype": _dtype_name(matcher),
         "sequences": len(seqs),
         "images_encoded": cache.computed,
         "seconds": round(time.perf_counter() - t0, 2),

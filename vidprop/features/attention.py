@@ -3,26 +3,33 @@
 "Unsupervised Semantic Correspondence Using Stable Diffusion": a free text
 embedding is optimised so that the U-Net's cross-attention to one token
 peaks at the query point of the source image; the target image is then run
-with that embedding and the attention maximum is the match.  Follows
-specs/static-pairs.md section 4 (the authors' code and their tuned defaults):
+with that embedding and the attention maximum is the match.  Follows the
+authors' code and their tuned defaults (docs/static-pairs.md):
 
 * the "prompt" is a free (1, 77, d) tensor fed as the U-Net's encoder hidden
   states, d = ``unet.config.cross_attention_dim`` (no text encoder), N(0, 1) init;
 * attention = softmax(QK^T / sqrt(d)) of the ``attn2`` layers under
   ``settings.layers`` (default: all of ``up_blocks[1]`` and the first of
-  ``up_blocks[2]``), token ``settings.token`` (1), averaged over heads and
-  upsampled bilinearly to ``image_size``.  It is captured through diffusers'
-  attention-processor interface (``unet.set_attn_processor``), so any
-  current diffusers release works; the forward stops once the last of
-  these layers has run (nothing after it affects the maps);
+  ``up_blocks[2]``), token ``settings.token`` (1).  Each layer's map is
+  averaged over the SECOND HALF of its heads by default (heads 4-7 of 8: the
+  authors' attention store keeps ``attn[h // 2:]``, a leftover of the
+  classifier-free-guidance code it came from; ``heads="all"`` averages every
+  head).  It is captured through diffusers' attention-processor interface
+  (``unet.set_attn_processor``), so any current diffusers release works; the
+  forward stops once the last of these layers has run (nothing after it
+  affects the maps);
 * optimisation: Adam (lr 0.0023755632), 129 steps x 5 rounds, one random
   93.17% crop per step (the point kept 15% of the crop side from its border),
   VAE mean latent noised to t=140 with uniform noise (their ``rand_like``;
-  Gaussian optional), MSE of the layer-averaged map against a Gaussian bump
-  (peak 1, sigma 27.98 px at 512) at the point;
+  Gaussian optional); every layer's map is upsampled to ``image_size`` and the
+  loss is ONE mean squared error over the stacked per-layer maps against a
+  Gaussian bump (peak 1, sigma 27.98 px at 512) at the point, i.e. the mean
+  over layers of each layer's MSE (:func:`attention_loss`);
 * inference: per embedding 20 crops (4 at the corners, then crops around the
-  running maximum), maps pasted back and averaged by coverage, averaged over
-  embeddings, softmax over pixels per layer, mean over layers, argmax.
+  running maximum); each crop's per-layer maps are upsampled straight to the
+  crop's side and pasted back (:func:`crop_maps`), averaged by coverage,
+  averaged over embeddings, softmax over pixels per layer, mean over layers,
+  argmax.
 
 Rounds are independent problems batched together (one Adam over a
 (rounds, 77, d) tensor with the SUM of per-round losses is exactly
@@ -64,7 +71,9 @@ __all__ = [
     "CrossAttentionCapture",
     "AttentionMatcher",
     "AttentionMatch",
+    "attention_loss",
     "crop_box",
+    "crop_maps",
     "gaussian_bump",
 ]
 
@@ -79,7 +88,7 @@ PAPER_LAYERS = ("up_blocks.1", "up_blocks.2.attentions.0")
 
 @dataclass(frozen=True)
 class AttentionSettings:
-    """The paper's tuned settings (specs/static-pairs.md section 4)."""
+    """The paper's tuned settings (the defaults of the authors' evaluation script)."""
 
     #: Adam steps per round.
     steps: int = 129
@@ -107,8 +116,8 @@ class AttentionSettings:
     crop_fraction: float = 0.9317
     #: The point stays at least this fraction of the crop side from the crop border.
     margin: float = 0.15
-    #: Average the second half of the heads only (an artefact of their code; off by default).
-    half_heads: bool = False
+    #: Heads averaged per layer: "second_half" (heads h//2.., as the authors' code keeps them) or "all".
+    heads: Literal["second_half", "all"] = "second_half"
     #: Most U-Net samples per call (rounds while optimising, embeddings x crops at inference).
     batch_size: int = 5
     seed: int = 0
@@ -123,6 +132,8 @@ class AttentionSettings:
             raise ConfigError(f"attention.crop_fraction must be in (0, 1], got {self.crop_fraction}")
         if not 0 <= self.margin < 0.5:
             raise ConfigError(f"attention.margin must be in [0, 0.5), got {self.margin}")
+        if self.heads not in ("second_half", "all"):
+            raise ConfigError(f"attention.heads must be second_half or all, got {self.heads!r}")
         if self.noise not in ("uniform", "gaussian"):
             raise ConfigError(f"attention.noise must be uniform or gaussian, got {self.noise!r}")
         if not 0 <= self.t_opt < 1000 or not 0 <= self.t_inf < 1000:
@@ -174,13 +185,15 @@ class AttentionStore:
 class CrossAttentionCapture:
     """An attention processor that computes attention as diffusers' ``AttnProcessor``
     (explicit softmax(QK^T * scale)) and records the probability map of one
-    token, averaged over heads, in an :class:`AttentionStore`."""
+    token, averaged over heads (all, or the second half ``heads // 2 ..``), in an
+    :class:`AttentionStore`."""
 
-    def __init__(self, store: AttentionStore, name: str, token: int, half_heads: bool = False) -> None:
+    def __init__(self, store: AttentionStore, name: str, token: int,
+                 heads: Literal["second_half", "all"] = "second_half") -> None:
         self.store = store
         self.name = name
         self.token = token
-        self.half_heads = half_heads
+        self.heads = heads
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
@@ -212,8 +225,8 @@ class CrossAttentionCapture:
 
         heads = attn.heads
         per_head = probs.view(-1, heads, probs.shape[1], probs.shape[2])[..., self.token]  # (B, heads, N)
-        if self.half_heads:
-            per_head = per_head[:, heads // 2 :]
+        if self.heads == "second_half":
+            per_head = per_head[:, heads // 2 :]  # as the authors' store keeps attn[h // 2:] (batch of one)
         self.store.add(self.name, per_head.float().mean(dim=1))  # may end the forward here
 
         hidden_states = torch.bmm(probs, value)
@@ -267,6 +280,31 @@ def gaussian_bump(centers: torch.Tensor, size: int, sigma: float) -> torch.Tenso
     dx = (ax[None, None, :] - centers[:, 0, None, None]) ** 2
     dy = (ax[None, :, None] - centers[:, 1, None, None]) ** 2
     return torch.exp(-(dx + dy) / (2 * sigma**2))
+
+
+def attention_loss(maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The optimisation loss per sample: (B,) mean squared error of the stacked per-layer maps.
+
+    ``maps`` (B, L, S, S): each layer's head-averaged map, upsampled to S;
+    ``target`` (B, S, S): the Gaussian bump.  Every layer is compared with the
+    target and the squared errors are averaged over layers and pixels -- the
+    mean over layers of each layer's MSE (the authors' single ``MSELoss`` over
+    the stacked maps).  This is NOT the MSE of the layer-averaged map: that one
+    drops the spread of the layers around their mean, and its gradient points
+    elsewhere.
+    """
+    if maps.ndim != 4 or target.ndim != 3 or maps.shape[0] != target.shape[0] or maps.shape[2:] != target.shape[1:]:
+        raise ValueError(f"attention_loss: maps (B, L, S, S) and target (B, S, S) expected, got "
+                         f"{tuple(maps.shape)} and {tuple(target.shape)}")
+    return ((maps - target[:, None]) ** 2).mean(dim=(1, 2, 3))
+
+
+def crop_maps(maps: Sequence[torch.Tensor], side: int) -> torch.Tensor:
+    """Per-layer maps of one batch of crops, each (B, h_l, w_l), upsampled bilinearly
+    (align_corners=False) straight to the crop's ``side`` in image pixels: (B, L, side, side)."""
+    return torch.stack(
+        [F.interpolate(m[:, None].float(), size=(side, side), mode="bilinear", align_corners=False)[:, 0]
+         for m in maps], dim=1)
 
 
 @dataclass
@@ -329,7 +367,7 @@ class AttentionMatcher:
         original = dict(self.unet.attn_processors)
         procs = dict(original)
         for proc_name, name in zip(self.layer_names, store.names):
-            procs[proc_name] = CrossAttentionCapture(store, name, self.settings.token, self.settings.half_heads)
+            procs[proc_name] = CrossAttentionCapture(store, name, self.settings.token, self.settings.heads)
         self.unet.set_attn_processor(procs)
         try:
             yield store
@@ -358,10 +396,7 @@ class AttentionMatcher:
 
     def upsampled(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """Per-layer maps upsampled bilinearly to S x S: (B, L, S, S)."""
-        S = self.settings.image_size
-        return torch.stack(
-            [F.interpolate(m[:, None], size=(S, S), mode="bilinear", align_corners=False)[:, 0] for m in maps], dim=1
-        )
+        return crop_maps(maps, self.settings.image_size)
 
     def _prepare(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 -> (3, S, S) float in [-1, 1] (aspect ratio not kept)."""
@@ -430,8 +465,8 @@ class AttentionMatcher:
                                                device=self.device)
                         target = gaussian_bump(centers, S, s.sigma_px)
                         with torch.enable_grad():
-                            maps = self.upsampled(self.attention_maps(store, x_t, s.t_opt, prompt)).mean(dim=1)
-                            per_round = ((maps - target) ** 2).mean(dim=(1, 2))  # MSE per round
+                            maps = self.upsampled(self.attention_maps(store, x_t, s.t_opt, prompt))  # (r, L, S, S)
+                            per_round = attention_loss(maps, target)  # (r,): mean over layers of each MSE
                             opt.zero_grad(set_to_none=True)
                             per_round.sum().backward()  # sum: each round gets exactly its own gradient
                         opt.step()
@@ -474,8 +509,7 @@ class AttentionMatcher:
                         part = todo[a : a + s.batch_size]
                         x_t = self._noisy_latents(self._crops(img, [b for _, b in part]), s.t_inf, gen)
                         prompt = embeddings[[r for r, _ in part]].to(self.device)
-                        up = self.upsampled(self.attention_maps(store, x_t, s.t_inf, prompt))  # (b, L, S, S)
-                        back = F.interpolate(up, size=(c, c), mode="bilinear", align_corners=False)
+                        back = crop_maps(self.attention_maps(store, x_t, s.t_inf, prompt), c)  # (b, L, c, c)
                         for k, (r, (x, y)) in enumerate(part):
                             sums[r, :, y : y + c, x : x + c] += back[k]
                             counts[r, :, y : y + c, x : x + c] += 1

@@ -1,6 +1,7 @@
 """Static image pairs with DIFT: semantic and geometric matching, and edit propagation.
 
-Follows specs/static-pairs.md, sections 1-3.
+Follows the DIFT authors' evaluation code and edit-propagation notebook
+(docs/static-pairs.md has the conventions).
 
     from vidprop.tasks.match import PairMatcher
     m = PairMatcher.from_pretrained(config="semantic")          # DIFT, SPair-71k settings
@@ -12,6 +13,7 @@ Follows specs/static-pairs.md, sections 1-3.
     res.homography, res.inliers
 
     out = m.edit(src, tgt, sticker_rgba)                        # EditResult.image: the edited target
+                                                                # (DIFT's notebook: 1,000 points, RANSAC 5 px)
 
 Images are (H, W, 3) uint8 RGB arrays at their ORIGINAL size; points are
 pixel coordinates (x right, y down).  The matching functions below also work
@@ -58,6 +60,7 @@ __all__ = [
     "geometric_match_features",
     "sticker_layer",
     "region_points",
+    "edit_matches",
     "composite_warped",
     "propagate_edit_features",
     "prompt_for",
@@ -142,32 +145,39 @@ class EditResult:
 
 
 # --------------------------------------------------------------------------- semantic
-def bilinear_weights(n_in: int, n_out: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
-    """Index and weight vectors of bilinear resizing ``n_in -> n_out`` (align_corners=False).
+def bilinear_weights(n_in: int, n_out: int, device: torch.device | str = "cpu", *,
+                     align_corners: bool = False) -> tuple[torch.Tensor, ...]:
+    """Index and weight vectors of bilinear resizing ``n_in -> n_out``.
 
     Output position ``o`` is ``w0[o] * in[i0[o]] + w1[o] * in[i1[o]]``: the
-    formula of ``F.interpolate(mode="bilinear")`` (source coordinate
-    ``(o + 0.5) * n_in / n_out - 0.5`` clamped at 0).
+    formula of ``F.interpolate(mode="bilinear")``; source coordinate
+    ``(o + 0.5) * n_in / n_out - 0.5`` clamped at 0, or with
+    ``align_corners=True`` ``o * (n_in - 1) / (n_out - 1)``.
     """
-    scale = n_in / n_out
-    src = ((torch.arange(n_out, dtype=torch.float32, device=device) + 0.5) * scale - 0.5).clamp(min=0)
+    o = torch.arange(n_out, dtype=torch.float32, device=device)
+    if align_corners:
+        src = o * ((n_in - 1) / (n_out - 1)) if n_out > 1 else torch.zeros_like(o)
+    else:
+        src = ((o + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
     i0 = src.floor().long().clamp(max=n_in - 1)
     i1 = (i0 + 1).clamp(max=n_in - 1)
     w1 = src - i0.to(src.dtype)
     return i0, i1, 1.0 - w1, w1
 
 
-def upsample_rows(feat: torch.Tensor, size: tuple[int, int], rows: torch.Tensor | slice) -> torch.Tensor:
+def upsample_rows(feat: torch.Tensor, size: tuple[int, int], rows: torch.Tensor | slice, *,
+                  align_corners: bool = False) -> torch.Tensor:
     """Rows ``rows`` of ``feat`` (C, h, w) bilinearly upsampled to ``size`` = (H, W): (C, len(rows), W).
 
-    Equal to ``F.interpolate(feat[None], size, mode="bilinear")[0][:, rows]``
-    (float32) without computing the other rows.
+    Equal to ``F.interpolate(feat[None], size, mode="bilinear",
+    align_corners=align_corners)[0][:, rows]`` (float32) without computing the
+    other rows.
     """
     H, W = size
     C, h, w = feat.shape
     dev = feat.device
-    ix0, ix1, wx0, wx1 = bilinear_weights(w, W, dev)
-    iy0, iy1, wy0, wy1 = bilinear_weights(h, H, dev)
+    ix0, ix1, wx0, wx1 = bilinear_weights(w, W, dev, align_corners=align_corners)
+    iy0, iy1, wy0, wy1 = bilinear_weights(h, H, dev, align_corners=align_corners)
     if isinstance(rows, slice):
         rows = torch.arange(H, device=dev)[rows]
     rows = torch.as_tensor(rows, device=dev).long()
@@ -243,20 +253,33 @@ def semantic_argmax(
 
 
 # --------------------------------------------------------------------------- geometric
-def sample_descriptors(feat: torch.Tensor, points: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+def sample_descriptors(feat: torch.Tensor, points: np.ndarray, size: tuple[int, int], *,
+                       convention: str = "dift") -> torch.Tensor:
     """Bilinear (grid_sample) descriptors of the (C, h, w) map at pixels ``points`` (N, 2) of an image of ``size`` (H, W).
 
-    A pixel ``(x, y)`` maps to the normalised coordinate ``(x + 0.5) / W * 2 - 1``
-    (pixel centres, ``align_corners=False``, border clamp), so a descriptor is
-    exactly the map upsampled bilinearly to the image size, read at that point
-    (sub-pixel points included).  Returns (N, C) float32.
+    ``convention="dift"`` (default) samples as DIFT's HPatches evaluation: a
+    pixel ``(x, y)`` becomes ``(x - c_x) / c_x`` with ``c_x = (W - 1) / 2``
+    (float32; likewise y), read by ``grid_sample`` with ``align_corners=False``
+    and zero padding -- so map column ``x * w / (W - 1) - 0.5``; the same
+    keypoints give the same values as the published runs.
+    ``convention="centres"``: ``(x + 0.5) / W * 2 - 1`` with border padding,
+    exactly the map upsampled bilinearly to the image size read at that pixel.
+    Returns (N, C) float32.
     """
     H, W = size
     pts = torch.as_tensor(np.asarray(points, dtype=np.float32), device=feat.device).reshape(1, 1, -1, 2)
-    grid = torch.empty_like(pts)
-    grid[..., 0] = (pts[..., 0] + 0.5) / W * 2 - 1
-    grid[..., 1] = (pts[..., 1] + 0.5) / H * 2 - 1
-    out = F.grid_sample(feat[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if convention == "dift":
+        c = torch.tensor([(W - 1) / 2.0, (H - 1) / 2.0], dtype=torch.float32, device=feat.device)
+        grid = (pts - c) / c
+        padding = "zeros"
+    elif convention == "centres":
+        grid = torch.empty_like(pts)
+        grid[..., 0] = (pts[..., 0] + 0.5) / W * 2 - 1
+        grid[..., 1] = (pts[..., 1] + 0.5) / H * 2 - 1
+        padding = "border"
+    else:
+        raise ConfigError(f"descriptor sampling convention must be dift or centres, got {convention!r}")
+    out = F.grid_sample(feat[None].float(), grid, mode="bilinear", padding_mode=padding, align_corners=False)
     return out[0, :, 0].T.contiguous()  # (N, C)
 
 
@@ -339,15 +362,16 @@ def geometric_match_features(
     threshold: float = 3.0,
     what: str = "",
     require_homography: bool = True,
+    convention: str = "dift",
 ) -> MatchResult:
-    """Descriptors at the keypoints, mutual nearest neighbours, homography (spec section 2).
+    """Descriptors at the keypoints (:func:`sample_descriptors`), mutual nearest neighbours, homography.
 
     ``require_homography=False`` returns the matches without H when it cannot be fitted.
     """
     src_kps = np.asarray(src_kps, dtype=np.float64).reshape(-1, 2)
     tgt_kps = np.asarray(tgt_kps, dtype=np.float64).reshape(-1, 2)
-    da = sample_descriptors(src_feat, src_kps, src_size)
-    db = sample_descriptors(tgt_feat, tgt_kps, tgt_size)
+    da = sample_descriptors(src_feat, src_kps, src_size, convention=convention)
+    db = sample_descriptors(tgt_feat, tgt_kps, tgt_size, convention=convention)
     ia, ib, sims = mutual_nearest(da, db)
     res = MatchResult("geometric", src_kps[ia], tgt_kps[ib], sims,
                       num_source_keypoints=len(src_kps), num_target_keypoints=len(tgt_kps))
@@ -387,29 +411,88 @@ def sticker_layer(sticker: np.ndarray, source_size: tuple[int, int], at: tuple[f
     return layer
 
 
-def region_points(alpha: np.ndarray, max_points: int = 256) -> np.ndarray:
-    """About ``max_points`` pixels (x, y) on a regular grid over the region ``alpha > 0``."""
-    ys, xs = np.nonzero(alpha > 0)
+def region_points(alpha: np.ndarray, max_points: int = 1000, seed: int = 0) -> np.ndarray:
+    """Up to ``max_points`` random pixels (x, y) of the region ``alpha > 0`` (int64, (N, 2)).
+
+    As DIFT's edit-propagation notebook: the region's pixels in row-major
+    order, a random permutation (``torch.randperm``, here from a generator
+    seeded with ``seed``), the first ``max_points``.
+    """
+    ys, xs = np.nonzero(np.asarray(alpha) > 0)
     if len(xs) == 0:
         return np.zeros((0, 2), np.int64)
-    if len(xs) <= max_points:
-        return np.stack([xs, ys], axis=1).astype(np.int64)
-    step = max(1, int(math.ceil(math.sqrt(len(xs) / max_points))))
-    while True:
-        keep = ((xs - xs.min()) % step == step // 2) & ((ys - ys.min()) % step == step // 2)
-        if np.count_nonzero(keep) >= 4 or step == 1:
-            break
-        step = max(1, step // 2)
-    if np.count_nonzero(keep) < 4:  # pragma: no cover - tiny, odd-shaped regions
-        keep = np.ones_like(xs, dtype=bool)
+    g = torch.Generator().manual_seed(int(seed))
+    keep = torch.randperm(len(xs), generator=g)[: int(max_points)].numpy()
     return np.stack([xs[keep], ys[keep]], axis=1).astype(np.int64)
 
 
-def composite_warped(target: np.ndarray, layer: np.ndarray, H: np.ndarray) -> np.ndarray:
-    """Warp the RGBA ``layer`` (source pixels) by ``H`` into the target and alpha-composite it (premultiplied)."""
+def edit_matches(
+    src_feat: torch.Tensor,
+    tgt_feat: torch.Tensor,
+    src_size: tuple[int, int],
+    tgt_size: tuple[int, int],
+    points: np.ndarray,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> np.ndarray:
+    """Each source pixel's nearest target pixel, as DIFT's edit-propagation notebook finds it.
+
+    Both (C, h, w) maps are L2-normalised per position at their own
+    resolution, then read bilinearly with ``align_corners=True`` (a pixel x of a
+    W-wide image at map column ``x * (w - 1) / (W - 1)``): the source at
+    ``points`` (N, 2) (x, y), the target at every pixel; the match is the target
+    pixel at the smallest Euclidean distance (the notebook's ``cdist`` + ``min``;
+    the sampled vectors are not renormalised, so this is not the cosine argmax).
+    The target is upsampled a band of rows at a time (at most ``chunk_bytes``).
+    Returns (N, 2) int64 target pixels (x, y).
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    N = len(pts)
+    if N == 0:
+        return np.zeros((0, 2), np.int64)
+    Hs, Ws = src_size
+    Ht, Wt = tgt_size
+    src = F.normalize(src_feat.float(), dim=0)
+    tgt = F.normalize(tgt_feat.float(), dim=0).to(src.device)
+    C = src.shape[0]
+    grid = torch.as_tensor(pts, dtype=torch.float32, device=src.device)
+    grid = grid / torch.tensor([Ws - 1.0, Hs - 1.0], device=src.device) * 2 - 1
+    q = F.grid_sample(src[None], grid[None, None], mode="bilinear", align_corners=True)[0, :, 0].T  # (N, C)
+    rows_per_chunk = max(1, min(Ht, int(chunk_bytes // max(1, 4 * C * Wt))))
+    best = torch.full((N,), math.inf, device=q.device)
+    arg = torch.zeros((N,), dtype=torch.long, device=q.device)
+    for r0 in range(0, Ht, rows_per_chunk):
+        r1 = min(Ht, r0 + rows_per_chunk)
+        band = upsample_rows(tgt, (Ht, Wt), slice(r0, r1), align_corners=True).reshape(C, -1)  # (C, r*W)
+        d2 = (band * band).sum(0)[None] - 2 * (q @ band)  # squared distance minus |q|^2 (constant per query)
+        val, idx = d2.min(dim=1)  # first minimum within the band
+        better = val < best
+        best = torch.where(better, val, best)
+        arg = torch.where(better, idx + r0 * Wt, arg)
+    a = arg.cpu().numpy()
+    return np.stack([a % Wt, a // Wt], axis=1).astype(np.int64)
+
+
+def composite_warped(target: np.ndarray, layer: np.ndarray, H: np.ndarray, *, mode: str = "straight") -> np.ndarray:
+    """Warp the RGBA ``layer`` (source pixels) by ``H`` into the target and alpha-composite it.
+
+    ``mode="straight"`` (default) as DIFT's notebook: the uint8 RGBA layer is
+    warped as it is (bilinear, transparent outside), then
+    ``a * rgb + (1 - a) * target`` with ``a = alpha / 255``, truncated to uint8.
+    ``mode="premultiplied"``: colours are multiplied by alpha before warping and
+    the result rounded -- no dark or coloured fringe where the warp blends
+    opaque pixels with transparent ones whose hidden colour differs.
+    """
     import cv2
 
     h, w = target.shape[:2]
+    if mode == "straight":
+        warped = cv2.warpPerspective(np.ascontiguousarray(layer), H.astype(np.float64), (w, h))
+        a = warped[..., 3:] / 255
+        out = a * warped[..., :3] + (1 - a) * target[..., :3]
+        return out.astype(np.uint8)
+    if mode != "premultiplied":
+        raise ConfigError(f"compositing mode must be straight or premultiplied, got {mode!r}")
     a = layer[..., 3:4].astype(np.float32) / 255.0
     premult = np.concatenate([layer[..., :3].astype(np.float32) * a, a * 255.0], axis=2)
     warped = cv2.warpPerspective(premult, H.astype(np.float64), (w, h), flags=cv2.INTER_LINEAR,
@@ -437,19 +520,23 @@ def propagate_edit_features(
     layer: np.ndarray,
     target: np.ndarray,
     *,
-    max_points: int = 256,
-    threshold: float = 3.0,
+    max_points: int = 1000,
+    threshold: float = 5.0,
+    seed: int = 0,
+    composite: str = "straight",
     what: str = "",
 ) -> EditResult:
-    """Edit propagation on given features: semantic matches of the edited region, RANSAC homography, composite."""
+    """Edit propagation on given features, as DIFT's notebook: ``max_points`` random pixels of the edited
+    region (seeded), their nearest target pixels (:func:`edit_matches`), a RANSAC homography
+    (``threshold`` px), the layer warped and composited (:func:`composite_warped`)."""
     src_size = layer.shape[:2]
     tgt_size = target.shape[:2]
-    pts = region_points(layer[..., 3], max_points)
-    tgt_pts, _, _ = semantic_argmax(src_feat, tgt_feat, src_size, tgt_size, pts)
+    pts = region_points(layer[..., 3], max_points, seed)
+    tgt_pts = edit_matches(src_feat, tgt_feat, src_size, tgt_size, pts)
     H, inliers = fit_homography(pts, tgt_pts, method="ransac", threshold=threshold,
                                 what=what or "for the edited region")
     _warn_if_implausible(H, pts, inliers)
-    return EditResult(composite_warped(target, layer, H), H, pts.astype(np.float64),
+    return EditResult(composite_warped(target, layer, H, mode=composite), H, pts.astype(np.float64),
                       tgt_pts.astype(np.float64), inliers)
 
 
@@ -554,7 +641,7 @@ class PairMatcher:
         prompt: str | None = None,
         heatmap: bool = False,
     ) -> MatchResult:
-        """Each source point's best cosine match over every target pixel (spec section 1)."""
+        """Each source point's best cosine match over every target pixel (DIFT's SPair-71k evaluation)."""
         text = self.prompt(category, prompt)
         fs, ft = self.pair_features(src, tgt, prompt=text)
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2).round()
@@ -575,7 +662,7 @@ class PairMatcher:
         prompt: str | None = None,
         names: tuple[str, str] | None = None,
     ) -> MatchResult:
-        """Keypoints (given or SIFT), descriptors, mutual nearest neighbours, homography (spec section 2)."""
+        """Keypoints (given or SIFT), descriptors, mutual nearest neighbours, homography (DIFT's HPatches way)."""
         text = self.prompt(None, prompt)
         kp_s = detect_sift(src, max_keypoints) if src_points is None else np.asarray(src_points, np.float64)
         kp_t = detect_sift(tgt, max_keypoints) if tgt_points is None else np.asarray(tgt_points, np.float64)
@@ -592,13 +679,18 @@ class PairMatcher:
         at: tuple[float, float] | None = None,
         category: str | None = None,
         prompt: str | None = None,
-        max_points: int = 256,
-        threshold: float = 3.0,
+        max_points: int = 1000,
+        threshold: float = 5.0,
+        seed: int | None = None,
+        composite: str = "straight",
         names: tuple[str, str, str] | None = None,
     ) -> EditResult:
-        """Propagate an RGBA edit of ``src`` onto ``tgt`` (spec section 3)."""
+        """Propagate an RGBA edit of ``src`` onto ``tgt`` (see :func:`propagate_edit_features`; the
+        points are drawn with ``seed``, by default the config's seed)."""
         layer = sticker_layer(sticker, src.shape[:2], at, name=names[2] if names else "the sticker")
         text = self.prompt(category, prompt)
         fs, ft = self.pair_features(src, tgt, prompt=text)
         what = f"for the edited region {_names(names[:2])}" if names else ""
-        return propagate_edit_features(fs, ft, layer, tgt, max_points=max_points, threshold=threshold, what=what)
+        seed = self.config.extractor.seed if seed is None else seed
+        return propagate_edit_features(fs, ft, layer, tgt, max_points=max_points, threshold=threshold, seed=seed,
+                                       composite=composite, what=what)
