@@ -23,8 +23,10 @@ The recipe of the authors' evaluation script (Junyi42/sd-dino,
 Because of the joint PCA, the features of the images given to one
 :meth:`SdDinoExtractor.extract` call depend on each other: give a pair in
 one call (``joint`` is True, and :class:`~vidprop.tasks.match.PairMatcher`
-does).  Where vidprop differs from the script, and why, is listed in the
-README (letterboxing, the learned implicit caption, the PCA solver).
+does); for a video, :meth:`SdDinoExtractor.fit_pca` fits it once (on the
+first frame) and keeps it.  Where vidprop differs from the script, and why,
+is listed in docs/backbones.md (letterboxing, the learned implicit caption,
+the PCA solver).
 """
 
 from __future__ import annotations

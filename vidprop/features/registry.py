@@ -1,8 +1,10 @@
 """One switch for every feature backbone: ``ExtractorConfig.backbone`` -> an extractor.
 
+    >>> from dataclasses import replace
     >>> from vidprop.features.registry import build_extractor
-    >>> ext = build_extractor(load_preset("davis-adm").extractor.__class__(backbone="adm", weights="adm.pt"))
-    >>> ext.stride, ext.channels
+    >>> cfg = replace(load_preset("davis-adm").extractor, weights="256x256_diffusion_uncond.pt")
+    >>> ext = build_extractor(cfg, device="cuda")
+    >>> ext.stride, ext.channels                  # (8, 512)
 
 Every extractor offers ``extract(images (B, 3, H, W) uint8, indices=, prompt=)
 -> (B, C, H / stride, W / stride)``, ``stride``, ``channels``, ``multiple``
