@@ -39,7 +39,11 @@ def test_reader_and_helpers(willow):
     assert tuple(pairs[0].trg_kps[9]) == (50, 26)
     assert keypoint_box(pairs[0].trg_kps) == (10, 20, 50, 40)
     assert [category_prompt_name(c) for c in ("car(G)", "winebottle(wC)", "duck(S)")] == ["car", "wine bottle", "duck"]
-    assert len(read_pfwillow(willow, limit=1)) == 1 and len(read_pfwillow(willow, categories=["winebottle(M)"])) == 1
+    assert len(read_pfwillow(willow, limit=1)) == 1
+    assert [p.name for p in read_pfwillow(willow, categories=["winebottle(M)"])] == ["0003"]
+    # a file without the header row reads the same
+    (willow / "test_pairs.csv").write_text("\n".join((willow / "test_pairs.csv").read_text().splitlines()[1:]) + "\n")
+    assert [(p.name, p.category) for p in read_pfwillow(willow)] == [(q.name, q.category) for q in pairs]
 
 
 def test_pck_per_image_by_hand(willow, tmp_path):

@@ -73,6 +73,14 @@ def _resolve(root: Path, name: str) -> Path:
     return candidates[0]
 
 
+def _numeric(values: Sequence[str]) -> bool:
+    try:
+        [float(v) for v in values]
+    except ValueError:
+        return False
+    return bool(values)
+
+
 def read_pfwillow(root: str | Path, *, limit: int | None = None, categories: Sequence[str] | None = None) -> list[WillowPair]:
     """Pairs of ``root/test_pairs.csv`` in file order (first ``limit`` only), images checked to exist."""
     root = Path(root)
@@ -86,7 +94,8 @@ def read_pfwillow(root: str | Path, *, limit: int | None = None, categories: Seq
         rows = list(csv.reader(f))
     if not rows:
         raise InputError(f"{path}: empty")
-    for line, row in enumerate(rows[1:], start=2):
+    start = 1 if not _numeric(rows[0][2:]) else 0  # a header row (imageA, imageB, XA1, ...) or none
+    for line, row in enumerate(rows[start:], start=start + 1):
         if not row:
             continue
         if len(row) != 42:
@@ -105,7 +114,7 @@ def read_pfwillow(root: str | Path, *, limit: int | None = None, categories: Seq
         for p in (a, b):
             if not p.is_file():
                 raise InputError(f"{path}, line {line}: image {p} not found")
-        pairs.append(WillowPair(f"{line - 1:04d}", category, a, b, src, trg))
+        pairs.append(WillowPair(f"{line - start:04d}", category, a, b, src, trg))  # the pair's number in the file
         if limit is not None and len(pairs) >= limit:
             break
     if not pairs:
