@@ -31,12 +31,12 @@ class BenchBackbone:
 
 BENCH_BACKBONES: dict[str, BenchBackbone] = {b.name: b for b in (
     BenchBackbone("sd", "davis", "SD 2.1 U-Net + VAE"),
-    BenchBackbone("adm", "davis-adm", "ADM 256x256 uncond U-Net"),
+    BenchBackbone("adm", "davis-adm", "ADM 256x256 uncond"),
     BenchBackbone("dino", "davis-dino", "DINO ViT-B/8"),
     BenchBackbone("clip", "davis-clip", "OpenCLIP ViT-H/14"),
     BenchBackbone("dinov2", "davis-dinov2", "DINOv2 ViT-B/14"),
-    BenchBackbone("sd+dinov2", "spair-sd-dinov2", "SD 1.5 + DINOv2 ViT-B/14", per_call=2),
-    BenchBackbone("cleandift", "davis-cleandift", "SD 2.1 U-Net + VAE, clean"),
+    BenchBackbone("sd+dinov2", "spair-sd-dinov2", "SD 1.5 + DINOv2 B/14", per_call=2),
+    BenchBackbone("cleandift", "davis-cleandift", "SD 2.1 U-Net + VAE"),
 )}
 
 
@@ -104,8 +104,9 @@ def build_bench_extractor(name: str, *, device: str = "cpu", dtype: str = "float
     raise KeyError(name)
 
 
-def count_flops(name: str, size: tuple[int, int]) -> float:
-    """FLOPs per image of one extraction at ``size`` (H, W), counted on the meta device (nothing is computed)."""
+def count_flops(name: str, size: tuple[int, int]) -> tuple[float, list[int]]:
+    """FLOPs per image of one extraction at ``size`` (H, W), and the feature shape (C, h, w) there;
+    counted on the meta device (nothing is computed)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     ext = build_bench_extractor(name, device="meta")
@@ -113,6 +114,5 @@ def count_flops(name: str, size: tuple[int, int]) -> float:
     images = torch.zeros(n, 3, *size, dtype=torch.uint8, device="meta")
     counter = FlopCounterMode(display=False)
     with counter:
-        ext.extract(images, indices=list(range(n)), prompt="")
-    return counter.get_total_flops() / n
-
+        out = ext.extract(images, indices=list(range(n)), prompt="")
+    return counter.get_total_flops() / n, list(out.shape[1:])

@@ -454,8 +454,8 @@ def _backbone_worker(args: argparse.Namespace) -> int:
     mult = int(ext.multiple)
     size = nearest_size(*_hw(args.size), mult)
     fsize = nearest_size(*_hw(args.flops_size), mult)
-    flops = count_flops(name, fsize)
-    flops_timed = count_flops(name, size) if size != fsize else flops
+    flops, feat_there = count_flops(name, fsize)
+    flops_timed = count_flops(name, size)[0] if size != fsize else flops
     params = sum(p.numel() for m in _modules(ext) for p in m.parameters())
     n = spec.per_call
     g = torch.Generator().manual_seed(args.seed)
@@ -470,21 +470,19 @@ def _backbone_worker(args: argparse.Namespace) -> int:
     else:
         _rss_reset()
     times = []
-    feat_shape = None
     for k in range(args.warmup + args.frames):
         batch = frames[k * n : (k + 1) * n]
         sync()
         t = time.perf_counter()
-        out = ext.extract(batch, indices=list(range(k * n, (k + 1) * n)), prompt="")
+        ext.extract(batch, indices=list(range(k * n, (k + 1) * n)), prompt="")
         sync()
         if k >= args.warmup:
             times.append((time.perf_counter() - t) / n)
-        feat_shape = list(out.shape[1:])
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _rss_peak()
     cfg = ext.config
     _send({"name": name, "label": spec.label, "preset": spec.preset, "size": list(size), "flops_size": list(fsize),
            "flops": flops, "flops_timed": flops_timed, "seconds": times, "peak": peak, "built_s": built,
-           "params": params, "stride": int(ext.stride), "features": feat_shape, "dtype": str(ext.dtype).replace("torch.", ""),
+           "params": params, "stride": int(ext.stride), "features": feat_there, "dtype": str(ext.dtype).replace("torch.", ""),
            "settings": _settings_text(name, cfg), "threads": torch.get_num_threads(), "device": str(device)})
     return 0
 
@@ -497,9 +495,9 @@ def _modules(ext: Any) -> list[Any]:
 
 def _settings_text(name: str, cfg: Any) -> str:
     if name in ("sd", "cleandift", "adm"):
-        return f"t {cfg.t}, block {cfg.up_ft_index}, ensemble {cfg.ensemble}" + (", clean" if cfg.clean else "")
+        return f"t {cfg.t}, block {cfg.up_ft_index}, E {cfg.ensemble}" + (", clean" if cfg.clean else "")
     if name == "sd+dinov2":
-        return f"t {cfg.t}, SD blocks {','.join(map(str, cfg.fusion_sd_blocks))}, a pair per call"
+        return f"t {cfg.t}, blocks {','.join(map(str, cfg.fusion_sd_blocks))}, pairs"
     return ("last block" if cfg.layer == -1 else f"block {cfg.layer}") + (" + norm" if cfg.final_norm else ", no norm")
 
 
@@ -537,7 +535,7 @@ def _compare_backbones(args: argparse.Namespace) -> int:
         res.append(r)
         print(f"  {name}: {sum(r['seconds']) / len(r['seconds']):.2f} s/frame at {r['size'][0]}x{r['size'][1]}", flush=True)
 
-    col = 21
+    col = 23
     rows: list[tuple[str, list[str]]] = [
         ("", [r["name"] for r in res]),
         ("architecture", [r["label"] for r in res]),
@@ -545,8 +543,7 @@ def _compare_backbones(args: argparse.Namespace) -> int:
         ("settings", [r["settings"] for r in res]),
         ("parameters (M)", [f"{r['params'] / 1e6:.0f}" for r in res]),
         ("flops size*", [f"{r['flops_size'][0]}x{r['flops_size'][1]}" for r in res]),
-        ("features there (C h w)", [f"{r['features'][0]} {r['flops_size'][0] // r['stride']} {r['flops_size'][1] // r['stride']}"
-                                    f" /{r['stride']}" for r in res]),
+        ("features there (C h w)", [" ".join(map(str, r["features"])) + f" /{r['stride']}" for r in res]),
         ("TFLOP/frame there", [f"{r['flops'] / 1e12:.3f}" for r in res]),
         ("timed at", [f"{r['size'][0]}x{r['size'][1]}" for r in res]),
         ("seconds/frame", [f"{sum(r['seconds']) / len(r['seconds']):.2f}" for r in res]),
@@ -557,7 +554,8 @@ def _compare_backbones(args: argparse.Namespace) -> int:
     for name, vals in rows:
         print(f"{name:<26}" + "".join(f"{v[:col - 1]:<{col}}" for v in vals))
     print(f"* {args.flops_size} or the backbone's nearest valid size; sd+dinov2 per image (its features are computed "
-          f"a pair at a time); {res[0]['threads']} torch threads")
+          f"a pair at a time; its PCA dimensions are capped by a pair's positions: 1536 channels at its 960x960); "
+          f"{res[0]['threads']} torch threads")
     if not cuda and args.size != "480x832":
         print(f"note: timed at a reduced size ({args.size}) on the CPU; FLOPs are at {args.flops_size}")
     print(f"total wall time {time.perf_counter() - t_start:.0f} s")
