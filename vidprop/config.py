@@ -36,6 +36,7 @@ __all__ = [
     "PRESET_DIR",
     "RUNTIME_FIELDS",
     "SEQUENCE_SECTIONS",
+    "with_defaults",
 ]
 
 #: The DIFT paper used ``stabilityai/stable-diffusion-2-1``, withdrawn from the
@@ -205,6 +206,9 @@ class PropagationConfig:
     #: How keypoint heatmaps are drawn (tracking): "crw" (CRW's code, the published JHMDB runs)
     #: or "ideal" (the full 4 x 4 patch near the left/top border too).
     keypoint_rule: Literal["crw", "ideal"] = "crw"
+    #: Annotated frames kept as permanent context slots (anchors); the first always stays,
+    #: the oldest other one leaves when a new one would exceed the bound.
+    max_anchors: int = 8
     #: Queries per tile side of the windowed computation.
     tile: int = 8
     #: Upper bound on queries processed at once; bounds peak memory.
@@ -223,6 +227,8 @@ class PropagationConfig:
             raise ConfigError(f"propagation.radius must be > 0, got {self.radius}")
         if self.keypoint_rule not in ("crw", "ideal"):
             raise ConfigError(f"propagation.keypoint_rule must be 'crw' or 'ideal', got {self.keypoint_rule!r}")
+        if self.max_anchors < 1:
+            raise ConfigError(f"propagation.max_anchors must be >= 1, got {self.max_anchors}")
         if self.tile < 1 or self.chunk_size < 1:
             raise ConfigError("propagation.tile and propagation.chunk_size must be >= 1")
 
@@ -394,6 +400,20 @@ def _build(klass: type, values: Mapping[str, Any], where: str) -> Any:
         return klass(**values)
     except TypeError as exc:  # pragma: no cover - defensive
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def with_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a ``TaskConfig.to_dict()`` record whose sections also hold the fields it lacks, at their defaults.
+
+    A results folder written before a field existed records no value for it;
+    comparing its settings with today's must not see that as a change.
+    """
+    out = dict(data)
+    for key, klass in _SECTIONS.items():
+        section = out.get(key)
+        if isinstance(section, Mapping):
+            out[key] = {**dataclasses.asdict(klass()), **section}
+    return out
 
 
 def preset_names() -> list[str]:

@@ -10,10 +10,15 @@ from vidprop.cli.common import config_from_args
 
 def test_repeated_single_value_option_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(["segment", "v.mp4", "--mask", "a.png", "--mask", "b.png"])
+        build_parser().parse_args(["segment", "v.mp4", "--mask", "a.png", "--out", "a", "--out", "b"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "--mask was given twice ('a.png' and 'b.png'); give it once" in err
+    assert "--out was given twice ('a' and 'b'); give it once" in err
+
+
+def test_mask_is_repeatable_one_annotation_each():
+    args = build_parser().parse_args(["segment", "v.mp4", "--mask", "a.png", "--mask", "35:b.png"])
+    assert args.mask == ["a.png", "35:b.png"]
 
 
 def test_repeated_option_in_an_eval_subcommand(capsys):
@@ -24,7 +29,7 @@ def test_repeated_option_in_an_eval_subcommand(capsys):
 
 def test_flags_once_each_parse_and_leave_no_bookkeeping():
     args = build_parser().parse_args(["segment", "v.mp4", "--mask", "a.png", "--topk", "5", "--no-progress"])
-    assert args.mask == "a.png" and args.topk == 5 and args.no_progress
+    assert args.mask == ["a.png"] and args.topk == 5 and args.no_progress
     assert not any(k.startswith("_vidprop") for k in vars(args))
 
 

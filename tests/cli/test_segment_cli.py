@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,6 +13,7 @@ from vidprop.io.masks import davis_palette, write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_frame_folder, write_video
 
 FAST = ["--short-side", "64", "--ensemble", "2", "--no-progress"]
+QUICK = ["--short-side", "64", "--ensemble", "1", "--no-progress", "--no-overlay"]
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +131,119 @@ def test_failure_midway_leaves_nothing(footage, tiny_sd_path, tmp_path, monkeypa
     with pytest.raises(InputError, match="simulated"):
         segmod.segment_video(d / "clip.mp4", d / "mask.png", tmp_path, segmenter=seg, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- annotations, exports, frame ranges
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory):
+    d = tmp_path_factory.mktemp("annotated")
+    scene = SyntheticScene(width=128, height=64, num_frames=8, num_objects=2, seed=5, object_ids=(2, 5))
+    write_video(scene, d / "clip.mp4")
+    write_frame_folder(scene, d / "frames", ext=".jpg")
+    masks = [scene.frame(t)[1] for t in range(8)]
+    only5 = np.where(masks[3] == 5, 5, 0).astype(np.uint8)
+    write_indexed_png(d / "only5.png", only5)
+    (d / "Annotations").mkdir()
+    write_indexed_png(d / "Annotations" / "00006.png", np.where(masks[6] == 2, 2, 0).astype(np.uint8))
+    write_indexed_png(d / "first2.png", np.where(masks[2] == 2, 2, 0).astype(np.uint8))
+    return d, masks
+
+
+def test_annotations_at_any_frame_both_directions_and_every_format(annotated, tiny_sd_path, tmp_path, capsys):
+    from vidprop.io.exports import read_coco_masks
+    from vidprop.io.masks import read_mask
+
+    d, masks = annotated
+    out = tmp_path / "out"
+    rc = main(["segment", str(d / "frames"), "--mask", f"00002:{d / 'first2.png'}", "--mask", f"3:{d / 'only5.png'}",
+               "--masks", str(d / "Annotations"), "--direction", "both", "--format", "png,coco,youtube-vos",
+               "--out", str(out), "--name", "vid", "--model", str(tiny_sd_path), *QUICK])
+    assert rc == 0
+    assert "wrote 8 masks" in capsys.readouterr().out
+    res = out / "vid"
+    pngs = sorted(res.glob("*.png"))
+    assert [p.stem for p in pngs] == [f"{i:05d}" for i in range(8)]
+    got = [read_mask(p, allow_empty=True)[0] for p in pngs]
+    np.testing.assert_array_equal(got[2] == 2, masks[2] == 2)  # annotations are exact for their ids
+    np.testing.assert_array_equal(got[3] == 5, masks[3] == 5)
+    np.testing.assert_array_equal(got[6] == 2, masks[6] == 2)
+    assert not any((g == 5).any() for g in got[:2])  # id 5 is first annotated at frame 3; the backward pass
+    assert all((g == 2).any() for g in got[:2])  # from frame 2 fills frames 0 and 1 with id 2
+    for (name, m), p, g in zip(read_coco_masks(res / "coco.json"), pngs, got):
+        assert name == p.stem
+        np.testing.assert_array_equal(m, g)
+    yt = sorted((res / "youtube-vos" / "Annotations" / "vid").glob("*.png"))
+    assert [p.name for p in yt] == [p.name for p in pngs]
+    for p, g in zip(yt, got):
+        np.testing.assert_array_equal(read_mask(p, allow_empty=True)[0], g)
+    doc = json.loads((res / "annotations.json").read_text())
+    assert (doc["mode"], doc["direction"], doc["frames"]) == ("objects", "both", [0, 8])
+    assert [(a["frame"], a["ids"]) for a in doc["annotations"]] == [(2, [2]), (3, [5]), (6, [2])]
+    # the same result exported afterwards from the PNGs
+    (res / "coco.json").unlink()
+    assert main(["export", str(res), "--format", "coco"]) == 0
+    for (_, m), g in zip(read_coco_masks(res / "coco.json"), got):
+        np.testing.assert_array_equal(m, g)
+
+
+def test_a_part_of_the_video(annotated, tiny_sd_path, tmp_path):
+    d, masks = annotated
+    write_indexed_png(tmp_path / "m3.png", masks[3])
+    out = tmp_path / "out"
+    assert main(["segment", str(d / "clip.mp4"), "--mask", str(tmp_path / "m3.png"), "--frames", "3:7",
+                 "--max-frames", "3", "--out", str(out), "--model", str(tiny_sd_path), *QUICK]) == 0
+    assert sorted(p.name for p in (out / "clip").glob("*.png")) == ["00003.png", "00004.png", "00005.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "clip" / "00003.png")), masks[3])
+    assert json.loads((out / "clip" / "annotations.json").read_text())["frames"] == [3, 6]
+
+
+def test_bad_annotations_fail_before_the_model_loads(annotated, tmp_path, capsys, monkeypatch):
+    from vidprop.tasks.segment import Segmenter
+
+    d, masks = annotated
+    monkeypatch.setattr(Segmenter, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("model loaded")))
+    m0 = tmp_path / "m0.png"
+    write_indexed_png(m0, masks[0])
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.zeros((64, 128), np.uint8)).save(blank)
+    small = tmp_path / "small.png"
+    write_indexed_png(small, masks[0][::2, ::2].copy())
+    nomatch = tmp_path / "nomatch"
+    nomatch.mkdir()
+    write_indexed_png(nomatch / "cat.png", masks[0])
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "out"
+    frames = str(d / "frames")
+    cases = [
+        ([frames, "--mask", str(m0), "--mask", f"12:{m0}"], "annotates frame 12 but"),
+        ([frames, "--mask", str(m0), "--mask", f"00000:{m0}"], "annotated twice"),
+        ([frames, "--mask", str(m0), "--mask", f"4:{blank}"], "blank.png: the mask is empty"),
+        ([frames, "--mask", f"4:{small}"], "small.png: mask size 64x32 differs"),
+        ([frames, "--masks", str(nomatch)], "nomatch: no PNG here names a frame"),
+        ([frames, "--mask", f"kitten:{m0}"], "'kitten' is not a frame index"),
+        ([frames, "--mask", str(m0), "--frames", "5:2"], "--frames 5:2 selects no frame"),
+        ([frames, "--mask", f"6:{m0}", "--frames", "0:4"], "outside this run's frames 0:4"),
+        ([frames], "no annotation"),
+        ([frames, "--mask", str(m0), "--format", "png,gif"], "unknown format 'gif'"),
+    ]
+    for args, message in cases:
+        rc = main(["segment", *args, "--out", str(out), *FAST])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc != 0 and len(err) == 1 and message in err[0], (args, err)
+        assert not out.exists()
+    rc = main(["segment", frames, "--mask", str(m0), "--out", str(tmp_path / "afile" / "o"), *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and "afile: is not a folder" in err[-1]
+
+
+def test_an_annotation_past_the_end_of_a_video_file_is_reported_when_it_ends(annotated, tiny_sd_path, tmp_path,
+                                                                              capsys):
+    d, masks = annotated
+    m0 = tmp_path / "m0.png"
+    write_indexed_png(m0, masks[0])
+    out = tmp_path / "out"
+    rc = main(["segment", str(d / "clip.mp4"), "--mask", str(m0), "--mask", f"20:{m0}", "--out", str(out),
+               "--model", str(tiny_sd_path), *QUICK])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and "annotates frame 20 but the video ended after frame 7 (8 frames)" in err[-1]
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written

@@ -48,7 +48,7 @@ def test_track_writes_json_csv_and_a_playable_overlay(clip, tmp_path, tiny_sd_pa
     assert f"wrote keypoints of {T} frames to {out / 'moving'}" in cap.out
     assert "keypoint 'gone' at (120, 10) lies outside the 96x64 frame" in cap.err
     d = out / "moving"
-    assert sorted(p.name for p in d.iterdir()) == ["keypoints.csv", "keypoints.json", "overlay.mp4"]
+    assert sorted(p.name for p in d.iterdir()) == ["keypoints.csv", "keypoints.json", "overlay.mp4", "source.json"]
 
     doc = json.loads((d / "keypoints.json").read_text())
     assert doc["joints"] == ["centre", "edge", "gone", "hidden"]
@@ -117,3 +117,15 @@ def test_track_help_documents_the_keypoint_file(capsys):
         main(["track", "--help"])
     text = capsys.readouterr().out
     assert '"skeleton": [["head", "neck"]' in text and "frame,joint,x,y,visible" in text
+
+
+def test_track_a_part_of_the_video(clip, tmp_path, tiny_sd_path):
+    video, kp, _ = clip
+    out = tmp_path / "res"
+    assert main(["track", str(video), "--keypoints", str(kp), "--out", str(out), "--model", str(tiny_sd_path),
+                 "--crop", "64", "--ensemble", "1", "--no-progress", "--no-overlay", "--frames", "2:", "--max-frames",
+                 "3"]) == 0
+    doc = json.loads((out / "moving" / "keypoints.json").read_text())
+    assert [f["frame"] for f in doc["frames"]] == [2, 3, 4] and doc["frames"][0]["name"] == "00002"
+    with open(out / "moving" / "keypoints.csv") as f:
+        assert sorted({int(r["frame"]) for r in csv.DictReader(f)}) == [2, 3, 4]

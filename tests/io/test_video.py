@@ -114,3 +114,19 @@ def test_video_names_for_output_folders(tmp_path):
     # a generic frame-folder name gives way to its parent's: judo/frames -> "judo"
     assert open_video(write_frame_folder(scene, tmp_path / "judo" / "frames")).info.name == "judo"
     assert open_video(write_frame_folder(scene, tmp_path / "cat" / "JPEGImages")).info.name == "cat"
+
+
+@pytest.mark.parametrize("backend", ["pyav", "folder"])
+def test_select_reads_a_frame_range(clip, scene, tmp_path, backend):
+    src = clip if backend == "pyav" else write_frame_folder(scene, tmp_path / "frames")
+    reader = open_video(src, backend=backend)
+    every = list(reader)
+    reader.select(2, 5)
+    part = list(reader)
+    assert len(part) == 3
+    for a, b in zip(part, every[2:5]):
+        np.testing.assert_array_equal(a, b)
+    reader.select(5)
+    assert len(list(reader)) == 2
+    with pytest.raises(ValueError):
+        reader.select(4, 4)

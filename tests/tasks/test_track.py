@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from vidprop.config import load_preset
 from vidprop.errors import InputError, OutputExistsError
 from vidprop.io.keypoints import KeypointSet
+from vidprop.io.source import read_source_record
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
 from vidprop.tasks.segment import resize_frame
@@ -164,7 +165,9 @@ def test_track_video_writes_everything_or_nothing(tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir()]
     res = track_video(folder, ks, tmp_path / "out", tracker=make_tracker(), progress=False)
     assert res.num_frames == 4 and res.output_dir == tmp_path / "out" / "clip"
-    assert sorted(p.name for p in res.output_dir.iterdir()) == ["keypoints.csv", "keypoints.json", "overlay.mp4"]
+    assert sorted(p.name for p in res.output_dir.iterdir()) == ["keypoints.csv", "keypoints.json", "overlay.mp4", "source.json"]
+    rec = read_source_record(res.output_dir)
+    assert (rec["video"], rec["kind"], rec["frames"], rec["task"]) == (str(folder.resolve()), "frames", 4, "track")
     doc = json.loads(res.json.read_text())
     assert [f["name"] for f in doc["frames"]] == ["00001", "00002", "00003", "00004"]
     assert doc["frames"][0]["keypoints"] == {"a": [30.0, 20.0], "b": [80.0, 60.0]}

@@ -1,10 +1,16 @@
-"""Benchmark: peak RSS of `vidprop segment` on a short and a long synthetic video.
+"""Benchmark: peak RSS of `vidprop segment` on short and long synthetic videos, with and without annotations.
 
-    vidprop bench segment-memory                  # 100 and 1,000 frames, tiny random model
+    vidprop bench segment-memory                        # 100 and 1,000 frames + 10 annotations over 1,000
+    vidprop bench segment-memory --annotations 0        # first-frame runs only
 
-Memory must not grow with video length: only the context queue is kept, frames
-are streamed, results are written as they come.  Each run is a separate
-process; its peak RSS (ru_maxrss) is printed with the time per frame.
+Memory must not grow with video length or with the number of annotations:
+only the context (anchors, at most ``max_anchors``, and the queue) is kept,
+frames are streamed, results are written as they come, and a backward pass
+spills its frames to a temporary file.  Each run is a separate process; its
+peak RSS (ru_maxrss) is printed with the time per frame.  The annotated runs
+use ``--masks`` with ``--annotations`` masks spread evenly over the longest
+video (first one on frame 0), then the same with ``--direction both`` and the
+first annotation at 10% of the video.
 """
 
 from __future__ import annotations
@@ -29,10 +35,20 @@ print(json.dumps({"rc": rc, "seconds": dt, "peak_mb": resource.getrusage(resourc
 """
 
 
+def _run(cmd: list[str]) -> dict | None:
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        print(f"  failed: {res.stderr.strip()[-500:]}")
+        return None
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vidprop bench segment-memory", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lengths", default="100,1000", help="video lengths in frames")
+    p.add_argument("--annotations", type=int, default=10,
+                   help="annotated frames spread over the longest video (0: first-frame runs only)")
     p.add_argument("--size", default="128x72", help="frame size WxH of the synthetic videos")
     p.add_argument("--short-side", type=int, default=64, help="model input short side")
     p.add_argument("--ensemble", type=int, default=1)
@@ -50,26 +66,49 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model or str(save_random_sd(tmp_path / "tiny-sd"))
         print(f"peak RSS of `vidprop segment` ({'tiny random SD' if not args.model else model}, frames {w}x{h}, "
               f"model input short side {args.short_side}, ensemble {args.ensemble}, DAVIS propagation preset)")
+        base = ["--model", model, "--short-side", str(args.short_side), "--ensemble", str(args.ensemble),
+                "--no-progress", "--no-overlay"]
+        scene = None
         for n in lengths:
             scene = SyntheticScene(width=w, height=h, num_frames=n, num_objects=2, seed=0)
             video = write_video(scene, tmp_path / f"video{n}.mp4")
             write_indexed_png(tmp_path / "mask.png", scene.frame(0)[1])
-            cmd = [sys.executable, "-c", _CHILD, "-q", "segment", str(video), "--mask", str(tmp_path / "mask.png"),
-                   "--out", str(tmp_path / f"out{n}"), "--model", model, "--short-side", str(args.short_side),
-                   "--ensemble", str(args.ensemble), "--no-progress"]
             t0 = time.perf_counter()
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                print(f"  {n} frames: failed: {res.stderr.strip()[-500:]}")
+            info = _run([sys.executable, "-c", _CHILD, "-q", "segment", str(video), "--mask",
+                         str(tmp_path / "mask.png"), "--out", str(tmp_path / f"out{n}"), *base])
+            if info is None:
                 return 1
-            info = json.loads(res.stdout.strip().splitlines()[-1])
             written = len(list((tmp_path / f"out{n}" / f"video{n}").glob("*.png")))
-            rows.append((n, info["peak_mb"], info["seconds"]))
-            print(f"  {n:>6} frames: peak RSS {info['peak_mb']:8.1f} MB, {1000 * info['seconds'] / n:6.1f} ms/frame, "
-                  f"{written} masks written ({time.perf_counter() - t0:.0f} s with start-up)")
-    if len(rows) >= 2:
-        a, b = rows[0][1], rows[-1][1]
-        print(f"  peak RSS ratio {rows[-1][0]} vs {rows[0][0]} frames: {b / a:.3f} ({100 * (b - a) / a:+.1f}%)")
+            rows.append((f"{n} frames, first-frame mask", n, info))
+            print(f"  {n:>6} frames, first-frame mask: peak RSS {info['peak_mb']:8.1f} MB, "
+                  f"{1000 * info['seconds'] / n:6.1f} ms/frame, {written} masks written "
+                  f"({time.perf_counter() - t0:.0f} s with start-up)")
+        if len(rows) >= 2:
+            a, b = rows[0][2]["peak_mb"], rows[-1][2]["peak_mb"]
+            print(f"  peak RSS ratio {rows[-1][1]} vs {rows[0][1]} frames: {b / a:.3f} ({100 * (b - a) / a:+.1f}%)")
+        k = args.annotations
+        if k > 0 and scene is not None:
+            n = lengths[-1]
+            first_only = rows[-1][2]["peak_mb"]
+            video = tmp_path / f"video{n}.mp4"
+            for label, start, extra in ((f"{k} annotations from frame 0", 0, []),
+                                        (f"{k} annotations from frame {n // 10}, --direction both", n // 10,
+                                         ["--direction", "both"])):
+                masks = tmp_path / f"masks-{start}"
+                masks.mkdir()
+                frames = [start + round(i * (n - 1 - start) / max(1, k - 1)) for i in range(k)]
+                for t in frames:
+                    write_indexed_png(masks / f"{t:05d}.png", scene.frame(t)[1])
+                t0 = time.perf_counter()
+                info = _run([sys.executable, "-c", _CHILD, "-q", "segment", str(video), "--masks", str(masks),
+                             "--out", str(tmp_path / f"ann{start}"), *base, *extra])
+                if info is None:
+                    return 1
+                written = len(list((tmp_path / f"ann{start}" / f"video{n}").glob("*.png")))
+                print(f"  {n:>6} frames, {label}: peak RSS {info['peak_mb']:8.1f} MB "
+                      f"({100 * (info['peak_mb'] - first_only) / first_only:+.1f}% vs the first-frame run), "
+                      f"{1000 * info['seconds'] / n:6.1f} ms/frame, {written} masks written "
+                      f"({time.perf_counter() - t0:.0f} s with start-up)")
     return 0
 
 

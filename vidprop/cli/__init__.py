@@ -27,6 +27,8 @@ COMMANDS = [
     "vidprop.cli.bench",
     "vidprop.cli.track",
     "vidprop.cli.match",
+    "vidprop.cli.export",
+    "vidprop.cli.view",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [
@@ -34,6 +36,7 @@ EVAL_COMMANDS: list[str] = [
     "vidprop.cli.eval_davis",
     "vidprop.cli.eval_pairs",
     "vidprop.cli.eval_semantic",
+    "vidprop.cli.eval_ytvos",
 ]
 
 log = logging.getLogger("vidprop")

@@ -15,9 +15,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "extract": ("vidprop.bench.extract", "DIFT extraction fps, FLOPs and peak memory: published featurizer's way vs DiftExtractor (SD 2.1 arch)"),
     "segment": ("vidprop.bench.segment", "`segment` end to end on a synthetic 854x480 video (SD 2.1 arch): frames/s and the time split"),
     "davis-scoring": ("vidprop.bench.davis_scoring", "DAVIS J&F scoring time on a synthetic 30 x 70-frame 480p set, 1 and 2 workers vs plain NumPy"),
-    "segment-memory": ("vidprop.bench.segment_memory", "peak RSS of `segment` on 100- and 1,000-frame synthetic videos (tiny model)"),
+    "segment-memory": ("vidprop.bench.segment_memory", "peak RSS of `segment` on 100- and 1,000-frame synthetic videos, and with 10 annotations (tiny model)"),
     "match": ("vidprop.bench.match", "one semantic match and the attention matcher per point (tiny model, CPU), U-Net calls"),
     "track": ("vidprop.bench.track", "`track` per frame (tiny model) and protocol B keypoint propagation at JHMDB scale vs dense"),
+    "view": ("vidprop.bench.view", "`view --match`: one click at 768x768 with 1280-channel stride-16 features vs semantic_argmax"),
 }
 
 

@@ -5,12 +5,14 @@ Each flag is defined once here; a command picks the groups it needs:
 * :func:`add_model_args`: preset, model and feature-extraction settings;
 * :func:`add_propagation_args`: the label-propagation settings of video commands;
 * :func:`add_video_output_args`: ``--out/--name/--overwrite/--no-overlay/--backend/--profile``;
-* :func:`add_progress_arg`: ``--no-progress``.
+* :func:`add_progress_arg`: ``--no-progress``;
+* :func:`add_frame_range_args`: ``--frames START:END`` and ``--max-frames N``.
 
 :func:`config_from_args` turns the parsed flags into a
 :class:`~vidprop.config.TaskConfig` (the preset, then every flag that was
 given).  :class:`VidpropParser` refuses a single-value option given twice
-(``--mask a.png --mask b.png`` would otherwise keep the last one silently).
+(``--out a --out b`` would otherwise keep the last one silently); options
+meant to repeat (``segment --mask``) use ``action="append"``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "add_propagation_args",
     "add_video_output_args",
     "add_progress_arg",
+    "add_frame_range_args",
     "extractor_overrides",
     "propagation_overrides",
     "config_from_args",
@@ -177,6 +180,14 @@ def add_video_output_args(p: argparse.ArgumentParser, *, overlay: bool = True) -
     p.add_argument("--profile", action="store_true",
                    help="print frames/s and the time split: decode wait, extraction, propagation, write wait, "
                         "and the reader/writer threads' busy time")
+
+
+def add_frame_range_args(p: argparse.ArgumentParser) -> None:
+    """``--frames START:END`` and ``--max-frames N``: run on a part of the video (a quick look)."""
+    g = p.add_argument_group("part of the video")
+    g.add_argument("--frames", metavar="START:END",
+                   help="only frames START..END-1 (indices in the video; either side may be empty: 100: or :50)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="at most N frames (from START)")
 
 
 def add_progress_arg(p: argparse.ArgumentParser) -> None:

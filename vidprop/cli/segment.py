@@ -1,4 +1,4 @@
-"""``vidprop segment``: propagate a first-frame mask through a video."""
+"""``vidprop segment``: propagate annotated masks (first frame, later frames, corrections) through a video."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from vidprop.cli.common import (
+    add_frame_range_args,
     add_model_args,
     add_progress_arg,
     add_propagation_args,
@@ -24,41 +25,87 @@ examples:
   vidprop segment frames/ --mask 00000.png --out results/ --name judo
   vidprop segment clip.mp4 --mask first.png --model /models/sd21 --device cuda --dtype bf16
   vidprop segment clip.mp4 --mask first.png --protocol crw --topk 10 --temperature 0.05
+  # an object that enters at frame 40, a correction at frame 70
+  vidprop segment clip.mp4 --mask first.png --mask 40:car.png --mask 70:fixed.png
+  # annotations of any frames in the DAVIS / YouTube-VOS Annotations/<video>/ layout, both directions
+  vidprop segment frames/ --masks Annotations/judo/ --direction both --format png,coco
+  # a quick look at the first 20 frames
+  vidprop segment clip.mp4 --mask first.png --max-frames 20
   vidprop segment clip.mp4 --mask first.png --backbone adm --weights 256x256_diffusion_uncond.pt  # davis-adm
   vidprop segment clip.mp4 --mask first.png --backbone dino                      # DINO ViT-B/8, davis-dino
 
 masks: an indexed (P) PNG (indices = object ids), a greyscale PNG with a few
 integer ids ({0,255} = one object), an anti-aliased greyscale mask (one object,
-thresholded at 128), or an RGB colour mask (one object per colour).
+thresholded at 128), or an RGB colour mask (one object per colour; the colour
+masks of one run share one colour -> id table).
 
-output: OUT/NAME/00000.png ... (indexed PNGs, DAVIS palette, the input's size;
-named like the input frames for a frame folder) and OUT/NAME/overlay.mp4.
+annotations: --mask PATH annotates the first frame of the run (frame 0, or
+START with --frames); --mask FRAME:PATH (repeatable) annotates frame FRAME, an
+index or, for a frame folder, a frame file's name (00035); --masks DIR takes
+every PNG of DIR whose name names a frame.  In --annotation-mode objects (the
+default, YouTube-VOS semantics) the ids an annotation holds are exact on its
+frame and the other objects keep being propagated; a new id is a new object
+(absent before it is first annotated).  In --annotation-mode frame an
+annotation is the complete labelling of its frame: objects it does not hold
+leave the video there.  Annotated frames stay in the context as anchors (at
+most --max-anchors, default 8; the first always stays).  Frames before the
+first annotation are background unless --direction both propagates backwards
+from it.
+
+output: OUT/NAME/00000.png ... (png: indexed PNGs, DAVIS palette, the input's
+size; named like the input frames for a frame folder), OUT/NAME/coco.json
+(coco: one COCO-style document, RLE masks per object and frame, bbox, area;
+pycocotools reads it), OUT/NAME/youtube-vos/Annotations/NAME/*.png
+(youtube-vos: the submission layout), OUT/NAME/overlay.mp4, and
+OUT/NAME/annotations.json (which frames were annotated with which ids, the
+mode and direction) when the run had more than a first-frame mask.
 """
 
 
 def segment_config_from_args(args: argparse.Namespace):
-    """The preset with the flags of ``segment`` (and ``eval davis``) applied."""
+    """The preset with the flags of ``segment`` (and ``eval davis``, ``eval youtube-vos``) applied."""
     frames = {"mode": "short_side", "short_side": args.short_side} if getattr(args, "short_side", None) else None
-    return config_from_args(args, "davis-fast", frames=frames)
+    cfg = config_from_args(args, "davis-fast", frames=frames)
+    return cfg.override(propagation={"max_anchors": getattr(args, "max_anchors", None)})
 
 
 def add_short_side_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--short-side", type=int, help="resize frames so the short side is this (multiple of 32)")
 
 
+def add_annotation_args(p: argparse.ArgumentParser) -> None:
+    """How annotations are read and applied (``segment``)."""
+    g = p.add_argument_group("annotations")
+    g.add_argument("--mask", action="append", metavar="[FRAME:]PATH",
+                   help="an annotation: PATH for the first frame, FRAME:PATH for frame FRAME (repeatable)")
+    g.add_argument("--masks", metavar="DIR", help="a folder of <frame>.png annotations (Annotations/<video>/ layout)")
+    g.add_argument("--resize-mask", action="store_true",
+                   help="nearest-resize a mask whose size differs from the frames")
+    g.add_argument("--annotation-mode", choices=["objects", "frame"], default="objects",
+                   help="objects (default): an annotation is exact for the ids it holds, the others keep going; "
+                        "frame: it is the complete labelling of its frame")
+    g.add_argument("--direction", choices=["forward", "both"], default="forward",
+                   help="both: also propagate backwards from the first annotated frame to the start")
+    g.add_argument("--max-anchors", type=int, metavar="N",
+                   help="annotated frames kept as context (default 8; the first always stays)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "segment",
-        help="propagate a first-frame mask through a video",
-        description="Propagate a first-frame segmentation (one or many objects) through a video "
-        "with DIFT features and write DAVIS-style indexed PNGs plus an overlay video.",
+        help="propagate annotated masks through a video",
+        description="Propagate a segmentation (one or many objects, annotated on the first frame or any "
+        "frames) through a video with DIFT features and write DAVIS-style indexed PNGs (or COCO, "
+        "YouTube-VOS) plus an overlay video.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("video", help="video file (mp4, avi, ...) or a folder of frames (sorted by name)")
-    p.add_argument("--mask", required=True, help="first-frame mask image")
-    p.add_argument("--resize-mask", action="store_true", help="nearest-resize a mask whose size differs from the frames")
+    add_annotation_args(p)
+    p.add_argument("--format", default="png", metavar="F[,F...]",
+                   help="outputs: png (default), coco, youtube-vos, or several separated by commas")
     add_video_output_args(p)
+    add_frame_range_args(p)
     add_progress_arg(p)
     add_model_args(p, "davis-fast")
     add_short_side_arg(p)
@@ -67,37 +114,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidprop.tasks.segment import Segmenter, segment_video
+    from vidprop.errors import InputError
+    from vidprop.io.annotations import parse_mask_arg
+    from vidprop.io.exports import parse_formats
+    from vidprop.tasks.segment import Segmenter, prepare_segment
 
     cfg = segment_config_from_args(args)
-    # Check the cheap things before loading the model.
-    from pathlib import Path
-
-    from vidprop.io.atomic import check_writable_target
-    from vidprop.io.masks import read_mask
-    from vidprop.io.video import open_video
-
-    reader = open_video(args.video, backend=args.backend)
-    logging.disable(logging.WARNING)  # the real read below logs how the mask was interpreted
-    try:
-        read_mask(args.mask)
-    finally:
-        logging.disable(logging.NOTSET)
-    check_writable_target(Path(args.out) / (args.name or reader.info.name), args.overwrite)
-    seg = Segmenter.from_pretrained(config=cfg)
-    res = segment_video(
-        args.video,
-        args.mask,
-        args.out,
-        segmenter=seg,
-        name=args.name,
-        overwrite=args.overwrite,
-        overlay=not args.no_overlay,
-        resize_mask=args.resize_mask,
-        backend=args.backend,
-        progress=progress_enabled(args),
+    formats = parse_formats(args.format)
+    sources = [parse_mask_arg(m) for m in args.mask or []]
+    if not sources and not args.masks:
+        raise InputError("no annotation: give --mask PATH (the first frame), --mask FRAME:PATH or --masks DIR")
+    # Everything that can be checked is checked before the model loads (the video is opened once, here).
+    job = prepare_segment(
+        args.video, None, args.out, annotations=sources, masks=args.masks, mode=args.annotation_mode,
+        name=args.name, overwrite=args.overwrite, resize_mask=args.resize_mask, backend=args.backend,
+        frames=args.frames, max_frames=args.max_frames,
     )
-    print(f"wrote {res.num_frames} masks to {res.output_dir}" + (f" and {res.overlay.name}" if res.overlay else ""))
+    seg = Segmenter.from_pretrained(config=cfg)
+    res = job.run(seg, overlay=not args.no_overlay, direction=args.direction, formats=formats,
+                  progress=progress_enabled(args))
+    extra = [res.overlay.name] if res.overlay else []
+    extra += [str(p.relative_to(res.output_dir)) for p in res.exports.values()]
+    what = f"{res.num_frames} masks" if "png" in formats else f"{res.num_frames} frames"
+    print(f"wrote {what} to {res.output_dir}" + (f" and {', '.join(extra)}" if extra else ""))
     if args.profile:
         print(f"profile: {res.profile}")
     return 0

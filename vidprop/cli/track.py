@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vidprop.cli.common import (
+    add_frame_range_args,
     add_model_args,
     add_progress_arg,
     add_propagation_args,
@@ -20,8 +21,10 @@ examples:
   vidprop track clip.mp4 --keypoints first_frame.json --out results/
   vidprop track frames/ --keypoints first_frame.json --out results/ --name dance
   vidprop track clip.mp4 --keypoints first_frame.json --crop 256 --ensemble 4 --device cuda
+  vidprop track clip.mp4 --keypoints frame100.json --frames 100:200   # keypoints of frame 100
 
-keypoint file (JSON), pixel coordinates of the FIRST frame, (0, 0) = centre of
+keypoint file (JSON), pixel coordinates of the FIRST frame of the run (frame 0,
+or START with --frames), (0, 0) = centre of
 the top-left pixel, x to the right, y down:
   {"keypoints": {"head": [120.5, 40], "neck": [121, 62], "l_hand": [90, 130]},
    "skeleton": [["head", "neck"], ["neck", "l_hand"]]}
@@ -72,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="video file (mp4, avi, ...) or a folder of frames (sorted by name)")
     p.add_argument("--keypoints", required=True, help="first-frame keypoint file (JSON, see below)")
     add_video_output_args(p)
+    add_frame_range_args(p)
     add_progress_arg(p)
     add_model_args(p, "jhmdb")
     add_crop_arg(p)
@@ -80,30 +84,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from vidprop.io.atomic import check_writable_target
-    from vidprop.io.keypoints import read_keypoints
-    from vidprop.io.video import open_video
-    from vidprop.tasks.track import Tracker, track_video
+    from vidprop.tasks.track import Tracker, prepare_track
 
     cfg = track_config_from_args(args)
-    # Check the cheap things before loading the model.
-    reader = open_video(args.video, backend=args.backend)
-    kps = read_keypoints(args.keypoints)
-    check_writable_target(Path(args.out) / (args.name or reader.info.name), args.overwrite)
+    # Everything that can be checked is checked before the model loads (the video is opened once, here).
+    job = prepare_track(args.video, args.keypoints, args.out, name=args.name, overwrite=args.overwrite,
+                        backend=args.backend, frames=args.frames, max_frames=args.max_frames)
     tracker = Tracker.from_pretrained(config=cfg)
-    res = track_video(
-        args.video,
-        kps,
-        args.out,
-        tracker=tracker,
-        name=args.name,
-        overwrite=args.overwrite,
-        overlay=not args.no_overlay,
-        backend=args.backend,
-        progress=progress_enabled(args),
-    )
+    res = job.run(tracker, overlay=not args.no_overlay, progress=progress_enabled(args))
     extra = f" and {res.overlay.name}" if res.overlay else ""
     print(f"wrote keypoints of {res.num_frames} frames to {res.json.parent} ({res.json.name}, {res.csv.name}{extra})")
     if args.profile:

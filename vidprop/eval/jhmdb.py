@@ -25,7 +25,6 @@ that joint's normalised distances <= a).
 from __future__ import annotations
 
 import csv
-import itertools
 import logging
 import math
 import time
@@ -41,8 +40,8 @@ from vidprop.config import TaskConfig
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file
 from vidprop.io.keypoints import read_jhmdb_mat
-from vidprop.io.video import list_frames, open_video
-from vidprop.tasks.segment import resize_frame
+from vidprop.io.driver import FrameRange, VideoDriver
+from vidprop.io.video import list_frames
 from vidprop.tasks.track import Tracker
 from vidprop.progress import progress_bar
 
@@ -249,7 +248,9 @@ def _load_prediction(path: Path, num_frames: int) -> dict[str, Any] | None:
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    c = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items() if k != "name"}
+    from vidprop.config import with_defaults
+
+    c = {k: dict(v) if isinstance(v, dict) else v for k, v in with_defaults(config).items() if k != "name"}
     for f in _RUNTIME_FIELDS:
         c.get("extractor", {}).pop(f, None)
     return c
@@ -290,21 +291,18 @@ def predict_video(tracker: Tracker, video: JhmdbVideo, gt: np.ndarray, path: Pat
     """Propagate frame 0's ground truth through the clip's first ``len(gt)`` frames; write (T, J, 2) grid
     coordinates to ``path`` (propagation is causal: later frames cannot change these)."""
     folder = video.frames[0].parent
-    reader = open_video(folder, backend="folder")
-    if reader.info.num_frames != len(video.frames):  # a non-PNG image in the folder
-        raise InputError(f"{folder}: holds images other than .png frames")
     T = len(gt)
-    w, h = reader.info.width, reader.info.height
+    driver = VideoDriver(folder, backend="folder", frames=FrameRange(0, T))
+    if driver.info.num_frames != len(video.frames):  # a non-PNG image in the folder
+        raise InputError(f"{folder}: holds images other than .png frames")
+    w, h = driver.size
     target = tracker.config.frames.target_size(w, h)
-    reader.transform = lambda fr: (fr, resize_frame(fr, target))
     coords, grid = [], None
-    frames = iter(reader)
-    try:
-        for fr in tracker.run(itertools.islice(frames, T), gt[0], outside="draw", progress=progress, total=T):
-            coords.append(fr.grid_xy)
-            grid = fr.grid
-    finally:
-        frames.close()  # stops the decoding thread when the folder has more frames than the ground truth
+    names = [str(j) for j in range(gt.shape[1])]
+    for _, fr in tracker._track_records(driver.records(target), names, gt[0].astype(np.float64).copy(), "draw",
+                                        progress, T):
+        coords.append(fr.grid_xy)
+        grid = fr.grid
     data = {
         "coords": np.stack(coords),
         "grid": np.asarray(grid, dtype=np.int64),

@@ -220,28 +220,38 @@ def write_tracks_json(
     skeleton: Sequence[Sequence[str]] = (),
     frame_names: Sequence[str] | None = None,
     meta: dict[str, Any] | None = None,
+    frame_indices: Sequence[int] | None = None,
 ) -> None:
-    """Write tracks ``xy`` (T, J, 2) pixels with ``visible`` (T, J) as ``keypoints.json`` (see module doc)."""
+    """Write tracks ``xy`` (T, J, 2) pixels with ``visible`` (T, J) as ``keypoints.json`` (see module doc).
+
+    ``frame_indices``: the frames' indices in the video (default 0..T-1).
+    """
     T = len(xy)
     frames = []
     for t in range(T):
         kp = {n: ([_num(xy[t, j, 0]), _num(xy[t, j, 1])] if visible[t, j] else None) for j, n in enumerate(names)}
-        frames.append({"frame": t, "name": frame_names[t] if frame_names else f"{t:05d}", "keypoints": kp})
+        index = int(frame_indices[t]) if frame_indices is not None else t
+        frames.append({"frame": index, "name": frame_names[t] if frame_names else f"{index:05d}", "keypoints": kp})
     doc = {**(meta or {}), "joints": list(names), "skeleton": [list(p) for p in skeleton], "frames": frames}
     Path(path).write_text(json.dumps(doc, indent=1) + "\n")
 
 
-def write_tracks_csv(path: str | Path, names: Sequence[str], xy: np.ndarray, visible: np.ndarray) -> None:
-    """One row per frame and joint: ``frame, joint, x, y, visible`` (x, y empty when not visible)."""
+def write_tracks_csv(path: str | Path, names: Sequence[str], xy: np.ndarray, visible: np.ndarray,
+                     frame_indices: Sequence[int] | None = None) -> None:
+    """One row per frame and joint: ``frame, joint, x, y, visible`` (x, y empty when not visible).
+
+    ``frame_indices``: the frames' indices in the video (default 0..T-1).
+    """
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["frame", "joint", "x", "y", "visible"])
         for t in range(len(xy)):
+            index = int(frame_indices[t]) if frame_indices is not None else t
             for j, n in enumerate(names):
                 if visible[t, j]:
-                    w.writerow([t, n, f"{xy[t, j, 0]:.3f}", f"{xy[t, j, 1]:.3f}", 1])
+                    w.writerow([index, n, f"{xy[t, j, 0]:.3f}", f"{xy[t, j, 1]:.3f}", 1])
                 else:
-                    w.writerow([t, n, "", "", 0])
+                    w.writerow([index, n, "", "", 0])
 
 
 # ---------------------------------------------------------------- JHMDB

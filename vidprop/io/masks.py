@@ -58,10 +58,10 @@ class MaskInfo:
     ids: tuple[int, ...]
 
 
-def read_mask(path: str | Path) -> tuple[np.ndarray, MaskInfo]:
+def read_mask(path: str | Path, *, allow_empty: bool = False) -> tuple[np.ndarray, MaskInfo]:
     """Read a first-frame mask -> ((H, W) uint8 index mask, how it was read).
 
-    Raises InputError if the file is not an image or holds no object.
+    Raises InputError if the file is not an image or holds no object (unless ``allow_empty``).
     """
     path = Path(path)
     if not path.is_file():
@@ -89,7 +89,7 @@ def read_mask(path: str | Path) -> tuple[np.ndarray, MaskInfo]:
         raise InputError(f"{path}: not a readable image ({exc})") from exc
     arr = np.ascontiguousarray(arr.astype(np.uint8))
     ids = tuple(int(v) for v in np.unique(arr) if v != 0)
-    if not ids:
+    if not ids and not allow_empty:
         raise InputError(f"{path}: the mask is empty (no object: every pixel is background 0)")
     return arr, MaskInfo(path=path, mode=mode, kind=kind, ids=ids)
 

@@ -14,6 +14,7 @@ trusted, and if decord fails vidprop falls back to PyAV with a warning.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -243,6 +244,7 @@ class FrameReader:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.busy_seconds = 0.0  # decoding (+ transform) time on the reader thread, last iteration
+        self._sel_start, self._sel_stop = 0, None  # frames [start, stop) are read (see select())
         self._first = self._read_first()
         h, w = self._first.shape[:2]
         if self._files is not None:
@@ -255,8 +257,17 @@ class FrameReader:
 
     def _frames(self) -> Iterator[np.ndarray]:
         if self._files is not None:
-            return _iter_folder(self._files)
-        return {"decord": _iter_decord, "pyav": _iter_pyav, "opencv": _iter_opencv}[self.backend](self.path)
+            return _iter_folder(self._files[self._sel_start : self._sel_stop])
+        frames = {"decord": _iter_decord, "pyav": _iter_pyav, "opencv": _iter_opencv}[self.backend](self.path)
+        if self._sel_start or self._sel_stop is not None:  # frames before start are decoded, not transformed
+            return itertools.islice(frames, self._sel_start, self._sel_stop)
+        return frames
+
+    def select(self, start: int = 0, stop: int | None = None) -> None:
+        """Read only frames ``start <= index < stop`` from now on (a folder skips the others' files)."""
+        if start < 0 or (stop is not None and stop <= start):
+            raise ValueError(f"frame range {start}:{stop} is empty or negative")
+        self._sel_start, self._sel_stop = int(start), (None if stop is None else int(stop))
 
     def _read_first(self) -> np.ndarray:
         it = self._frames()

@@ -1,6 +1,7 @@
 """Windowed top-k feature affinity and label transfer, tile by tile.
 
-One query frame against a set of context frames (specs/propagation.md):
+One query frame against a set of context frames (the protocols are
+described in :mod:`vidprop.propagation.protocol`):
 
 * ``windowed`` context frames: a key is allowed only inside the query's
   neighbourhood (``window="square"``: |dy|, |dx| <= radius, protocol A;
@@ -10,6 +11,10 @@ One query frame against a set of context frames (specs/propagation.md):
   keeps every key >= the k-th value (protocol A), else exactly k (B);
 * weights = softmax of cos / T over the kept keys; label = weighted sum.
 
+Affinities are computed in float32 (float64 stays float64) whatever dtype the
+features arrive in: half-precision features give the soft labels of the
+float32 computation on the same values.
+
 Queries are processed in ``tile x tile`` blocks against only the key region
 their windows can reach, so no (N*hw) x hw affinity is ever built: the
 working memory is about N * (tile + 2r)^2 * C values, whatever the frame size.
@@ -18,11 +23,11 @@ working memory is about N * (tile + 2r)^2 * C values, whatever the frame size.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 
-__all__ = ["window_reach", "propagate_tiled"]
+__all__ = ["window_reach", "propagate_tiled", "propagate_context"]
 
 Window = Literal["square", "disc"]
 
@@ -40,6 +45,11 @@ def _allowed(dy: torch.Tensor, dx: torch.Tensor, radius: float, window: Window) 
     if window == "square":
         return (dy.abs() <= radius) & (dx.abs() <= radius)
     return (dy * dy + dx * dx).to(torch.float64).sqrt() < radius
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype affinities are computed in: float32, or float64 for float64 inputs."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def propagate_tiled(
@@ -77,19 +87,71 @@ def propagate_tiled(
     n = keys.shape[0] if n_frames is None else int(n_frames)
     if labels.ndim != 4 or labels.shape[:3] != (keys.shape[0], h, w):
         raise ValueError(f"labels must be (S, {h}, {w}, K), got {tuple(labels.shape)}")
-    K = labels.shape[-1]
-    has_global = global_keys is not None and global_keys.shape[0] > 0
+    return propagate_context(
+        query, [(keys[:n], labels[:n])], (global_keys, global_labels) if global_keys is not None else None,
+        temperature=temperature, topk=topk, radius=radius, window=window, keep_ties=keep_ties, tile=tile,
+    )
+
+
+def propagate_context(
+    query: torch.Tensor,
+    windowed: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    global_: tuple[torch.Tensor, torch.Tensor] | None = None,
+    *,
+    temperature: float,
+    topk: int,
+    radius: float,
+    window: Window,
+    keep_ties: bool,
+    tile: int = 8,
+) -> torch.Tensor:
+    """Soft labels of one query frame from windowed context groups and global frames.
+
+    Args:
+        query: (h, w, C) L2-normalised query features (channels last).
+        windowed: groups of windowed context frames, in context order:
+            (keys (S_i, h, w, C) L2-normalised, labels (S_i, h, w, K)).
+        global_: optional (keys (G, h*w, C), labels (G, h*w, K)) of frames
+            searched without a window; they come after the windowed frames.
+    Returns:
+        (K, h, w) float32 soft labels.
+    """
+    if query.ndim != 3:
+        raise ValueError(f"query must be (h, w, C), got {tuple(query.shape)}")
+    h, w, C = query.shape
+    groups = [(k, lab) for k, lab in windowed if k.shape[0] > 0]
+    K = None
+    for k, lab in groups:
+        if k.ndim != 4 or k.shape[1:] != (h, w, C):
+            raise ValueError(f"keys must be (S, {h}, {w}, {C}), got {tuple(k.shape)}")
+        if lab.ndim != 4 or lab.shape[:3] != k.shape[:3] or (K is not None and lab.shape[-1] != K):
+            raise ValueError(f"labels must be (S, {h}, {w}, K) like their keys, got {tuple(lab.shape)}")
+        K = lab.shape[-1]
+    n = sum(k.shape[0] for k, _ in groups)
+    has_global = global_ is not None and global_[0] is not None and global_[0].shape[0] > 0
+    cdtype = compute_dtype(query.dtype)
     if has_global:
+        global_keys, global_labels = global_  # type: ignore[misc]
         if global_labels is None or global_keys.shape[1:] != (h * w, C) or global_labels.shape[:2] != global_keys.shape[:2]:
             raise ValueError("global_keys must be (G, h*w, C) with global_labels (G, h*w, K)")
-        g_keys = global_keys.reshape(-1, C)  # (G*hw, C)
+        if K is not None and global_labels.shape[-1] != K:
+            raise ValueError(f"global labels have {global_labels.shape[-1]} channels, the windowed ones {K}")
+        K = global_labels.shape[-1]
+        g_keys = global_keys.reshape(-1, C).to(cdtype)  # (G*hw, C)
         g_labels = global_labels.reshape(-1, K).float()  # (G*hw, K)
     if n == 0 and not has_global:
         raise ValueError("no context frames")
+    assert K is not None
     p = window_reach(radius, window)
     device = query.device
+    query = query.to(cdtype)
     out = torch.empty(h, w, K, dtype=torch.float32, device=device)
     inv_t = 1.0 / float(temperature)
+
+    def gather(tensors: list[torch.Tensor], ky0: int, ky1: int, kx0: int, kx1: int, last: int) -> torch.Tensor:
+        parts = [t[:, ky0:ky1, kx0:kx1] for t in tensors]
+        block = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # (n, ry, rx, last), one copy
+        return block.reshape(-1, last)
 
     for y0 in range(0, h, tile):
         y1 = min(y0 + tile, h)
@@ -101,7 +163,7 @@ def propagate_tiled(
             q = query[y0:y1, x0:x1].reshape(ty * tx, C)  # (Q, C)
             parts = []
             if n > 0:
-                region = keys[:n, ky0:ky1, kx0:kx1].reshape(n * ry * rx, C)  # (n*R, C), one copy
+                region = gather([k for k, _ in groups], ky0, ky1, kx0, kx1, C).to(cdtype)  # (n*R, C)
                 lw = (q @ region.T).float().view(ty * tx, n, ry * rx)  # (Q, n, R)
                 qy = torch.arange(y0, y1, device=device).repeat_interleave(tx)
                 qx = torch.arange(x0, x1, device=device).repeat(ty)
@@ -117,7 +179,7 @@ def propagate_tiled(
             vals, idx = torch.topk(logits, k, dim=1)  # (Q, k)
             lab_parts = []
             if n > 0:
-                lab_parts.append(labels[:n, ky0:ky1, kx0:kx1].reshape(n * ry * rx, K).float())
+                lab_parts.append(gather([lab for _, lab in groups], ky0, ky1, kx0, kx1, K).float())
             if has_global:
                 lab_parts.append(g_labels)
             ctx_labels = lab_parts[0] if len(lab_parts) == 1 else torch.cat(lab_parts, dim=0)  # (M, K)

@@ -1,41 +1,35 @@
 """What the video tasks share: a feature extractor + a TaskConfig, batched extraction, timing.
 
 :class:`PropagationTask` is the base of :class:`~vidprop.tasks.segment.Segmenter`
-and :class:`~vidprop.tasks.track.Tracker`: it resizes frames, extracts their
-features ``batch_size`` frames at a time and times each stage; the subclasses
-turn labels into features' context and back.
+and :class:`~vidprop.tasks.track.Tracker`: it turns frames into
+:class:`~vidprop.io.driver.FrameRecord` s (resized for the model), extracts
+their features ``batch_size`` frames at a time and times each stage; the
+subclasses turn labels into features' context and back.  Results travel with
+their record, so writers never match them to frames by position.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
 
 from vidprop.config import TaskConfig, fit_frames, load_preset
 from vidprop.features.base import FeatureExtractor
+from vidprop.io.driver import FrameRecord, resize_frame
 
-__all__ = ["Profile", "PropagationTask", "background_output", "fit_to_extractor", "resize_frame", "tap_originals"]
+__all__ = ["Profile", "PropagationTask", "background_output", "check_output_folder", "fit_to_extractor", "resize_frame"]
 
 T = TypeVar("T", bound="PropagationTask")
 
 log = logging.getLogger(__name__)
-
-
-def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (OpenCV INTER_LINEAR, as DINO's reader) of an RGB frame to ``size`` = (W, H)."""
-    import cv2
-
-    if (frame.shape[1], frame.shape[0]) == tuple(size):
-        return frame
-    return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LINEAR)
 
 
 def fit_to_extractor(cfg: TaskConfig, extractor: Any) -> TaskConfig:
@@ -86,20 +80,27 @@ class Profile:
         return text
 
 
-def tap_originals(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[deque, Iterator]:
-    """Pass (original, resized) pairs on while keeping the originals, in order, until popped.
+def check_output_folder(out_dir: Path) -> None:
+    """Raise InputError unless ``out_dir`` can be created: its nearest existing ancestor takes a new folder.
 
-    The task consumes the pairs ahead of the frames it yields (batching);
-    the caller pops one original per result to draw its overlay.
+    Tried for real (a temporary folder made and removed at once), so read-only
+    file systems and pseudo-file systems such as ``/proc`` are caught too.
     """
-    originals: deque = deque()
+    import shutil
+    import tempfile
 
-    def tap() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for pair in pairs:
-            originals.append(pair[0])
-            yield pair
+    from vidprop.errors import InputError
 
-    return originals, tap()
+    parent = Path(out_dir).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{parent}: is not a folder; cannot write results under {Path(out_dir).parent}")
+    try:
+        probe = tempfile.mkdtemp(prefix=".vidprop-write-test-", dir=parent)
+    except OSError as exc:
+        raise InputError(f"{parent}: cannot write results here ({exc.strerror or exc}); output {out_dir}") from None
+    shutil.rmtree(probe, ignore_errors=True)
 
 
 @contextmanager
@@ -172,38 +173,69 @@ class PropagationTask:
         ext = build_extractor(cfg.extractor, device=device, dtype=dtype)
         return cls(ext, fit_to_extractor(cfg, ext))
 
-    def _prepare(self, item: np.ndarray | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """A frame -> (original, resized for the model); pairs pass through (resized on a reader thread)."""
-        if isinstance(item, tuple):
-            return item
-        h, w = item.shape[:2]
-        return item, resize_frame(item, self.config.frames.target_size(w, h))
+    def _records(self, frames: Iterable[Any]) -> Iterator[FrameRecord]:
+        """In-memory frames -> records resized for the model.
 
-    def _features(self, frames: Iterable) -> Iterator[tuple[int, np.ndarray, tuple[int, int], torch.Tensor]]:
-        """Yield (index, original frame, resized (w, h), features (C, h, w)), extracting in batches."""
+        Items may be (H, W, 3) uint8 RGB frames, ``(frame, resized)`` pairs
+        (resized on a reader thread) or records, which pass through.
+        """
+        for i, item in enumerate(frames):
+            if isinstance(item, FrameRecord):
+                yield item
+                continue
+            if isinstance(item, tuple):
+                orig, small = item
+            else:
+                orig = np.asarray(item)
+                if orig.ndim != 3 or orig.shape[2] != 3:
+                    from vidprop.errors import InputError
+
+                    raise InputError(f"frame {i} must be (H, W, 3) RGB, got shape {orig.shape}")
+                h, w = orig.shape[:2]
+                small = resize_frame(orig, self.config.frames.target_size(w, h))
+            yield FrameRecord(index=i, name=f"{i:05d}", frame=orig, model_input=small)
+
+    def _features(
+        self, records: Iterable[FrameRecord], need: Callable[[FrameRecord], bool] | None = None
+    ) -> Iterator[tuple[FrameRecord, torch.Tensor | None]]:
+        """Yield (record, features (C, h, w)) in order, extracting ``batch_size`` frames at a time.
+
+        Records for which ``need`` is false get no features (None) and are
+        not extracted.  Each frame is extracted with its video index, so its
+        features do not depend on batching or on where the run started.
+        """
         ext = self.extractor
         prof = self.last_profile
         batch_size = max(1, getattr(getattr(ext, "config", None), "batch_size", 1))
-        it = iter(frames)
-        index = 0
+        fitted = False
+        it = iter(records)
         while True:
             t0 = time.perf_counter()
-            batch = []
-            for item in it:
-                batch.append(self._prepare(item))
-                if len(batch) == batch_size:
-                    break
+            batch: list[FrameRecord] = []
+            wanted: list[int] = []
+            for rec in it:
+                batch.append(rec)
+                if need is None or need(rec):
+                    wanted.append(len(batch) - 1)
+                    if len(wanted) == batch_size:
+                        break
+                elif not wanted:
+                    break  # nothing to extract yet: pass it on at once
             prof.add("decode", time.perf_counter() - t0)
             if not batch:
                 return
-            t0 = time.perf_counter()
-            small = torch.from_numpy(np.stack([b[1] for b in batch])).permute(0, 3, 1, 2)  # (B, 3, H', W')
-            if ext.device.type == "cuda":
-                small = small.pin_memory()
-            if index == 0 and getattr(ext, "joint", False):
-                ext.fit_pca(small[:1])  # a pair backbone: one projection, fitted on the first frame, for the whole video
-            feats = ext.extract(small, indices=list(range(index, index + len(batch))))  # (B, C, h, w)
-            prof.add("extract", time.perf_counter() - t0)
-            for j, (orig, sm) in enumerate(batch):
-                yield index, orig, (sm.shape[1], sm.shape[0]), feats[j]
-                index += 1
+            feats: list[torch.Tensor | None] = [None] * len(batch)
+            if wanted:
+                t0 = time.perf_counter()
+                small = torch.from_numpy(np.stack([batch[j].model_input for j in wanted])).permute(0, 3, 1, 2)
+                if ext.device.type == "cuda":
+                    small = small.pin_memory()
+                if not fitted and getattr(ext, "joint", False):
+                    ext.fit_pca(small[:1])  # a pair backbone: one projection, fitted on the run's first frame, kept
+                    fitted = True
+                out = ext.extract(small, indices=[batch[j].index for j in wanted])  # (B, C, h, w)
+                for n, j in enumerate(wanted):
+                    feats[j] = out[n]
+                prof.add("extract", time.perf_counter() - t0)
+            for rec, f in zip(batch, feats):
+                yield rec, f

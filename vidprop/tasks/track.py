@@ -40,13 +40,15 @@ from vidprop import __version__
 from vidprop.errors import InputError
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.keypoints import KeypointSet, draw_keypoints, joint_colours, read_keypoints, write_tracks_csv, write_tracks_json
-from vidprop.io.video import Backend, open_video
+from vidprop.io.driver import FrameRange, FrameRecord, VideoDriver, parse_frame_range
+from vidprop.io.source import write_source_record
+from vidprop.io.video import Backend
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
-from vidprop.tasks.base import Profile, PropagationTask, background_output, resize_frame, tap_originals
+from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder
 from vidprop.progress import progress_bar
 
-__all__ = ["Tracker", "TrackFrame", "TrackResult", "track_video"]
+__all__ = ["Tracker", "TrackFrame", "TrackJob", "TrackResult", "prepare_track", "track_video"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,13 @@ class Tracker(PropagationTask):
     def _run(
         self, frames: Iterable, names: list[str], pts: np.ndarray, outside: Outside, progress: bool, total: int | None
     ) -> Iterator[TrackFrame]:
+        return (fr for _, fr in self._track_records(self._records(frames), names, pts, outside, progress, total))
+
+    def _track_records(
+        self, records: Iterable[FrameRecord], names: list[str], pts: np.ndarray, outside: Outside, progress: bool,
+        total: int | None,
+    ) -> Iterator[tuple[FrameRecord, TrackFrame]]:
+        """Yield (record, TrackFrame) per frame; the first record's frame holds the given keypoints."""
         cfg = self.config
         ext = self.extractor
         prof = self.last_profile = Profile()
@@ -125,9 +134,11 @@ class Tracker(PropagationTask):
         scale = np.ones(2)
         n = 0
         try:
-            for index, orig, (cw, ch), f in self._features(frames):
+            for rec, f in self._features(records):
+                assert f is not None and rec.frame is not None and rec.model_input is not None
                 t0 = time.perf_counter()
-                h, w = orig.shape[:2]
+                h, w = rec.frame.shape[:2]
+                ch, cw = rec.model_input.shape[:2]
                 if size is None:
                     size, grid = (w, h), (int(f.shape[-2]), int(f.shape[-1]))
                     scale = np.array([w / grid[1], h / grid[0]])  # grid units -> pixels
@@ -149,7 +160,7 @@ class Tracker(PropagationTask):
                     xy = np.where(visible[:, None], pts, np.nan)
                 else:
                     if (w, h) != size:
-                        raise InputError(f"frame {index} is {w}x{h}, the first frame was {size[0]}x{size[1]}")
+                        raise InputError(f"frame {rec.index} is {w}x{h}, the first frame was {size[0]}x{size[1]}")
                     soft = prop.step(f)  # the unnormalised soft labels go back into the queue
                     grid_xy = heatmaps_to_keypoints(soft)
                     visible = grid_xy[:, 0] >= 0
@@ -158,7 +169,7 @@ class Tracker(PropagationTask):
                 n += 1
                 prof.frames = n
                 bar.update(1)
-                yield TrackFrame(index=index, xy=xy, visible=visible, grid_xy=grid_xy, grid=grid)
+                yield rec, TrackFrame(index=rec.index, xy=xy, visible=visible, grid_xy=grid_xy, grid=grid)
         finally:
             bar.close()
         if n == 0:
@@ -177,6 +188,104 @@ class TrackResult:
     profile: str = ""
 
 
+@dataclass
+class TrackJob:
+    """A tracking run whose inputs were checked (video opened once, keypoints read); :meth:`run` it."""
+
+    driver: VideoDriver
+    keypoints: KeypointSet
+    out_dir: Path
+    name: str
+    overwrite: bool = False
+
+    def run(self, tracker: Tracker, *, overlay: bool = True, progress: bool = True) -> TrackResult:
+        """Track and write ``out_dir`` atomically (see :func:`track_video`)."""
+        driver, kps, out_dir = self.driver, self.keypoints, self.out_dir
+        vinfo = driver.info
+        target = tracker.config.frames.target_size(vinfo.width, vinfo.height)
+        log.info(
+            "tracking %d keypoint(s) through %s (%dx%d%s) -> %s",
+            len(kps), vinfo.path, vinfo.width, vinfo.height,
+            f", {driver.num_frames} frames" if driver.num_frames else "", out_dir,
+        )
+        colours = joint_colours(len(kps))
+        xys: list[np.ndarray] = []
+        vis: list[np.ndarray] = []
+        frame_names: list[str] = []
+        indices: list[int] = []
+        with atomic_dir(out_dir, overwrite=self.overwrite) as tmp:
+            with background_output(tracker, tmp, vinfo, overlay, driver) as (writer, vw):
+                records = driver.records(target)
+                for rec, fr in tracker._track_records(records, list(kps.names), kps.xy.copy(), "vanish", progress,
+                                                      driver.num_frames):
+                    xys.append(fr.xy)
+                    vis.append(fr.visible)
+                    frame_names.append(rec.name)
+                    indices.append(rec.index)
+                    if vw is not None:
+                        writer.submit(
+                            lambda im, p, v: vw.write(draw_keypoints(im, p, v, kps.skeleton, colours)),
+                            rec.frame, fr.xy, fr.visible,
+                        )
+            xy, visible = np.stack(xys), np.stack(vis)
+            ext_cfg = tracker.config.extractor
+            meta = {
+                "video": str(vinfo.path),
+                "width": vinfo.width,
+                "height": vinfo.height,
+                "fps": vinfo.fps,
+                "config": tracker.config.name,
+                "model": ext_cfg.model,
+                "vidprop_version": __version__,
+            }
+            write_tracks_json(tmp / "keypoints.json", kps.names, xy, visible, skeleton=kps.skeleton_names,
+                              frame_names=frame_names, meta=meta, frame_indices=indices)
+            write_tracks_csv(tmp / "keypoints.csv", kps.names, xy, visible, frame_indices=indices)
+            write_source_record(tmp, vinfo, frames=len(xy), task="track")  # lets `vidprop view` find the frames
+        prof = tracker.last_profile.summary()
+        log.info("wrote keypoints of %d frames to %s (%s)", len(xy), out_dir, prof)
+        return TrackResult(
+            output_dir=out_dir,
+            num_frames=len(xy),
+            json=out_dir / "keypoints.json",
+            csv=out_dir / "keypoints.csv",
+            overlay=out_dir / "overlay.mp4" if overlay else None,
+            profile=prof,
+        )
+
+
+def prepare_track(
+    video: str | Path,
+    keypoints: str | Path | KeypointSet | np.ndarray,
+    out: str | Path,
+    *,
+    name: str | None = None,
+    overwrite: bool = False,
+    backend: Backend = "auto",
+    frames: FrameRange | str | None = None,
+    max_frames: int | None = None,
+) -> TrackJob:
+    """Open the video, read the keypoints, check the output folder; load no model."""
+    if isinstance(keypoints, (str, Path)):
+        kps = read_keypoints(keypoints)
+    elif isinstance(keypoints, KeypointSet):
+        kps = keypoints
+    else:
+        arr = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
+        kps = KeypointSet(tuple(str(j) for j in range(len(arr))), arr)
+    if len(kps) == 0:
+        raise InputError("no keypoints to track")
+    fr = frames if isinstance(frames, FrameRange) else parse_frame_range(frames, max_frames)
+    if isinstance(frames, FrameRange) and max_frames is not None:
+        fr = FrameRange(fr.start, fr.stop, max_frames)
+    driver = VideoDriver(video, backend=backend, frames=fr)
+    name = name or driver.info.name
+    out_dir = Path(out) / name
+    check_writable_target(out_dir, overwrite)
+    check_output_folder(out_dir)
+    return TrackJob(driver=driver, keypoints=kps, out_dir=out_dir, name=name, overwrite=overwrite)
+
+
 def track_video(
     video: str | Path,
     keypoints: str | Path | KeypointSet | np.ndarray,
@@ -188,71 +297,20 @@ def track_video(
     overlay: bool = True,
     backend: Backend = "auto",
     progress: bool = True,
+    frames: FrameRange | str | None = None,
+    max_frames: int | None = None,
 ) -> TrackResult:
     """Track keypoints through a video file or frame folder and write ``out/<name>/`` atomically.
 
-    Writes ``keypoints.json`` and ``keypoints.csv`` (formats in
-    :mod:`vidprop.io.keypoints`) and, with ``overlay``, ``overlay.mp4`` (H.264,
-    points and skeleton limbs drawn on the frames).  Nothing is left under the
-    final name unless everything was written; an existing output folder is
-    replaced only with ``overwrite``.
+    The keypoints are those of the run's first frame (frame 0, or START of
+    ``frames="START:END"``; ``max_frames`` caps the run's length).  Writes
+    ``keypoints.json`` and ``keypoints.csv`` (formats in
+    :mod:`vidprop.io.keypoints`; frames are numbered by their index in the
+    video) and, with ``overlay``, ``overlay.mp4`` (H.264, points and skeleton
+    limbs drawn on the frames).  Nothing is left under the final name unless
+    everything was written; an existing output folder is replaced only with
+    ``overwrite``.
     """
-    video = Path(video)
-    if isinstance(keypoints, (str, Path)):
-        kps = read_keypoints(keypoints)
-    elif isinstance(keypoints, KeypointSet):
-        kps = keypoints
-    else:
-        arr = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
-        kps = KeypointSet(tuple(str(j) for j in range(len(arr))), arr)
-    reader = open_video(video, backend=backend)
-    vinfo = reader.info
-    name = name or vinfo.name
-    out_dir = Path(out) / name
-    check_writable_target(out_dir, overwrite)  # before any work
-    target = tracker.config.frames.target_size(vinfo.width, vinfo.height)
-    reader.transform = lambda fr: (fr, resize_frame(fr, target))
-    log.info(
-        "tracking %d keypoint(s) through %s (%dx%d%s) -> %s",
-        len(kps), video, vinfo.width, vinfo.height,
-        f", {vinfo.num_frames} frames" if vinfo.num_frames else "", out_dir,
-    )
-    colours = joint_colours(len(kps))
-    xys: list[np.ndarray] = []
-    vis: list[np.ndarray] = []
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        with background_output(tracker, tmp, vinfo, overlay, reader) as (writer, vw):
-            originals, pairs = tap_originals(reader)
-            for fr in tracker.run(pairs, kps, progress=progress, total=vinfo.num_frames):
-                frame = originals.popleft()
-                xys.append(fr.xy)
-                vis.append(fr.visible)
-                if vw is not None:
-                    writer.submit(
-                        lambda im, p, v: vw.write(draw_keypoints(im, p, v, kps.skeleton, colours)), frame, fr.xy, fr.visible
-                    )
-        xy, visible = np.stack(xys), np.stack(vis)
-        frame_names = list(vinfo.frame_names) if vinfo.frame_names and len(vinfo.frame_names) == len(xy) else None
-        ext_cfg = tracker.config.extractor
-        meta = {
-            "video": str(video),
-            "width": vinfo.width,
-            "height": vinfo.height,
-            "fps": vinfo.fps,
-            "config": tracker.config.name,
-            "model": ext_cfg.model,
-            "vidprop_version": __version__,
-        }
-        write_tracks_json(tmp / "keypoints.json", kps.names, xy, visible,
-                          skeleton=kps.skeleton_names, frame_names=frame_names, meta=meta)
-        write_tracks_csv(tmp / "keypoints.csv", kps.names, xy, visible)
-    prof = tracker.last_profile.summary()
-    log.info("wrote keypoints of %d frames to %s (%s)", len(xy), out_dir, prof)
-    return TrackResult(
-        output_dir=out_dir,
-        num_frames=len(xy),
-        json=out_dir / "keypoints.json",
-        csv=out_dir / "keypoints.csv",
-        overlay=out_dir / "overlay.mp4" if overlay else None,
-        profile=prof,
-    )
+    job = prepare_track(video, keypoints, out, name=name, overwrite=overwrite, backend=backend, frames=frames,
+                        max_frames=max_frames)
+    return job.run(tracker, overlay=overlay, progress=progress)

@@ -33,7 +33,9 @@ _EXECUTION_KEYS = ("device", "batch_size", "channels_last", "compile")
 
 
 def _comparable(cfg: dict) -> dict:
-    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items()}
+    from vidprop.config import with_defaults
+
+    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in with_defaults(cfg).items()}
     for key in _EXECUTION_KEYS:
         cfg.get("extractor", {}).pop(key, None)
     for key in ("name", "description", "published"):

@@ -1,0 +1,127 @@
+"""The two published propagation protocols, each as one object.
+
+Everything in which protocol A ("dino", DINO's DAVIS script, used by DIFT for
+DAVIS) and protocol B ("crw", the Contrastive Random Walk test code, used for
+JHMDB) differ lives here, so that the propagator and the tasks ask the
+protocol instead of testing its name:
+
+* the neighbourhood window on the windowed context frames: a square
+  (|dy|, |dx| <= r) for A, a disc (distance < r) for B;
+* top-k tie handling: A keeps every key tied with the k-th value, B exactly k;
+* where the anchors (annotated frames, the first one included) are searched:
+  inside the window for A, over the whole frame for B (its long-term memory);
+* queue seeding: B's short-term queue starts full of copies of the first
+  anchor, A's starts empty;
+* mask labels: A resizes the index mask with NEAREST to the feature grid,
+  then one-hot (hard labels); B takes the one-hot at full resolution and
+  resizes it BILINEARLY (soft at edges);
+* mask output: A upsamples the soft map by the stride, min-max normalises
+  each channel, takes the argmax and resizes the index map (NEAREST) to the
+  frame; B resizes the soft map bilinearly to the frame and takes the argmax.
+
+``decode_mask(..., exclude=ids)`` also gives the best label among the other
+channels (background included), which an annotation uses for the pixels it
+takes away from an object (see :mod:`vidprop.tasks.segment`).  The protocols
+are described in ``docs/annotations.md`` and the README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vidprop.propagation.labels import labels_bilinear, labels_nearest, norm_mask
+
+__all__ = ["Protocol", "PROTOCOLS", "get_protocol"]
+
+Window = Literal["square", "disc"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a propagation protocol decides, beyond its numeric settings (see the module docstring)."""
+
+    name: str
+    #: Neighbourhood on the windowed context frames.
+    window: Window
+    #: Top-k keeps every key tied with the k-th value (else exactly k).
+    keep_ties: bool
+    #: Anchors are searched over the whole frame (else inside the window, like the queue).
+    global_anchors: bool
+    #: The short-term queue starts full of copies of the first anchor.
+    seed_queue: bool
+    #: How an index mask becomes labels on the feature grid.
+    label_resize: Literal["nearest", "bilinear"]
+
+    # ----------------------------------------------------------- labels
+    def encode_mask(self, mask: np.ndarray, grid: tuple[int, int], ids: Sequence[int]) -> torch.Tensor:
+        """(H, W) index mask -> (1 + len(ids), gh, gw) float32 labels, background first, ids in ``ids`` order."""
+        if self.label_resize == "nearest":
+            return labels_nearest(mask, grid, ids)  # hard
+        return labels_bilinear(mask, grid, ids)  # soft at edges
+
+    def scores(self, soft: torch.Tensor, stride: int, out_size: tuple[int, int]) -> torch.Tensor:
+        """The decoded soft map whose argmax is the output: (K, h, w) -> (K, H', W').
+
+        A: bilinear upsampling by ``stride`` (the model input's size), then
+        per-channel min-max normalisation; B: bilinear resize to ``out_size``
+        = (W, H), the frame's size.
+        """
+        if self.label_resize == "nearest":
+            up = F.interpolate(soft[None].float(), scale_factor=stride, mode="bilinear", align_corners=False)[0]
+            return norm_mask(up)
+        w, h = out_size
+        return F.interpolate(soft[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+
+    def decode_mask(
+        self,
+        soft: torch.Tensor,
+        stride: int,
+        out_size: tuple[int, int],
+        ids: Sequence[int],
+        exclude: Sequence[int] = (),
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Soft labels (K, h, w) -> ((H, W) uint8 index mask at ``out_size`` = (W, H), alternative or None).
+
+        Channel c > 0 is id ``ids[c - 1]``.  With ``exclude`` (ids), the
+        alternative is the argmax over the channels of the ids NOT excluded,
+        background included, in the same decoded map (else None).
+        """
+        sc = self.scores(soft, stride, out_size)  # (K, H', W')
+        lut = np.asarray([0, *ids], dtype=np.uint8)
+        out = [lut[torch.argmax(sc, dim=0).to(torch.uint8).cpu().numpy()]]
+        if exclude:
+            channels = [1 + list(ids).index(i) for i in exclude]
+            masked = sc.clone()
+            masked[channels] = float("-inf")
+            out.append(lut[torch.argmax(masked, dim=0).to(torch.uint8).cpu().numpy()])
+        out = [_resize_nearest(m, out_size) for m in out]
+        return out[0], (out[1] if exclude else None)
+
+
+def _resize_nearest(lab: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (lab.shape[1], lab.shape[0]) != tuple(size):
+        lab = np.asarray(Image.fromarray(lab).resize(tuple(size), Image.NEAREST))
+    return lab
+
+
+#: The protocols by name (``PropagationConfig.protocol``).
+PROTOCOLS: dict[str, Protocol] = {
+    "dino": Protocol("dino", window="square", keep_ties=True, global_anchors=False, seed_queue=False,
+                     label_resize="nearest"),
+    "crw": Protocol("crw", window="disc", keep_ties=False, global_anchors=True, seed_queue=True,
+                    label_resize="bilinear"),
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    """The :class:`Protocol` named ``name`` ("dino" or "crw")."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ValueError(f"unknown propagation protocol {name!r}; choose from {', '.join(PROTOCOLS)}") from None
