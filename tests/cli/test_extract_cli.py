@@ -115,3 +115,29 @@ def test_disk_full_is_one_line_and_nothing_partial(data, tiny_sd_path, capsys, m
     rc, _, err = _run(capsys, data / "photos" / "cat.png", "--out", data / "feats", "--model", tiny_sd_path, *FAST)
     assert rc != 0 and len(err) == 1 and "cat.pt: could not write the features: no space left on device" in err[0]
     assert list((data / "feats").iterdir()) == []
+
+
+def test_another_backbone_through_the_registry(data, tmp_path, capsys):
+    """--backbone dino: a tiny random DINO saved with save_pretrained; the file holds its hidden states."""
+    from vidprop.config import ExtractorConfig
+    from vidprop.features.vit import VitExtractor, save_random_vit
+
+    model = save_random_vit(tmp_path / "dino", "dino", seed=0)
+    out = data / "cat_dino.pt"
+    rc, _, err = _run(capsys, data / "photos" / "cat.png", "--out", out, "--backbone", "dino", "--model", model,
+                      "--size", "64", "--no-progress")
+    assert rc == 0, err
+    saved = torch.load(out, weights_only=True)
+    meta = json.loads((data / "cat_dino.json").read_text())
+    assert meta["backbone"] == "dino" and meta["model"] == str(model)
+    ext = VitExtractor.from_pretrained(config=ExtractorConfig(backbone="dino", model=str(model)))
+    img = Image.open(data / "photos" / "cat.png").convert("RGB").resize((64, 64), Image.BICUBIC)
+    ref = ext.extract(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].contiguous())[0]
+    assert saved.shape == ref.shape == (ext.channels, 8, 8)
+    torch.testing.assert_close(saved, ref)
+
+
+def test_a_pair_backbone_is_refused(data, tiny_sd_path, capsys):
+    rc, _, err = _run(capsys, data / "photos" / "cat.png", "--out", data / "x.pt", "--backbone", "sd+dinov2",
+                      "--no-progress")
+    assert rc == 2 and len(err) == 1 and "computes the features of an image PAIR" in err[0]

@@ -39,6 +39,7 @@ EVAL_COMMANDS: list[str] = [
     "vidprop.cli.eval_jhmdb",
     "vidprop.cli.eval_davis",
     "vidprop.cli.eval_pairs",
+    "vidprop.cli.eval_semantic",
     "vidprop.cli.eval_ytvos",
 ]
 

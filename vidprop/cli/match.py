@@ -20,6 +20,9 @@ examples:
   vidprop match src.jpg tgt.jpg --points 120,80 --category cat --heatmap --out m.png
   vidprop match src.jpg tgt.jpg --mode geometric --out match.png                   # SIFT + DIFT, homography
   vidprop match src.jpg tgt.jpg --method attention --points 120,80 --out att.png   # Hedlin et al.
+  vidprop match src.jpg tgt.jpg --points 120,80 --backbone dinov2 --out m.png     # preset spair-dinov2
+  vidprop match src.jpg tgt.jpg --points 120,80 --backbone sd+dinov2 --out m.png  # SD + DINOv2 fusion
+  vidprop match src.jpg tgt.jpg --points 120,80 --backbone adm --weights 256x256_diffusion_uncond.pt
 
 points are pixel coordinates X,Y of the source (x right, y down, 0,0 = top-left pixel).
 output: the side-by-side drawing (--out), the matches as JSON beside it (same name, .json),
@@ -199,6 +202,8 @@ def run_match(args: argparse.Namespace) -> int:
         check_points_inside(tpts, tgt.shape[1], tgt.shape[0], args.target, "target point")
     if args.mode == "geometric" and args.method == "attention":
         raise ConfigError("--method attention matches points semantically; it cannot be used with --mode geometric")
+    if args.method == "attention" and args.backbone not in (None, "sd"):
+        raise ConfigError(f"--method attention optimises a Stable Diffusion prompt; it cannot use --backbone {args.backbone}")
     if args.mode == "semantic" and not len(pts):
         raise InputError("semantic matching needs source points: --points X,Y [X,Y ...]")
     progress = progress_enabled(args)
@@ -224,6 +229,7 @@ def run_match(args: argparse.Namespace) -> int:
                                           max_keypoints=args.max_keypoints, method=args.homography,
                                           threshold=args.threshold, prompt=args.prompt, names=names)
         res.info["model"] = cfg.extractor.model
+        res.info["backbone"] = cfg.extractor.backbone
 
     # report
     if res.mode == "geometric":

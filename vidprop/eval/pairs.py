@@ -422,7 +422,13 @@ def run_spair(
     try:
         for i in order:
             p = pairs[i]
-            if attention is None:
+            if attention is None and getattr(matcher, "joint", False):  # a pair backbone: both images together
+                src, trg = read_image(p.src_path, exif_transpose=False), read_image(p.trg_path, exif_transpose=False)
+                text = prompt_for(matcher.config.extractor.prompt, p.category if use_category_prompt else None)
+                fs, ft = matcher.pair_features(src, trg, prompt=text)
+                src_hw, trg_hw = src.shape[:2], trg.shape[:2]
+                pred, _, _ = semantic_argmax(fs, ft, src_hw, trg_hw, _clip_points(p.src_kps, src_hw))
+            elif attention is None:
                 fs, src_hw = cache.get(f"{p.category}\0{p.src_path}", p.category)
                 ft, trg_hw = cache.get(f"{p.category}\0{p.trg_path}", p.category)
                 src_kps = _clip_points(p.src_kps, src_hw)

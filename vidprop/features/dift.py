@@ -394,10 +394,16 @@ class DiftExtractor:
         up_ft_index: int,
         prompt_embeds: torch.Tensor,
     ) -> torch.Tensor:
-        """Noise clean latents (N, 4, h, w) to ``t`` and return up_blocks[up_ft_index]'s output (N, C, h', w')."""
-        abar = self._alphas_cumprod[t]
-        a, s = float(abar.sqrt()), float((1 - abar).sqrt())
-        x_t = (a * latents.float() + s * eps.float()).to(self.dtype)
+        """Noise clean latents (N, 4, h, w) to ``t`` and return up_blocks[up_ft_index]'s output (N, C, h', w').
+
+        With ``config.clean`` the latents are not noised (``eps`` is unused).
+        """
+        if self.config.clean:  # CleanDIFT: the clean latents, the timestep still given to the U-Net
+            x_t = latents.to(self.dtype)
+        else:
+            abar = self._alphas_cumprod[t]
+            a, s = float(abar.sqrt()), float((1 - abar).sqrt())
+            x_t = (a * latents.float() + s * eps.float()).to(self.dtype)
         if self.config.channels_last:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         block = self.unet.up_blocks[up_ft_index]

@@ -177,6 +177,11 @@ class FeatureSaver:
                 f"the prompt {self.config.extractor.prompt!r} has a placeholder; give the full prompt "
                 "(e.g. --prompt 'a photo of a cat')"
             )
+        if self.config.extractor.backbone == "sd+dinov2":
+            raise ConfigError(
+                "the sd+dinov2 backbone computes the features of an image PAIR together (a joint PCA); "
+                "`extract` saves one image's features: choose another backbone (sd, adm, dino, clip, dinov2, cleandift)"
+            )
         if extractor is not None:
             _check_same_settings(self.config, extractor)
         self._extractor = extractor
@@ -207,9 +212,9 @@ class FeatureSaver:
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            from vidprop.features.dift import DiftExtractor
+            from vidprop.features.registry import build_extractor
 
-            self._extractor = DiftExtractor.from_pretrained(config=self.config.extractor, device=self._device, dtype=self._dtype)
+            self._extractor = build_extractor(self.config.extractor, device=self._device, dtype=self._dtype)
         return self._extractor
 
     def settings(self) -> dict[str, Any]:
@@ -227,9 +232,11 @@ class FeatureSaver:
             dtype = resolve_dtype(self._dtype if self._dtype is not None else cfg.dtype, device)
             revision = resolve_revision(cfg.model, cfg.revision)
         return {
-            "backbone": getattr(cfg, "backbone", "sd"),
+            "backbone": cfg.backbone,
             "model": str(cfg.model),
             "revision": revision,
+            "weights": cfg.weights,
+            "layer": cfg.layer,
             "t": int(cfg.t),
             "up_ft_index": int(cfg.up_ft_index),
             "ensemble": int(cfg.ensemble),
