@@ -1,10 +1,13 @@
 """Make the quickstart's example: a small synthetic video and its first-frame mask.
 
-    python examples/make_example.py            # writes examples/data/
-    vidprop segment examples/data/shapes.mp4 --mask examples/data/shapes_mask.png --out results/
+    python examples/make_example.py            # writes ./vidprop-example/
+    vidprop segment vidprop-example/shapes.mp4 --mask vidprop-example/shapes_mask.png --out results/
 
 Two textured objects (ids 1 and 2) move over a textured, panning background;
 the ground-truth masks of every frame are written too, for a quick check.
+The files go to ``./vidprop-example/`` (``--out`` to choose); the copy
+tracked in the repository (``examples/data/``) is never rewritten unless
+``--out examples/data`` is asked for.
 """
 
 from __future__ import annotations
@@ -15,16 +18,19 @@ from pathlib import Path
 from vidprop.io.masks import write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_video
 
+DEFAULT_OUT = "vidprop-example"
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(Path(__file__).parent / "data"), help="output folder")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: ./{DEFAULT_OUT}/)")
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--width", type=int, default=854)
     p.add_argument("--height", type=int, default=480)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     out = Path(args.out)
     scene = SyntheticScene(width=args.width, height=args.height, num_frames=args.frames, num_objects=2, seed=1)
+    out.mkdir(parents=True, exist_ok=True)
     write_video(scene, out / "shapes.mp4", fps=12)
     write_indexed_png(out / "shapes_mask.png", scene.frame(0)[1])
     gt = out / "shapes_gt"
@@ -32,6 +38,8 @@ def main() -> None:
     for t, (_, m) in enumerate(scene.frames()):
         write_indexed_png(gt / f"{t:05d}.png", m)
     print(f"wrote {out / 'shapes.mp4'}, {out / 'shapes_mask.png'} and {gt}/")
+    print(f"next: vidprop segment {out / 'shapes.mp4'} --mask {out / 'shapes_mask.png'} --out results/")
+    return out
 
 
 if __name__ == "__main__":

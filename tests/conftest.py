@@ -39,6 +39,37 @@ def real_model_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_backbones(tmp_path_factory, tiny_sd_path) -> dict:
+    """Extractor settings of every backbone on tiny random weights saved in each library's own format.
+
+    name -> ExtractorConfig overrides (a dict for ``TaskConfig.override(extractor=...)``).
+    """
+    from safetensors.torch import save_file
+
+    from vidprop.features.adm import ADM_TINY, save_random_adm
+    from vidprop.features.tiny import build_random_sd
+    from vidprop.features.vit import save_random_vit
+
+    root = tmp_path_factory.mktemp("backbones")
+    adm = save_random_adm(root / "tiny-adm.pt", ADM_TINY, seed=1)
+    vits = {k: save_random_vit(root / k, k, seed=i) for i, k in enumerate(("dino", "clip", "dinov2"))}
+    unet = build_random_sd("tiny", seed=2, with_text_encoder=False)["unet"]
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(root / "cleandift.safetensors"))
+    sd = str(tiny_sd_path)
+    return {
+        "sd": {"backbone": "sd", "model": sd, "ensemble": 1},
+        "adm": {"backbone": "adm", "weights": str(adm), "up_ft_index": 0, "ensemble": 1},
+        "dino": {"backbone": "dino", "model": str(vits["dino"])},
+        "clip": {"backbone": "clip", "model": str(vits["clip"]), "layer": 1, "final_norm": False},
+        "dinov2": {"backbone": "dinov2", "model": str(vits["dinov2"])},
+        "sd+dinov2": {"backbone": "sd+dinov2", "model": sd, "dino_model": str(vits["dinov2"]), "final_norm": False,
+                      "fusion_sd_blocks": (1, 3, 5), "fusion_pca_dims": (1, 3, 4), "t": 100, "ensemble": 1},
+        "cleandift": {"backbone": "cleandift", "model": sd, "weights": str(root / "cleandift.safetensors"), "ensemble": 1,
+                      "up_ft_index": 1},
+    }
+
+
+@pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for every test that needs it (2 CPUs, 2 logical GPUs, no dashboard)."""
     ray = pytest.importorskip("ray")

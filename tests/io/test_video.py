@@ -130,3 +130,87 @@ def test_select_reads_a_frame_range(clip, scene, tmp_path, backend):
     assert len(list(reader)) == 2
     with pytest.raises(ValueError):
         reader.select(4, 4)
+
+
+# --------------------------------------------------------------------------- broken files: one line, no noise
+def _faststart_copy(src, dst):
+    """Remux ``src`` with its index (moov) first, as streaming encoders write it."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
+        s = out.add_stream_from_template(inp.streams.video[0])
+        for pkt in inp.demux(inp.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.stream = s
+                out.mux(pkt)
+    assert dst.read_bytes()[36:40] == b"moov"
+    return dst
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    d = tmp_path_factory.mktemp("broken")
+    scene = SyntheticScene(width=96, height=64, num_frames=20, num_objects=1, seed=1)
+    whole = write_video(scene, d / "whole.mp4").read_bytes()
+    assert whole[4:8] == b"ftyp" and b"moov" not in whole[:64]  # index at the end
+    fast = _faststart_copy(d / "whole.mp4", d / "fast.mp4").read_bytes()
+    (d / "empty.mp4").write_bytes(b"")
+    (d / "text.mp4").write_text("this is not a video\n" * 50)
+    (d / "cut_index_last.mp4").write_bytes(whole[: len(whole) // 2])  # no index at all
+    (d / "cut_index_first.mp4").write_bytes(fast[: len(fast) // 2])  # the first frames still decode
+    (d / "cut.mkv").write_bytes(b"\x1a\x45\xdf\xa3" + b"\x00" * 60)
+    return d
+
+
+@pytest.mark.parametrize("name, message", [
+    ("empty.mp4", "empty.mp4: the file is empty (0 bytes)"),
+    ("text.mp4", "text.mp4: not a video file PyAV or decord can read (Invalid data found when processing input)"),
+    ("cut_index_last.mp4", "cut_index_last.mp4: truncated: its 'mdat' box needs "),
+    ("cut_index_first.mp4", "cut_index_first.mp4: truncated: its 'mdat' box needs "),
+    ("cut.mkv", "cut.mkv: a damaged or truncated Matroska/WebM file that PyAV cannot open ("),
+])
+@pytest.mark.parametrize("backend", ["auto", "pyav"])
+def test_broken_video_files_are_one_quiet_line(broken, name, message, backend, capfd):
+    with pytest.raises(InputError) as exc:
+        open_video(broken / name, backend=backend)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")  # nothing from libav or decord on the C-level stderr
+
+
+def test_broken_video_through_the_cli_is_one_line_exit_2(broken, tmp_path, capfd):
+    from vidprop.cli import main
+    from vidprop.io.masks import write_indexed_png
+
+    m = np.zeros((64, 96), np.uint8)
+    m[10:20, 10:20] = 1
+    write_indexed_png(tmp_path / "m.png", m)
+    for name, message in [("empty.mp4", "the file is empty (0 bytes)"), ("text.mp4", "not a video file"),
+                          ("cut_index_first.mp4", "truncated: ")]:
+        rc = main(["segment", str(broken / name), "--mask", str(tmp_path / "m.png"), "--out", str(tmp_path / "o"),
+                   "--model", str(tmp_path / "unused-model"), "--no-progress"])
+        lines = [x for x in capfd.readouterr().err.splitlines() if not x.startswith("INFO: ")]
+        assert rc == 2
+        assert len(lines) == 1 and lines[0].startswith(f"vidprop: error: {broken / name}: {message}"), lines
+
+
+def test_decord_that_cannot_open_a_readable_file_falls_back_quietly(broken, tmp_path, capfd, monkeypatch):
+    import vidprop.io.video as video
+
+    monkeypatch.setattr(video, "_decord_available", lambda: True)
+    monkeypatch.setattr(video, "_decord_opens", lambda path: False)
+    reader = open_video(broken / "whole.mp4")
+    assert reader.info.backend == "pyav" and len(list(reader)) == 20
+    assert capfd.readouterr().err == ""
+
+
+def test_native_stderr_goes_to_the_debug_log(caplog, capfd):
+    import os
+
+    from vidprop.io.video import native_stderr_to_debug
+
+    with caplog.at_level("DEBUG", logger="vidprop.io.video"):
+        with native_stderr_to_debug("clip.mp4"):
+            os.write(2, b"[mov @ 0x1] moov atom not found\nERROR opening\n")
+    assert capfd.readouterr().err == ""
+    assert "clip.mp4: decoder messages: [mov @ 0x1] moov atom not found | ERROR opening" in caplog.text

@@ -39,7 +39,7 @@ from vidprop.batch.manifest import TASKS, BatchRow, Task, check_names, read_inpu
 from vidprop.config import RUNTIME_FIELDS, TaskConfig, load_preset
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError, OutputExistsError, VidpropError
-from vidprop.io.atomic import atomic_file, remove_partials
+from vidprop.io.atomic import atomic_file
 from vidprop.progress import progress_bar
 
 __all__ = ["RowJob", "RowResult", "RowRunner", "BatchReport", "run_batch", "row_config", "describe_error",
@@ -197,9 +197,12 @@ class RowRunner:
             self._loaded = self.load(config)
             self._key = config.extractor
         base = self._loaded
-        if base.config == config:
+        from vidprop.tasks.base import fit_to_extractor
+
+        fitted = fit_to_extractor(config, base.extractor)  # as from_pretrained does
+        if base.config == fitted:
             return base
-        return type(base)(base.extractor, config)
+        return type(base)(base.extractor, fitted)
 
     def info(self) -> dict[str, Any]:
         ext = self._loaded.extractor
@@ -217,7 +220,6 @@ class RowRunner:
         attempt = int(prev.get("attempt", 0)) + 1 if ours else 1
         state = {"fingerprint": job.fingerprint, "run": job.run_id, "attempt": attempt, "worker": self.worker_id}
         _write_state(state_path, state="running", **state)
-        remove_partials(out_dir)  # what a killed attempt left
         replace = job.replace or (ours and out_dir.exists())
         try:
             frames = self._run(self.task_for(job.config), job, replace)

@@ -9,17 +9,20 @@ group through ``register_eval(eval_subparsers)``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from vidprop import __version__
 from vidprop.errors import VidpropError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "Terminated"]
 
 #: Modules providing ``register(subparsers)``.
 COMMANDS = [
@@ -28,6 +31,7 @@ COMMANDS = [
     "vidprop.cli.track",
     "vidprop.cli.match",
     "vidprop.cli.batch",
+    "vidprop.cli.extract",
     "vidprop.cli.export",
     "vidprop.cli.view",
 ]
@@ -36,6 +40,7 @@ EVAL_COMMANDS: list[str] = [
     "vidprop.cli.eval_jhmdb",
     "vidprop.cli.eval_davis",
     "vidprop.cli.eval_pairs",
+    "vidprop.cli.eval_semantic",
     "vidprop.cli.eval_ytvos",
 ]
 
@@ -50,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Video label propagation with diffusion features (DIFT).\n\n"
             "Propagate a first-frame mask (`segment`) or keypoints (`track`) through a video,\n"
-            "match image pairs (`match`, `edit`), and score the standard benchmarks (`eval`)."
+            "match image pairs (`match`, `edit`), save the features of images and videos (`extract`),\n"
+            "and score the standard benchmarks (`eval`)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -95,6 +101,33 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
             pass
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, so a run unwinds (and cleans up) as on Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While running a command, SIGTERM (timeout, batch schedulers, docker stop) raises :class:`Terminated`.
+
+    Temporary result folders are removed on the way out, as for Ctrl-C.  The
+    previous handler comes back afterwards (in-process calls); outside the
+    main thread signals cannot be handled, and nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -106,13 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _sigterm_unwinds():
                 if args.verbose < 2:  # a library-internal deprecation (diffusers -> huggingface_hub), not the user's
                     warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
                 return int(args.func(args) or 0)
         except VidpropError as exc:
             print(f"vidprop: error: {exc}", file=sys.stderr)
             return exc.exit_code
+        except Terminated:
+            print("vidprop: terminated (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
         except KeyboardInterrupt:
             print("vidprop: interrupted", file=sys.stderr)
             return 130

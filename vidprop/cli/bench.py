@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "segment": ("vidprop.bench.segment", "`segment` end to end on a synthetic 854x480 video (SD 2.1 arch): frames/s and the time split"),
     "davis-scoring": ("vidprop.bench.davis_scoring", "DAVIS J&F scoring time on a synthetic 30 x 70-frame 480p set, 1 and 2 workers vs plain NumPy"),
     "segment-memory": ("vidprop.bench.segment_memory", "peak RSS of `segment` on 100- and 1,000-frame synthetic videos, and with 10 annotations (tiny model)"),
+    "extract-memory": ("vidprop.bench.extract_memory", "peak RSS of `extract` on 20- and 200-frame synthetic videos (tiny model, upsampled features)"),
     "match": ("vidprop.bench.match", "one semantic match and the attention matcher per point (tiny model, CPU), U-Net calls"),
     "batch": ("vidprop.bench.batch", "`batch` on the sequential engine and Ray with 1 and 2 workers: rows/s, frames/s, Ray start-up"),
     "track": ("vidprop.bench.track", "`track` per frame (tiny model) and protocol B keypoint propagation at JHMDB scale vs dense"),

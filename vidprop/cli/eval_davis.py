@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from vidprop.cli.common import engine_from_args, progress_enabled
     from vidprop.cli.segment import segment_config_from_args
     from vidprop.eval.davis import format_tables, run_davis, run_note, score_davis, write_csvs, write_summary_image
+    from vidprop.io.atomic import check_writable_target
 
     progress = progress_enabled(args)
     sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--score-only needs the masks to score: --results DIR")
         if args.set == "test-dev":
             raise ConfigError("test-dev has no public ground truth beyond the first frames; it cannot be scored here")
+        check_writable_target(Path(args.out or results) / f"global_results-{args.set}.csv", True, folder=False)
         scores = score_davis(args.root, results, args.set, sequences=sequences, workers=args.workers,
                              progress=progress)
         report_dir = Path(args.out or results)

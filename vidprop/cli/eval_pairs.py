@@ -101,8 +101,7 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
         from vidprop.errors import ConfigError
 
         raise ConfigError("--method attention runs in this process only (--engine sequential)")
-    if not args.overwrite:
-        check_writable_target(Path(args.out) / "summary.json", False)
+    check_writable_target(Path(args.out) / "summary.json", args.overwrite, folder=False)  # before loading
     pairs = read_spair(args.root, args.split, limit=args.limit, categories=args.category)  # fail before loading
     protocols = resolve_protocols(args.method, args.pck_protocol)
     check_protocol_boxes(pairs, protocols, Path(args.root) / "PairAnnotation" / args.split)
@@ -138,8 +137,7 @@ def run_hpatches_cmd(args: argparse.Namespace) -> int:
     from vidprop.tasks.match import PairMatcher
 
     engine = engine_from_args(args)
-    if not args.overwrite:
-        check_writable_target(Path(args.out) / "summary.json", False)
+    check_writable_target(Path(args.out) / "summary.json", args.overwrite, folder=False)  # before loading
     seqs = read_hpatches(args.root, limit=args.limit, include_high_res=args.include_high_res)
     if args.keypoints is not None:  # every keypoint file readable before loading the model
         for seq in seqs:

@@ -31,6 +31,8 @@ examples:
   vidprop segment frames/ --masks Annotations/judo/ --direction both --format png,coco
   # a quick look at the first 20 frames
   vidprop segment clip.mp4 --mask first.png --max-frames 20
+  vidprop segment clip.mp4 --mask first.png --backbone adm --weights 256x256_diffusion_uncond.pt  # davis-adm
+  vidprop segment clip.mp4 --mask first.png --backbone dino                      # DINO ViT-B/8, davis-dino
 
 masks: an indexed (P) PNG (indices = object ids), a greyscale PNG with a few
 integer ids ({0,255} = one object), an anti-aliased greyscale mask (one object,

@@ -1,4 +1,4 @@
-"""JHMDB pose tracking: dataset reading, the run over a split, and PCK (specs/jhmdb.md).
+"""JHMDB pose tracking: dataset reading, the run over a split, and PCK (docs/jhmdb.md).
 
 Layout under ``root``::
 
@@ -40,7 +40,7 @@ from vidprop import __version__
 from vidprop.config import TaskConfig
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
-from vidprop.io.atomic import atomic_file, remove_partials
+from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.io.keypoints import read_jhmdb_mat
 from vidprop.io.driver import FrameRange, VideoDriver
 from vidprop.io.video import list_frames
@@ -255,6 +255,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     c = {k: dict(v) if isinstance(v, dict) else v for k, v in with_defaults(config).items() if k != "name"}
     for f in _RUNTIME_FIELDS:
         c.get("extractor", {}).pop(f, None)
+    c.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
     return c
 
 
@@ -332,7 +333,6 @@ class VideoWorker:
     def __call__(self, job: tuple[JhmdbVideo, np.ndarray, Path]) -> tuple[dict[str, Any], float]:
         video, gt, path = job
         t0 = time.perf_counter()
-        remove_partials(path)  # what a worker killed while writing it left
         data = predict_video(self.tracker, video, gt, path)
         return data, time.perf_counter() - t0
 
@@ -393,6 +393,7 @@ def evaluate_jhmdb(
         if loaded is not None and engine.kind != "sequential":
             raise ConfigError("a Tracker object stays in this process: give config= or a callable that builds "
                               "the tracker (tracker=) to run on Ray workers")
+        check_writable_target(out, True, folder=True)  # before loading the model
         factory = functools.partial(VideoWorker, config, tracker=loaded, build=build)
         jobs = [(items[i], gts[i], _prediction_path(out, items[i].key)) for i in todo]
         wants_gpu = not str(config.extractor.device).startswith("cpu")

@@ -34,8 +34,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from vidprop.engine import EngineOptions, open_engine
-from vidprop.errors import ConfigError, InputError, OutputExistsError
-from vidprop.io.atomic import atomic_file
+from vidprop.errors import ConfigError, InputError
+from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.progress import progress_bar
 
 __all__ = [
@@ -313,8 +313,8 @@ class _FeatureCache:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    if (out / "summary.json").exists() and not overwrite:
-        raise OutputExistsError(f"{out / 'summary.json'} already exists; pass --overwrite to replace it")
+    """Before any work: ``out/summary.json`` may be written (exists only with ``overwrite``; a writable folder)."""
+    check_writable_target(out / "summary.json", overwrite, folder=False)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
@@ -406,14 +406,20 @@ class SpairWorker:
     def __call__(self, pairs: Sequence[SpairPair]) -> tuple[list[list[Any]], dict[str, list], int]:
         """(csv row per pair, {protocol: [(category, correct)] per pair}, images encoded) of one category's pairs."""
         from vidprop.io.images import read_image
-        from vidprop.tasks.match import semantic_argmax
+        from vidprop.tasks.match import prompt_for, semantic_argmax
 
         cache = _FeatureCache(self._encode)
         images: dict[str, np.ndarray] = {}
         rows: list[list[Any]] = []
         records: dict[str, list] = {n: [] for n in self.protocols}
         for p in pairs:
-            if self.attention is None:
+            if self.attention is None and getattr(self.matcher, "joint", False):  # a pair backbone: both images together
+                src, trg = read_image(p.src_path, exif_transpose=False), read_image(p.trg_path, exif_transpose=False)
+                text = prompt_for(self.matcher.config.extractor.prompt, p.category if self.use_category_prompt else None)
+                fs, ft = self.matcher.pair_features(src, trg, prompt=text)
+                src_hw, trg_hw = src.shape[:2], trg.shape[:2]
+                pred, _, _ = semantic_argmax(fs, ft, src_hw, trg_hw, _clip_points(p.src_kps, src_hw))
+            elif self.attention is None:
                 fs, src_hw = cache.get(f"{p.category}\0{p.src_path}", p.category)
                 ft, trg_hw = cache.get(f"{p.category}\0{p.trg_path}", p.category)
                 src_kps = _clip_points(p.src_kps, src_hw)

@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
-from vidprop.io.atomic import atomic_file, remove_partials
+from vidprop.io.atomic import atomic_file
 from vidprop.io.video import IMAGE_EXTENSIONS
 from vidprop.progress import progress_bar
 
@@ -193,7 +193,6 @@ class VideoWorker:
         return {"config": self.segmenter.config, "revision": getattr(ext, "model_revision", None)}
 
     def __call__(self, v: YtvosVideo) -> tuple[int, str]:
-        remove_partials(self.out / "Annotations" / v.name)  # what a worker killed while writing it left
         job = _prepare(self.out, v, self.overwrite)
         if job.out_dir.exists() and not self.overwrite:
             log.warning("%s is incomplete; recomputing it", job.out_dir)

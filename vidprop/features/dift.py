@@ -1,6 +1,6 @@
 """DIFT: Stable Diffusion U-Net up-block activations as dense features.
 
-Follows specs/dift-extractor.md (Tang et al., NeurIPS 2023) and computes the
+Follows docs/dift-features.md (Tang et al., NeurIPS 2023) and computes the
 same distribution of features as the published code, with less work:
 
 * the VAE encoder runs ONCE per frame; the ``ensemble`` latent samples are
@@ -31,6 +31,7 @@ import torch
 from vidprop.config import DEFAULT_MODEL, ExtractorConfig
 from vidprop.errors import ConfigError, ModelLoadError
 from vidprop.features.base import check_images
+from vidprop.features.hub import HubUnavailableError, download_hint, load_from_hub
 
 __all__ = ["DiftExtractor", "resolve_device", "resolve_dtype", "frame_generator", "load_sd_components"]
 
@@ -120,22 +121,26 @@ def _load_error(model: str, component: str, exc: BaseException) -> ModelLoadErro
         reason = reason[:300] + "..."
     hints = []
     if model in WITHDRAWN_IDS:
-        hints.append(
-            f"'{model}' was withdrawn from the Hugging Face Hub in November 2025; "
-            f"the same weights are at --model {WITHDRAWN_IDS[model]}"
-        )
+        hints.append(_withdrawn_hint(model))
     if Path(model).expanduser().exists():
         hints.append(
             f"{model} exists but is not a complete diffusers-format folder "
             "(it needs model_index.json and unet/, vae/, scheduler/, tokenizer/, text_encoder/)"
         )
     else:
-        hints.append(
-            "if this machine is offline, download the model elsewhere (e.g. `huggingface-cli download "
-            f"{WITHDRAWN_IDS.get(model, model)}`), copy the folder here and pass --model /path/to/folder, "
-            "or set HF_HUB_OFFLINE=1 to use the local Hugging Face cache"
-        )
+        hints.append(download_hint(WITHDRAWN_IDS.get(model, model)))
     return ModelLoadError(f"could not load Stable Diffusion model '{model}' ({component}): {reason}. " + "; ".join(hints))
+
+
+def _withdrawn_hint(model: str) -> str:
+    return (f"'{model}' was withdrawn from the Hugging Face Hub in November 2025; "
+            f"the same weights are at --model {WITHDRAWN_IDS[model]}")
+
+
+class _ComponentError(Exception):
+    def __init__(self, component: str, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.component, self.exc = component, exc
 
 
 def load_sd_components(
@@ -148,8 +153,10 @@ def load_sd_components(
     """Load Stable Diffusion parts from a Hub id or a local diffusers folder.
 
     Each part is loaded with its own ``from_pretrained(model, subfolder=...)``
-    so only what is asked for is read.  Failures become :class:`ModelLoadError`
-    naming the id and how to point at a local folder.
+    so only what is asked for is read.  A Hub id is read from the local
+    cache when it is there, and downloaded only when the Hub is reachable
+    (:func:`vidprop.features.hub.load_from_hub`).  Failures become
+    :class:`ModelLoadError` naming the id and how to point at a local folder.
     """
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -165,23 +172,35 @@ def load_sd_components(
     source = str(local) if is_local else model
     kwargs: dict[str, Any] = {} if is_local else {"revision": revision}
     loaders = {
-        "unet": lambda: UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype, **kwargs),
-        "vae": lambda: AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype, **kwargs),
-        "scheduler": lambda: DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kwargs),
-        "tokenizer": lambda: CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs),
-        "text_encoder": lambda: CLIPTextModel.from_pretrained(
-            source, subfolder="text_encoder", torch_dtype=torch_dtype, **kwargs
-        ),
+        "unet": lambda kw: UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype, **kw),
+        "vae": lambda kw: AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype, **kw),
+        "scheduler": lambda kw: DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kw),
+        "tokenizer": lambda kw: CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kw),
+        "text_encoder": lambda kw: CLIPTextModel.from_pretrained(source, subfolder="text_encoder",
+                                                               torch_dtype=torch_dtype, **kw),
     }
-    out: dict[str, Any] = {}
-    for name in components:
-        try:
-            out[name] = loaders[name]()
-        except (OSError, ValueError, EnvironmentError, RuntimeError) as exc:
-            raise _load_error(model, name, exc) from exc
-        except Exception as exc:  # huggingface_hub / requests errors of many kinds
-            raise _load_error(model, name, exc) from exc
-    return out
+
+    def load(local_only: bool) -> dict[str, Any]:
+        kw = {**kwargs, "local_files_only": True} if local_only else kwargs
+        out: dict[str, Any] = {}
+        for name in components:
+            try:
+                out[name] = loaders[name](kw)
+            except Exception as exc:  # OSError, ValueError, huggingface_hub / httpx errors of many kinds
+                raise _ComponentError(name, exc) from exc
+        return out
+
+    try:
+        if is_local:
+            return load(False)
+        return load_from_hub(model, load, revision=revision, what="Stable Diffusion model",
+                             suggest=WITHDRAWN_IDS.get(model))
+    except HubUnavailableError as exc:
+        if model in WITHDRAWN_IDS:
+            raise HubUnavailableError(f"{_withdrawn_hint(model)}; {exc}") from None
+        raise
+    except _ComponentError as err:
+        raise _load_error(model, err.component, err.exc) from err.exc
 
 
 def resolve_revision(model: str, revision: str | None) -> str | None:
@@ -375,10 +394,16 @@ class DiftExtractor:
         up_ft_index: int,
         prompt_embeds: torch.Tensor,
     ) -> torch.Tensor:
-        """Noise clean latents (N, 4, h, w) to ``t`` and return up_blocks[up_ft_index]'s output (N, C, h', w')."""
-        abar = self._alphas_cumprod[t]
-        a, s = float(abar.sqrt()), float((1 - abar).sqrt())
-        x_t = (a * latents.float() + s * eps.float()).to(self.dtype)
+        """Noise clean latents (N, 4, h, w) to ``t`` and return up_blocks[up_ft_index]'s output (N, C, h', w').
+
+        With ``config.clean`` the latents are not noised (``eps`` is unused).
+        """
+        if self.config.clean:  # CleanDIFT: the clean latents, the timestep still given to the U-Net
+            x_t = latents.to(self.dtype)
+        else:
+            abar = self._alphas_cumprod[t]
+            a, s = float(abar.sqrt()), float((1 - abar).sqrt())
+            x_t = (a * latents.float() + s * eps.float()).to(self.dtype)
         if self.config.channels_last:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         block = self.unet.up_blocks[up_ft_index]

@@ -16,7 +16,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["build_random_sd", "sd21_unet_config", "sd21_vae_config", "save_random_sd"]
+__all__ = ["build_random_sd", "sd15_unet_config", "sd21_unet_config", "sd21_vae_config", "save_random_sd"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,22 @@ def sd21_unet_config() -> dict:
         attention_head_dim=(5, 10, 20, 20),
         use_linear_projection=True,
         upcast_attention=True,
+        norm_num_groups=32,
+    )
+
+
+def sd15_unet_config() -> dict:
+    """The U-Net config of stable-diffusion-v1-5."""
+    return dict(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=768,
+        attention_head_dim=8,
         norm_num_groups=32,
     )
 
@@ -108,7 +124,7 @@ def _write_tiny_tokenizer(folder: Path) -> None:
 
 
 def build_random_sd(
-    architecture: Literal["tiny", "sd21"] = "tiny", seed: int = 0, with_text_encoder: bool = True
+    architecture: Literal["tiny", "sd21", "sd15"] = "tiny", seed: int = 0, with_text_encoder: bool = True
 ) -> dict:
     """Build randomly initialised SD parts: ``unet``, ``vae``, ``scheduler`` (+ ``text_encoder``)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -122,6 +138,10 @@ def build_random_sd(
         cross_dim = 1024
         unet = UNet2DConditionModel(**sd21_unet_config())
         vae = AutoencoderKL(**sd21_vae_config())
+    elif architecture == "sd15":  # the VAE is the same as SD 2.1's (its sample size aside)
+        cross_dim = 768
+        unet = UNet2DConditionModel(**sd15_unet_config())
+        vae = AutoencoderKL(**{**sd21_vae_config(), "sample_size": 512})
     else:
         raise ValueError(f"unknown architecture {architecture!r}")
     scheduler = DDIMScheduler(

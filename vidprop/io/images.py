@@ -19,6 +19,7 @@ from vidprop.io.atomic import atomic_file
 __all__ = [
     "read_image",
     "read_rgba",
+    "read_image_size",
     "check_image_size",
     "parse_point",
     "parse_points",
@@ -66,6 +67,29 @@ def read_image(path: str | Path, *, exif_transpose: bool = True) -> np.ndarray:
         grey = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
     return np.array(im.convert("RGB"), dtype=np.uint8)  # writable, contiguous
+
+
+def read_image_size(path: str | Path, *, exif_transpose: bool = True) -> tuple[int, int]:
+    """(width, height) of an image as :func:`read_image` returns it, from its header only.
+
+    Raises InputError (naming the file) when it is missing or not an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such image file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1) if exif_transpose else 1
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not a readable image (unknown or corrupt format)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{path}: could not read the image: {exc}") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def _has_alpha(im) -> bool:

@@ -7,7 +7,13 @@ Accepted inputs (:func:`read_mask`):
 * greyscale anti-aliased 0..255 (many grey levels): one object, thresholded
   at 128, logged;
 * RGB(A) colour masks: each colour is an object (DAVIS palette colours keep
-  their DAVIS index); a warning when there are suspiciously many colours.
+  their DAVIS index); a warning when there are suspiciously many colours;
+* 16-bit greyscale: {0, 65535} is one object, values up to 255 are ids;
+  anything else is refused with a hint;
+* JPEG (lossy) masks, binary or with a few colours or grey levels: the
+  compression artefacts around edges would each become an object, so every
+  pixel is snapped to the mask's few dominant colours (found in its flat
+  areas), with a warning saying so (:func:`snap_lossy`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from PIL import Image
 
 from vidprop.errors import InputError
 
-__all__ = ["davis_palette", "read_mask", "MaskInfo", "write_indexed_png", "resize_mask_nearest"]
+__all__ = ["davis_palette", "read_mask", "MaskInfo", "write_indexed_png", "resize_mask_nearest", "snap_lossy"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,14 @@ log = logging.getLogger(__name__)
 MAX_GREY_IDS = 32
 #: Colours above which an RGB mask draws a warning.
 MANY_COLOURS = 20
+#: Formats whose compression changes pixel values.
+LOSSY_FORMATS = ("JPEG", "MPO")
+#: Lossy masks: a pixel is "flat" when its 3x3 neighbourhood varies by at most this per channel.
+FLAT_TOLERANCE = 12
+#: Lossy masks: flat colours closer than this (max over channels) are the same colour.
+SAME_COLOUR = 40
+#: Lossy masks: a dominant colour covers at least this many flat pixels.
+MIN_COLOUR_PIXELS = 16
 
 
 def davis_palette() -> np.ndarray:
@@ -54,7 +68,7 @@ class MaskInfo:
 
     path: Path
     mode: str
-    kind: str  # "indexed", "ids", "binary", "antialiased", "colour"
+    kind: str  # "indexed", "ids", "binary", "antialiased", "colour", "lossy"
     ids: tuple[int, ...]
 
 
@@ -70,7 +84,9 @@ def read_mask(path: str | Path, *, allow_empty: bool = False) -> tuple[np.ndarra
         with Image.open(path) as im:
             im.load()
             mode = im.mode
-            if mode == "P":
+            if im.format in LOSSY_FORMATS and mode in ("L", "RGB", "CMYK", "YCbCr"):
+                arr, kind = snap_lossy(np.asarray(im.convert("RGB")), path, im.format), "lossy"
+            elif mode == "P":
                 arr = np.asarray(im)
                 kind = "indexed"
             elif mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
@@ -96,8 +112,15 @@ def read_mask(path: str | Path, *, allow_empty: bool = False) -> tuple[np.ndarra
 
 def _from_grey(grey: np.ndarray, path: Path, mode: str) -> tuple[np.ndarray, str]:
     if grey.dtype != np.uint8:
-        if grey.max() > 255 or grey.min() < 0:
-            raise InputError(f"{path}: {mode} mask values must be in 0..255, got {grey.min()}..{grey.max()}")
+        lo, hi = grey.min(), grey.max()
+        if lo >= 0 and hi == 65535 and set(np.unique(grey).tolist()) == {0, 65535}:
+            return (grey == 65535).astype(np.uint8), "binary"  # a 16-bit binary mask, as {0, 255}
+        if lo < 0 or hi > 255:
+            raise InputError(
+                f"{path}: {mode} (16/32-bit) mask with values {lo}..{hi}; vidprop reads {{0, 65535}} as one "
+                "object and values 0..255 as object ids: save it as an 8-bit PNG (indexed, or greyscale "
+                "with one value per object)"
+            )
         grey = grey.astype(np.uint8)
     values = np.unique(grey)
     if len(values) > MAX_GREY_IDS:
@@ -136,6 +159,78 @@ def _from_colour(rgb: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
         lut = [order.get(tuple(c), 0) for c in colours]
         log.info("%s: colour mask: %d objects, ids 1..%d in order of colour value", path, len(nonblack), len(nonblack))
     return np.asarray(lut, dtype=np.uint8)[inverse].reshape(rgb.shape[:2]), "colour"
+
+
+def snap_lossy(rgb: np.ndarray, path: Path, fmt: str = "JPEG") -> np.ndarray:
+    """(H, W, 3) uint8 of a lossy (JPEG) mask -> (H, W) uint8 ids, every pixel snapped to a dominant colour.
+
+    The dominant colours are found where the mask is flat (3x3 neighbourhood
+    within :data:`FLAT_TOLERANCE`), so the blends and ringing that JPEG puts
+    along edges never become colours of their own: flat colours are taken
+    by decreasing pixel count, one within :data:`SAME_COLOUR` of a kept one
+    joins it, one with at least :data:`MIN_COLOUR_PIXELS` pixels starts a new
+    one.  Each pixel then takes the nearest dominant colour (Euclidean).  The
+    one nearest black (within :data:`SAME_COLOUR`) is the background; the
+    others are numbered as in a colour mask (DAVIS palette indices when each
+    is within :data:`SAME_COLOUR` of a palette colour, else 1..n by colour
+    value; a grey mask's levels by grey value).  Logged as a warning.
+    """
+    import cv2
+
+    kernel = np.ones((3, 3), np.uint8)
+    spread = (cv2.dilate(rgb, kernel).astype(np.int16) - cv2.erode(rgb, kernel)).max(axis=2)
+    packed = _pack(rgb)  # (H, W) int32 colour codes: 1-D uniques are much faster than axis=0
+    codes, counts = np.unique(packed[spread <= FLAT_TOLERANCE], return_counts=True)
+    colours = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1)
+    centres: list[np.ndarray] = []
+    for i in np.argsort(-counts, kind="stable"):
+        c = colours[i].astype(np.int16)
+        if centres and np.abs(np.stack(centres) - c).max(axis=1).min() <= SAME_COLOUR:
+            continue
+        if counts[i] < MIN_COLOUR_PIXELS:
+            break
+        centres.append(c)
+        if len(centres) > 256:
+            raise InputError(f"{path}: a {fmt} image with more than 255 distinct flat colours is not a mask; "
+                             "save the mask as PNG")
+    if not centres:
+        raise InputError(f"{path}: a {fmt} mask with no flat area of one colour; save the mask as PNG")
+    cen = np.stack(centres).astype(np.float32)  # (K, 3)
+    flat_px = rgb.reshape(-1, 3).astype(np.float32)
+    d = (flat_px ** 2).sum(1)[:, None] - 2 * flat_px @ cen.T + (cen ** 2).sum(1)[None, :]  # (HW, K)
+    nearest = d.argmin(axis=1)
+    bg = int(np.abs(cen).max(axis=1).argmin())
+    if np.abs(cen[bg]).max() > SAME_COLOUR:
+        bg = -1
+    objects = [k for k in range(len(cen)) if k != bg]
+    if not objects:
+        raise InputError(f"{path}: a {fmt} (lossy) mask in which no object can be told from the background; "
+                         "save the mask as PNG")
+    pal = _PALETTE.astype(np.float32)
+    snapped = [int(np.abs(pal[1:] - cen[k]).max(axis=1).argmin()) + 1 for k in objects]
+    grey = all(cen[k].max() - cen[k].min() <= FLAT_TOLERANCE for k in objects)
+    if not grey and len(set(snapped)) == len(snapped) \
+            and all(np.abs(pal[j] - cen[k]).max() <= SAME_COLOUR for j, k in zip(snapped, objects)):
+        ids = snapped
+    else:
+        order = sorted(objects, key=lambda k: tuple(cen[k].tolist()))
+        ids = [order.index(k) + 1 for k in objects]
+    lut = np.zeros(len(cen), np.uint8)
+    for k, i in zip(objects, ids):
+        lut[k] = i
+    log.warning(
+        "%s: a %s (lossy) mask; its %d colours were snapped to the %d dominant ones (%s -> ids %s); "
+        "save masks as PNG to keep them exact",
+        path, fmt, len(np.unique(packed)), len(cen),
+        ", ".join(str(tuple(int(v) for v in cen[k])) for k in objects), ", ".join(map(str, ids)),
+    )
+    return lut[nearest].reshape(rgb.shape[:2])
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W) int32 ``r << 16 | g << 8 | b``."""
+    c = rgb.astype(np.int32)
+    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
 
 
 def resize_mask_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

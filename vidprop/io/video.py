@@ -10,16 +10,28 @@ queue (``prefetch`` frames), so memory does not grow with video length.
 decord is abandoned upstream and can hang when a container over-reports its
 frame count: it is read strictly sequentially, the reported count is never
 trusted, and if decord fails vidprop falls back to PyAV with a warning.
+
+A video file is checked before anything else reads it
+(:func:`check_video_file`): an empty file, an MP4/MOV whose data stops
+before its boxes say it should (an interrupted download or recording) and a
+file no decoder can open each get one line naming the file and the problem;
+what the native decoders print on the way (libav's and decord's messages on
+the C-level stderr) is kept at debug level.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import os
 import queue
+import struct
+import sys
+import tempfile
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
@@ -27,7 +39,8 @@ import numpy as np
 
 from vidprop.errors import InputError
 
-__all__ = ["VideoInfo", "FrameReader", "open_video", "IMAGE_EXTENSIONS", "BACKENDS", "list_frames"]
+__all__ = ["VideoInfo", "FrameReader", "open_video", "IMAGE_EXTENSIONS", "BACKENDS", "list_frames",
+           "check_video_file"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +84,142 @@ def list_frames(folder: Path) -> list[Path]:
     if not files:
         raise InputError(f"{folder}: no frames in this folder (expected {', '.join(IMAGE_EXTENSIONS)} images)")
     return files
+
+
+# --------------------------------------------------------------------- checking a file
+#: File signatures of common video containers: (offset, bytes, name).
+_SIGNATURES = (
+    (4, b"ftyp", "MP4/MOV"),
+    (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
+    (0, b"RIFF", "AVI"),
+    (0, b"FLV", "FLV"),
+    (0, b"OggS", "Ogg"),
+    (0, b"\x00\x00\x01\xba", "MPEG-PS"),
+    (0, b"\x30\x26\xb2\x75", "ASF/WMV"),
+)
+
+
+@contextlib.contextmanager
+def native_stderr_to_debug(what: str | Path) -> Iterator[None]:
+    """Send what native code writes to the process's stderr (fd 2) to the debug log instead.
+
+    decord and its bundled libav print their errors straight to fd 2 (a C++
+    log line with a build path, "moov atom not found", ...); vidprop says
+    what is wrong itself, in one line.  Use around short calls on the main
+    thread only: the redirection is process-wide.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace").strip()
+            if text:
+                log.debug("%s: decoder messages: %s", what, " | ".join(text.splitlines()))
+
+
+def _container_name(head: bytes) -> str | None:
+    for offset, magic, name in _SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            return name
+    return None
+
+
+def _mp4_truncation(path: Path, size: int) -> str | None:
+    """Why an MP4/MOV file is cut short (its top-level boxes run past the end), or None."""
+    offset = 0
+    with open(path, "rb") as f:
+        for _ in range(100_000):
+            if offset == size:
+                return None
+            if size - offset < 8:
+                return f"the file ends inside a box header at byte {offset:,}"
+            f.seek(offset)
+            box_size, box_type = struct.unpack(">I4s", f.read(8))
+            if box_size == 1:
+                if size - offset < 16:
+                    return f"the file ends inside a box header at byte {offset:,}"
+                (box_size,) = struct.unpack(">Q", f.read(8))
+            elif box_size == 0:  # the last box, up to the end of the file
+                return None
+            if box_size < 8:
+                return None  # not a box structure we understand: leave it to the decoders
+            if offset + box_size > size:
+                name = box_type.decode("latin-1", "replace")
+                return (f"its '{name}' box needs {offset + box_size:,} bytes but the file has {size:,} "
+                        "(an interrupted download, copy or recording?)")
+            offset += box_size
+    return None
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    """libav's message without the errno and file name PyAV adds."""
+    strerror = getattr(exc, "strerror", None)
+    if strerror:
+        return str(strerror)
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_video_file(path: str | Path) -> None:
+    """Raise :class:`InputError` (one line) for an empty, truncated or unreadable video file.
+
+    An MP4/MOV whose top-level boxes run past the end of the file is called
+    truncated even when its first frames could be decoded (the result would
+    silently stop early).  Other containers are opened with PyAV (libav's
+    own messages stay quiet).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read this file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes)")
+    container = _container_name(head)
+    if container == "MP4/MOV":
+        problem = _mp4_truncation(path, size)
+        if problem:
+            raise InputError(f"{path}: truncated: {problem}")
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                kinds = sorted({s.type for s in c.streams}) or ["no streams"]
+                raise InputError(f"{path}: has no video stream ({', '.join(kinds)} only)")
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - av.error.* kinds
+        reason = _ffmpeg_reason(exc)
+        log.debug("PyAV cannot open %s: %s", path, exc)
+        if container:
+            raise InputError(f"{path}: a damaged or truncated {container} file that PyAV cannot open ({reason})") from None
+        raise InputError(f"{path}: not a video file PyAV or decord can read ({reason})") from None
+
+
+def _decord_opens(path: Path) -> bool:
+    """True when decord can open ``path`` (quietly; its messages go to the debug log)."""
+    try:
+        import decord
+
+        with native_stderr_to_debug(path):
+            decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    except Exception as exc:  # noqa: BLE001 - decord.DECORDError, RuntimeError
+        log.debug("decord cannot open %s (%s); reading it with PyAV", path, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+        return False
+    return True
 
 
 # --------------------------------------------------------------------- backends
@@ -235,6 +384,9 @@ class FrameReader:
                 raise InputError(f"{path}: is a file, not a frame folder")
             if backend == "auto":
                 backend = "decord" if _decord_available() else "pyav"
+            check_video_file(path)
+            if backend == "decord" and not _decord_opens(path):
+                backend = "pyav"
         if backend not in BACKENDS:
             raise InputError(f"unknown video backend {backend!r}; choose from {', '.join(BACKENDS)}")
         self.path = path
@@ -245,13 +397,16 @@ class FrameReader:
         self._stop = threading.Event()
         self.busy_seconds = 0.0  # decoding (+ transform) time on the reader thread, last iteration
         self._sel_start, self._sel_stop = 0, None  # frames [start, stop) are read (see select())
-        self._first = self._read_first()
+        quiet = native_stderr_to_debug(path) if backend == "decord" else contextlib.nullcontext()
+        with quiet:
+            self._first = self._read_first()
+            if self._files is None:
+                fps, n = _probe(path, backend)
         h, w = self._first.shape[:2]
         if self._files is not None:
             fps, n = None, len(self._files)
             names = tuple(f.stem for f in self._files)
         else:
-            fps, n = _probe(path, backend)
             names = None
         self.info = VideoInfo(path=path, backend=backend, width=w, height=h, fps=fps, num_frames=n, frame_names=names)
 
@@ -322,12 +477,6 @@ class FrameReader:
         finally:
             self._stop.set()
             self._thread.join(timeout=5)
-
-    def close(self) -> None:
-        self._stop.set()
-
-    def with_info(self, **changes: Any) -> VideoInfo:
-        return replace(self.info, **changes)
 
 
 def open_video(source: str | Path, backend: Backend = "auto", prefetch: int = 8,

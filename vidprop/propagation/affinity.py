@@ -1,7 +1,7 @@
 """Windowed top-k feature affinity and label transfer, tile by tile.
 
 One query frame against a set of context frames (the protocols are
-described in :mod:`vidprop.propagation.protocol`):
+described in :mod:`vidprop.propagation.protocol` and docs/propagation.md):
 
 * ``windowed`` context frames: a key is allowed only inside the query's
   neighbourhood (``window="square"``: |dy|, |dx| <= radius, protocol A;

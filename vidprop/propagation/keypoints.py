@@ -1,4 +1,4 @@
-"""Keypoints <-> per-joint heatmap labels, as the JHMDB protocol does it (specs/jhmdb.md).
+"""Keypoints <-> per-joint heatmap labels, as the JHMDB protocol does it (docs/jhmdb.md).
 
 Coordinates here are in GRID units (feature cells): x along the width, y
 along the height, no half-cell offset.  Converting pixels to grid units is

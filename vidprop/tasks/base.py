@@ -10,6 +10,7 @@ their record, so writers never match them to frames by position.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -20,13 +21,27 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import numpy as np
 import torch
 
-from vidprop.config import TaskConfig, load_preset
+from vidprop.config import TaskConfig, fit_frames, load_preset
 from vidprop.features.base import FeatureExtractor
 from vidprop.io.driver import FrameRecord, resize_frame
 
-__all__ = ["Profile", "PropagationTask", "background_output", "check_output_folder", "resize_frame"]
+__all__ = ["Profile", "PropagationTask", "background_output", "check_output_folder", "fit_to_extractor", "resize_frame"]
 
 T = TypeVar("T", bound="PropagationTask")
+
+log = logging.getLogger(__name__)
+
+
+def fit_to_extractor(cfg: TaskConfig, extractor: Any) -> TaskConfig:
+    """``cfg`` with frame sizes the extractor accepts and the extractor's effective settings."""
+    from dataclasses import replace
+
+    multiple = int(getattr(extractor, "multiple", 1))
+    frames = fit_frames(cfg.frames, multiple)
+    if frames != cfg.frames:
+        log.info("frame sizes floored to multiples of %d for the %s backbone", multiple, cfg.extractor.backbone)
+    ext_cfg = getattr(extractor, "config", None)
+    return replace(cfg, frames=frames, extractor=ext_cfg if ext_cfg is not None else cfg.extractor)
 
 
 @dataclass
@@ -144,15 +159,19 @@ class PropagationTask:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
     ) -> T:
-        """Load the DIFT extractor named by ``model`` (default: the config's) with a preset or config."""
-        from vidprop.features.dift import DiftExtractor
+        """Load the backbone of the config (``config.extractor.backbone``; ``model`` overrides its weights' id).
+
+        Frame sizes are floored to the backbone's input multiple when the
+        preset's do not fit it (short side 480 -> 476 for a patch-14 ViT).
+        """
+        from vidprop.features.registry import build_extractor
 
         config = cls.default_preset if config is None else config
         cfg = load_preset(config) if isinstance(config, str) else config
-        ext = DiftExtractor.from_pretrained(model, config=cfg.extractor, device=device, dtype=dtype)
         if model is not None:
             cfg = cfg.override(extractor={"model": str(model)})
-        return cls(ext, cfg)
+        ext = build_extractor(cfg.extractor, device=device, dtype=dtype)
+        return cls(ext, fit_to_extractor(cfg, ext))
 
     def _records(self, frames: Iterable[Any]) -> Iterator[FrameRecord]:
         """In-memory frames -> records resized for the model.
@@ -188,6 +207,7 @@ class PropagationTask:
         ext = self.extractor
         prof = self.last_profile
         batch_size = max(1, getattr(getattr(ext, "config", None), "batch_size", 1))
+        fitted = False
         it = iter(records)
         while True:
             t0 = time.perf_counter()
@@ -210,6 +230,9 @@ class PropagationTask:
                 small = torch.from_numpy(np.stack([batch[j].model_input for j in wanted])).permute(0, 3, 1, 2)
                 if ext.device.type == "cuda":
                     small = small.pin_memory()
+                if not fitted and getattr(ext, "joint", False):
+                    ext.fit_pca(small[:1])  # a pair backbone: one projection, fitted on the run's first frame, kept
+                    fitted = True
                 out = ext.extract(small, indices=[batch[j].index for j in wanted])  # (B, C, h, w)
                 for n, j in enumerate(wanted):
                     feats[j] = out[n]

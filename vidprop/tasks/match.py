@@ -558,11 +558,12 @@ def _names(names: tuple[str, str] | None) -> str:
 
 
 class PairMatcher:
-    """DIFT features of image pairs, with a preset ("semantic" or "geometric").
+    """Backbone features of image pairs, with a preset ("semantic", "geometric", "spair-dino", ...).
 
     Args:
-        extractor: a :class:`~vidprop.features.dift.DiftExtractor` (anything
-            with ``extract(images, indices=, prompt=)``, ``stride`` and ``device``).
+        extractor: any backbone's extractor (anything with ``extract(images,
+            indices=, prompt=)``, ``stride`` and ``device``; see
+            :mod:`vidprop.features.registry`).
         config: the TaskConfig (frame resizing and extractor settings).
     """
 
@@ -579,26 +580,55 @@ class PairMatcher:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
     ) -> "PairMatcher":
-        """Load Stable Diffusion (the config's model unless ``model``) with a preset name or a TaskConfig."""
-        from vidprop.features.dift import DiftExtractor
+        """Load the config's backbone (``model`` overrides its weights' id) with a preset name or a TaskConfig."""
+        from vidprop.features.registry import build_extractor
+        from vidprop.tasks.base import fit_to_extractor
 
         cfg = load_preset(config) if isinstance(config, str) else config
         if model is not None:
             cfg = cfg.override(extractor={"model": str(model)})
-        ext = DiftExtractor.from_pretrained(config=cfg.extractor, device=device, dtype=dtype, keep_text_encoder=True)
-        return cls(ext, cfg)
+        ext = build_extractor(cfg.extractor, device=device, dtype=dtype, keep_text_encoder=True)
+        return cls(ext, fit_to_extractor(cfg, ext))
 
     # ------------------------------------------------------------------ features
     def prompt(self, category: str | None = None, prompt: str | None = None) -> str:
         return prompt if prompt is not None else prompt_for(self.config.extractor.prompt, category)
 
-    def features(self, image: np.ndarray, *, index: int = 0, prompt: str = "") -> torch.Tensor:
-        """(H, W, 3) uint8 at its original size -> (C, h, w) features of the preset's resized image."""
+    def _model_input(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 at its original size -> (1, 3, h, w) uint8 at the preset's size."""
         h, w = image.shape[:2]
         size = self.config.frames.target_size(w, h)
         small = resize_image(np.ascontiguousarray(image[..., :3]), size)
-        x = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None]
-        return self.extractor.extract(x, indices=[int(index)], prompt=prompt)[0]
+        return torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None]
+
+    def features(self, image: np.ndarray, *, index: int = 0, prompt: str = "") -> torch.Tensor:
+        """(H, W, 3) uint8 at its original size -> (C, h, w) features of the preset's resized image."""
+        if self.joint:
+            raise ConfigError(f"the {self.config.extractor.backbone} backbone computes the features of a pair together "
+                              "(a joint PCA): use pair_features(src, tgt); this benchmark or command scores images one by one")
+        return self.extractor.extract(self._model_input(image), indices=[int(index)], prompt=prompt)[0]
+
+    @property
+    def joint(self) -> bool:
+        """True when the backbone computes a pair's features together (sd+dinov2's joint PCA)."""
+        return bool(getattr(self.extractor, "joint", False))
+
+    def pair_features(self, src: np.ndarray, tgt: np.ndarray, *, prompt: str = "",
+                      indices: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (C, h, w) of both images: one call for a joint backbone, else one per image."""
+        if not self.joint:
+            return (self.features(src, index=indices[0], prompt=prompt),
+                    self.features(tgt, index=indices[1], prompt=prompt))
+        a, b = self._model_input(src), self._model_input(tgt)
+        if a.shape != b.shape:
+            raise ConfigError(f"the {self.config.extractor.backbone} backbone needs both images at one size "
+                              "(frames.mode fixed or square); this preset gives "
+                              f"{a.shape[-1]}x{a.shape[-2]} and {b.shape[-1]}x{b.shape[-2]}")
+        clear = getattr(self.extractor, "clear_pca", None)
+        if clear is not None:
+            clear()
+        f = self.extractor.extract(torch.cat([a, b]), indices=list(indices), prompt=prompt)
+        return f[0], f[1]
 
     # ------------------------------------------------------------------ tasks
     def match_semantic(
@@ -613,8 +643,7 @@ class PairMatcher:
     ) -> MatchResult:
         """Each source point's best cosine match over every target pixel (DIFT's SPair-71k evaluation)."""
         text = self.prompt(category, prompt)
-        fs = self.features(src, index=0, prompt=text)
-        ft = self.features(tgt, index=1, prompt=text)
+        fs, ft = self.pair_features(src, tgt, prompt=text)
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2).round()
         tp, scores, maps = semantic_argmax(fs, ft, src.shape[:2], tgt.shape[:2], pts, return_maps=heatmap)
         return MatchResult("semantic", pts, tp.astype(np.float64), scores,
@@ -637,8 +666,7 @@ class PairMatcher:
         text = self.prompt(None, prompt)
         kp_s = detect_sift(src, max_keypoints) if src_points is None else np.asarray(src_points, np.float64)
         kp_t = detect_sift(tgt, max_keypoints) if tgt_points is None else np.asarray(tgt_points, np.float64)
-        fs = self.features(src, index=0, prompt=text)
-        ft = self.features(tgt, index=1, prompt=text)
+        fs, ft = self.pair_features(src, tgt, prompt=text)
         return geometric_match_features(fs, ft, src.shape[:2], tgt.shape[:2], kp_s, kp_t, method=method,
                                         threshold=threshold, what=_names(names))
 
@@ -661,8 +689,7 @@ class PairMatcher:
         points are drawn with ``seed``, by default the config's seed)."""
         layer = sticker_layer(sticker, src.shape[:2], at, name=names[2] if names else "the sticker")
         text = self.prompt(category, prompt)
-        fs = self.features(src, index=0, prompt=text)
-        ft = self.features(tgt, index=1, prompt=text)
+        fs, ft = self.pair_features(src, tgt, prompt=text)
         what = f"for the edited region {_names(names[:2])}" if names else ""
         seed = self.config.extractor.seed if seed is None else seed
         return propagate_edit_features(fs, ft, layer, tgt, max_points=max_points, threshold=threshold, seed=seed,

@@ -8,7 +8,7 @@ Python API (the CLI is a thin layer over it):
         fr.xy, fr.visible                                      # (J, 2) pixels (NaN if vanished), (J,) bool
     track_video("clip.mp4", "first_frame.json", "results/", tracker=tracker)
 
-Each joint becomes one heatmap channel on the feature grid (specs/jhmdb.md):
+Each joint becomes one heatmap channel on the feature grid (docs/jhmdb.md):
 frames are resized as the preset says (JHMDB: a square ``crop x crop``), a
 pixel (x, y) maps to grid units (x * crop_w / W / stride, y * crop_h / H /
 stride), the heatmaps are propagated with the
@@ -241,7 +241,8 @@ class TrackJob:
             write_tracks_json(tmp / "keypoints.json", kps.names, xy, visible, skeleton=kps.skeleton_names,
                               frame_names=frame_names, meta=meta, frame_indices=indices)
             write_tracks_csv(tmp / "keypoints.csv", kps.names, xy, visible, frame_indices=indices)
-            write_source_record(tmp, vinfo, frames=len(xy), task="track")  # lets `vidprop view` find the frames
+            write_source_record(tmp, vinfo, frames=len(xy), task="track",
+                                first_frame=min(indices, default=0))  # lets `vidprop view` find the frames
         prof = tracker.last_profile.summary()
         log.info("wrote keypoints of %d frames to %s (%s)", len(xy), out_dir, prof)
         return TrackResult(

@@ -248,8 +248,8 @@ class MatchSession:
     def from_matcher(cls, matcher: Any, source: np.ndarray, target: np.ndarray, *, prompt: str = "",
                      names: tuple[str, str] = ("source", "target"), progress: bool = True) -> "MatchSession":
         """Compute both images' features once with a :class:`~vidprop.tasks.match.PairMatcher` (indices 0 and 1, as ``match``)."""
-        feats = []
-        for i, (image, name) in enumerate(((source, names[0]), (target, names[1]))):
+        feats = list(matcher.pair_features(source, target, prompt=prompt)) if getattr(matcher, "joint", False) else []
+        for i, (image, name) in enumerate(((source, names[0]), (target, names[1])) if not feats else ()):
             t0 = time.perf_counter()
             if progress:
                 log.info("features %d/2: %s (%dx%d) ...", i + 1, name, image.shape[1], image.shape[0])

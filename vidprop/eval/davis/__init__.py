@@ -2,7 +2,7 @@
 
 The numbers are those of ``davis2017-evaluation`` (``evaluation_method.py
 --task semi-supervised``) to the last printed digit; see
-``specs/davis-eval.md``.  What vidprop does better: it always recomputes
+``docs/davis-eval.md``.  What vidprop does better: it always recomputes
 (old CSVs are never shown instead of a fresh score), fails with a clear
 :class:`~vidprop.errors.InputError` naming the file on a missing frame, an RGB
 PNG, a wrong size or a too-high object id, and scores sequences in parallel.

@@ -14,7 +14,7 @@ from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.davis.dataset import VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
 from vidprop.eval.davis.scoring import DavisScores, score_davis
-from vidprop.io.atomic import atomic_file, remove_partials
+from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.progress import progress_bar
 
 __all__ = ["sequence_is_complete", "run_davis", "run_note", "SequenceWorker", "propagate_sequence"]
@@ -42,6 +42,7 @@ def _comparable(cfg: dict) -> dict:
         cfg.get("extractor", {}).pop(key, None)
     for key in ("name", "description", "published"):
         cfg.pop(key, None)
+    cfg.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
     cfg.setdefault("sequences", {})
     return cfg
 
@@ -156,6 +157,7 @@ def run_davis(
         if loaded is not None and engine.kind != "sequential":
             raise ConfigError("a Segmenter object stays in this process: give config= or a callable that builds "
                               "the segmenter (segmenter=) to propagate on Ray workers")
+        check_writable_target(out, True, folder=True)  # before loading the model
         factory = functools.partial(SequenceWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype,
                                     segmenter=loaded, build=build)
         wants_gpu = not str(device or cfg.extractor.device).startswith("cpu")
@@ -228,7 +230,6 @@ def propagate_sequence(out: Path, seq: DavisSequence, segmenter: Any, *, overwri
     if not first.any():
         raise InputError(f"sequence {seq.name}: the first annotation {seq.annotations[0]} holds no object")
     target = out / seq.name
-    remove_partials(target)  # what a worker killed while writing this sequence left
     replace = overwrite or target.exists()  # an existing folder here is incomplete (or to be redone)
     if target.exists() and not overwrite:
         log.warning("%s is incomplete; recomputing it", target)
