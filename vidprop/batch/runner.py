@@ -39,7 +39,7 @@ from vidprop.batch.manifest import TASKS, BatchRow, Task, check_names, read_inpu
 from vidprop.config import RUNTIME_FIELDS, TaskConfig, load_preset
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError, OutputExistsError, VidpropError
-from vidprop.io.atomic import atomic_file
+from vidprop.io.atomic import atomic_file, remove_stale_partials
 from vidprop.progress import progress_bar
 
 __all__ = ["RowJob", "RowResult", "RowRunner", "BatchReport", "run_batch", "row_config", "describe_error",
@@ -220,6 +220,7 @@ class RowRunner:
         attempt = int(prev.get("attempt", 0)) + 1 if ours else 1
         state = {"fingerprint": job.fingerprint, "run": job.run_id, "attempt": attempt, "worker": self.worker_id}
         _write_state(state_path, state="running", **state)
+        remove_stale_partials(out_dir)  # what a killed attempt left (its process is gone), even if this one fails
         replace = job.replace or (ours and out_dir.exists())
         try:
             frames = self._run(self.task_for(job.config), job, replace)
