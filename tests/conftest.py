@@ -67,3 +67,32 @@ def tiny_backbones(tmp_path_factory, tiny_sd_path) -> dict:
         "cleandift": {"backbone": "cleandift", "model": sd, "weights": str(root / "cleandift.safetensors"), "ensemble": 1,
                       "up_ft_index": 1},
     }
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for every test that needs it (2 CPUs, 2 logical GPUs, no dashboard)."""
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture
+def torch_threads():
+    """``with torch_threads(n):`` runs a block with n torch CPU threads (float sums depend on the thread count)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def use(n: int):
+        saved = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(saved)
+
+    return use

@@ -9,6 +9,7 @@ from PIL import Image
 
 from tests.eval.test_davis import hand_dataset, make_davis
 from vidprop.cli import main
+from vidprop.errors import ConfigError
 from vidprop.io.masks import write_indexed_png
 
 HAND_TABLES = (
@@ -237,3 +238,54 @@ def test_a_flag_overrides_the_per_sequence_setting(shooting_davis, tiny_sd_path,
                                "--n-last", "3", "--sequences", "shooting", "--no-progress", "--workers", "1"])
     assert rc == 0, err
     assert context_sizes == [3]
+
+
+# ------------------------------------------------------------------ on Ray workers
+def colour_segmenter(cfg):
+    """A Segmenter on backbone-free features (built in each Ray worker: no model to load)."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.tasks.segment import Segmenter
+
+    return Segmenter(ColourStats(), cfg)
+
+
+@pytest.mark.ray
+def test_ray_engine_writes_the_same_masks(ray_local, scene_davis, tmp_path, torch_threads):
+    import functools
+
+    from vidprop.config import load_preset
+    from vidprop.engine import EngineOptions
+    from vidprop.eval.davis import run_davis
+
+    cfg = load_preset("davis").override(frames={"short_side": 64}, propagation={"n_last_frames": 3})
+    build = functools.partial(colour_segmenter, cfg)
+    with torch_threads(1):  # as each Ray worker below: CPU float sums depend on the thread count
+        run_davis(scene_davis, tmp_path / "seq", config=cfg, segmenter=build(), progress=False, score=False)
+    run_davis(scene_davis, tmp_path / "ray", config=cfg, segmenter=build, progress=False, score=False,
+              engine=EngineOptions(kind="ray", workers=2, gpus_per_worker=1, cpus_per_worker=1))
+    pngs = sorted(p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").glob("*/*.png"))
+    assert len(pngs) == 10
+    assert sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").glob("*/*.png")) == pngs
+    for p in pngs:
+        assert (tmp_path / "ray" / p).read_bytes() == (tmp_path / "seq" / p).read_bytes(), p
+    # scoring reads only these masks: the scores are the same too
+    rec = {k: yaml.safe_load((tmp_path / k / "config.yaml").read_text()) for k in ("seq", "ray")}
+    for r in rec.values():
+        r.pop("date"), r.pop("root")
+    assert rec["ray"] == rec["seq"]
+    with pytest.raises(ConfigError, match="a Segmenter object stays in this process"):
+        run_davis(scene_davis, tmp_path / "x", config=cfg, segmenter=build(), engine=EngineOptions(kind="ray"))
+
+
+def test_engine_flags_reach_the_runner(scene_davis, tmp_path, capsys, monkeypatch):
+    import vidprop.eval.davis as davis
+
+    seen = {}
+    monkeypatch.setattr(davis, "run_davis", lambda *a, **k: seen.update(k))
+    _run(capsys, ["eval", "davis", "--root", str(scene_davis), "--out", str(tmp_path), "--engine", "ray",
+                  "--workers", "3", "--gpus-per-worker", "0.5", "--address", "auto", "--no-progress"])
+    e = seen["engine"]
+    assert (e.kind, e.workers, e.gpus_per_worker, e.address, seen["workers"]) == ("ray", 3, 0.5, "auto", 3)
+    rc, _, err = _run(capsys, ["eval", "davis", "--root", str(scene_davis), "--out", str(tmp_path),
+                               "--gpus-per-worker", "1"])
+    assert rc == 2 and "--gpus-per-worker: only with --engine ray" in err

@@ -314,3 +314,33 @@ def test_pipeline_draws_border_joints_as_the_reference(tmp_path, tiny_sd_path, c
         assert (z["coords"][0, 0] >= 0).all()
     meta = yaml.safe_load((out / "config.yaml").read_text())
     assert meta["config"]["propagation"]["keypoint_rule"] == rule
+
+
+def colour_tracker(cfg):
+    """A Tracker on backbone-free features (built in each Ray worker: no model to load)."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.tasks.track import Tracker
+
+    return Tracker(ColourStats(), cfg)
+
+
+@pytest.mark.ray
+def test_ray_engine_writes_the_same_predictions(ray_local, tmp_path, torch_threads):
+    import functools
+
+    from vidprop.engine import EngineOptions
+
+    root, split, videos = _scene_dataset(tmp_path)
+    cfg = load_preset("jhmdb").override(frames={"size": 64})
+    build = functools.partial(colour_tracker, cfg)
+    with torch_threads(1):  # as each Ray worker (1 CPU): CPU float sums depend on the thread count
+        seq = evaluate_jhmdb(root, split, tmp_path / "seq", config=cfg, tracker=build())
+    ray = evaluate_jhmdb(root, split, tmp_path / "ray", config=cfg, tracker=build,
+                         engine=EngineOptions(kind="ray", workers=2, cpus_per_worker=1))
+    for key in videos:
+        a = (tmp_path / "seq" / "predictions" / f"{key}.npz").read_bytes()
+        assert (tmp_path / "ray" / "predictions" / f"{key}.npz").read_bytes() == a
+    assert (tmp_path / "ray" / "pck.csv").read_text() == (tmp_path / "seq" / "pck.csv").read_text()
+    np.testing.assert_array_equal(ray.mean, seq.mean)
+    meta = {k: yaml.safe_load((tmp_path / k / "config.yaml").read_text()) for k in ("seq", "ray")}
+    assert meta["ray"]["config"] == meta["seq"]["config"] and meta["ray"]["device"] == "cpu"

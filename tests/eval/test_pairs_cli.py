@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tests.eval.test_pairs import make_hpatches, make_spair
 from vidprop.cli import main
@@ -62,3 +63,56 @@ def test_eval_spair_hedlin_protocol_without_source_boxes_fails_before_loading(tm
                "--model", str(tmp_path / "no-model"), *FAST])
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(lines) == 1 and "no src_bndbox, which the hedlin PCK protocol needs" in lines[0]
+
+
+@pytest.mark.ray
+def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, torch_threads):
+    """Categories (SPair) and sequences (HPatches) spread over 2 Ray workers: every row and score as in-process."""
+    import functools
+
+    from tests.eval.test_pairs import PatchMatcher
+    from vidprop.engine import EngineOptions
+    from vidprop.eval.pairs import run_hpatches, run_spair
+
+    spair, hp = make_spair(tmp_path / "SPair-71k"), make_hpatches(tmp_path / "hpatches")
+    engine = EngineOptions(kind="ray", workers=2, cpus_per_worker=1)
+    runs = {"spair": (run_spair, spair, "semantic", {"protocols": "both"}),
+            "hpatches": (run_hpatches, hp, "geometric", {"max_keypoints": 100})}
+    for name, (run, root, preset, kw) in runs.items():
+        with torch_threads(1):  # as each Ray worker (1 CPU): CPU float sums depend on the thread count
+            run(PatchMatcher(preset), root, tmp_path / name / "seq", **kw)
+        run(functools.partial(PatchMatcher, preset), root, tmp_path / name / "ray", engine=engine, **kw)
+        seq, ray = tmp_path / name / "seq", tmp_path / name / "ray"
+        assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
+        a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+
+
+def test_engine_flags_reach_the_pair_runners(tmp_path, capsys, monkeypatch):
+    import vidprop.eval.pairs as pairs
+    from vidprop.config import TaskConfig
+
+    spair, hp = make_spair(tmp_path / "SPair-71k"), make_hpatches(tmp_path / "hpatches")
+    seen = {}
+
+    class Seen(Exception):
+        pass
+
+    def record(cmd):
+        def run(matcher, *a, **k):
+            seen[cmd] = (matcher, k["engine"])
+            raise Seen
+        return run
+
+    monkeypatch.setattr(pairs, "run_spair", record("spair"))
+    monkeypatch.setattr(pairs, "run_hpatches", record("hpatches"))
+    for cmd, root in (("spair", spair), ("hpatches", hp)):
+        with pytest.raises(Seen):
+            main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / cmd), "--engine", "ray",
+                  "--workers", "3"])
+        m, e = seen[cmd]
+        assert isinstance(m, TaskConfig) and (e.kind, e.workers) == ("ray", 3)  # the workers load the model
+    assert main(["-q", "eval", "spair", "--root", str(spair), "--out", str(tmp_path / "att"), "--method", "attention",
+                 "--engine", "ray"]) == 2
+    assert "--method attention runs in this process only" in capsys.readouterr().err

@@ -105,3 +105,19 @@ def test_cli_end_to_end(tmp_path, tiny_sd_path, capsys):
     assert (out / "submission.zip").is_file()
     assert sorted(p.stem for p in (out / "Annotations" / "vid_a").glob("*.png")) == ["00000", "00005", "00010",
                                                                                      "00015"]
+
+
+@pytest.mark.ray
+def test_ray_engine_writes_the_same_masks(ray_local, tmp_path, torch_threads):
+    from vidprop.engine import EngineOptions
+
+    root = make_ytvos(tmp_path / "YTVOS")
+    with torch_threads(1):  # as each Ray worker (1 CPU): CPU float sums depend on the thread count
+        ytvos.run_ytvos(root, tmp_path / "seq", segmenter=_seg(), progress=False, make_zip=False)
+    res = ytvos.run_ytvos(root, tmp_path / "ray", segmenter=_seg, progress=False, make_zip=False,
+                          engine=EngineOptions(kind="ray", workers=2, cpus_per_worker=1))
+    assert res.propagated == ("vid_a", "vid_b")
+    pngs = sorted(p.relative_to(tmp_path / "seq") for p in (tmp_path / "seq").rglob("*.png"))
+    assert len(pngs) == 8 and sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*.png")) == pngs
+    for p in pngs:
+        assert (tmp_path / "ray" / p).read_bytes() == (tmp_path / "seq" / p).read_bytes(), p

@@ -30,6 +30,7 @@ COMMANDS = [
     "vidprop.cli.bench",
     "vidprop.cli.track",
     "vidprop.cli.match",
+    "vidprop.cli.batch",
     "vidprop.cli.extract",
     "vidprop.cli.export",
     "vidprop.cli.view",

@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "segment-memory": ("vidprop.bench.segment_memory", "peak RSS of `segment` on 100- and 1,000-frame synthetic videos, and with 10 annotations (tiny model)"),
     "extract-memory": ("vidprop.bench.extract_memory", "peak RSS of `extract` on 20- and 200-frame synthetic videos (tiny model, upsampled features)"),
     "match": ("vidprop.bench.match", "one semantic match and the attention matcher per point (tiny model, CPU), U-Net calls"),
+    "batch": ("vidprop.bench.batch", "`batch` on the sequential engine and Ray with 1 and 2 workers: rows/s, frames/s, Ray start-up"),
     "track": ("vidprop.bench.track", "`track` per frame (tiny model) and protocol B keypoint propagation at JHMDB scale vs dense"),
     "view": ("vidprop.bench.view", "`view --match`: one click at 768x768 with 1280-channel stride-16 features vs semantic_argmax"),
 }

@@ -6,7 +6,9 @@ Each flag is defined once here; a command picks the groups it needs:
 * :func:`add_propagation_args`: the label-propagation settings of video commands;
 * :func:`add_video_output_args`: ``--out/--name/--overwrite/--no-overlay/--backend/--profile``;
 * :func:`add_progress_arg`: ``--no-progress``;
-* :func:`add_frame_range_args`: ``--frames START:END`` and ``--max-frames N``.
+* :func:`add_frame_range_args`: ``--frames START:END`` and ``--max-frames N``;
+* :func:`add_engine_args`: ``--engine/--address/--workers/--gpus-per-worker/--cpus-per-worker/--retries``
+  (:func:`engine_from_args` turns them into :class:`~vidprop.engine.EngineOptions`).
 
 :func:`config_from_args` turns the parsed flags into a
 :class:`~vidprop.config.TaskConfig` (the preset, then every flag that was
@@ -31,6 +33,8 @@ __all__ = [
     "add_propagation_args",
     "add_video_output_args",
     "add_progress_arg",
+    "add_engine_args",
+    "engine_from_args",
     "add_frame_range_args",
     "extractor_overrides",
     "propagation_overrides",
@@ -167,22 +171,32 @@ def add_propagation_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     return g
 
 
-def add_video_output_args(p: argparse.ArgumentParser, *, overlay: bool = True) -> None:
-    """Output folder, naming, overwrite, decoder and profiling flags of the per-video commands."""
-    p.add_argument("--out", default="results", help="output folder (default: results/)")
-    p.add_argument("--name", help="sub-folder name (default: the video file's stem or the frame folder's name; "
-                                  "for a generic folder name like frames/ or JPEGImages/, its parent's)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing results in OUT/NAME: vidprop's files there (*.png, overlay.mp4, "
-                        "keypoints.json, keypoints.csv, annotations.json) are deleted and written anew; "
-                        "any other file you put there is kept")
+def add_video_output_args(p: argparse.ArgumentParser, *, overlay: bool = True, batch: bool = False) -> None:
+    """Output folder, naming, overwrite, decoder and profiling flags of the per-video commands.
+
+    ``batch``: the ``vidprop batch`` variant (``--out`` required, no ``--name``/``--profile``).
+    """
+    if batch:
+        p.add_argument("--out", required=True, help="output folder: OUT/<name>/ per video, OUT/batch_report.json")
+        p.add_argument("--overwrite", action="store_true",
+                       help="recompute every video, replacing existing results (vidprop's files in OUT/<name>/; "
+                            "other files there are kept; default: complete videos are skipped)")
+    else:
+        p.add_argument("--out", default="results", help="output folder (default: results/)")
+        p.add_argument("--name", help="sub-folder name (default: the video file's stem or the frame folder's name; "
+                                      "for a generic folder name like frames/ or JPEGImages/, its parent's)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace existing results in OUT/NAME: vidprop's files there (*.png, overlay.mp4, "
+                            "keypoints.json, keypoints.csv, annotations.json) are deleted and written anew; "
+                            "any other file you put there is kept")
     if overlay:
         p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     p.add_argument("--backend", default="auto", choices=list(BACKENDS),
                    help="video decoder (default: decord if installed, else PyAV)")
-    p.add_argument("--profile", action="store_true",
-                   help="print frames/s and the time split: decode wait, extraction, propagation, write wait, "
-                        "and the reader/writer threads' busy time")
+    if not batch:
+        p.add_argument("--profile", action="store_true",
+                       help="print frames/s and the time split: decode wait, extraction, propagation, write wait, "
+                            "and the reader/writer threads' busy time")
 
 
 def add_frame_range_args(p: argparse.ArgumentParser) -> None:
@@ -196,6 +210,58 @@ def add_frame_range_args(p: argparse.ArgumentParser) -> None:
 def add_progress_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display (default: a bar on a terminal, a log line every few percent otherwise)")
+
+
+def add_engine_args(p: argparse.ArgumentParser, *, workers: bool = True) -> argparse._ArgumentGroup:
+    """Where rows run: in this process, or on Ray workers (a local instance or a cluster).
+
+    ``workers=False`` when the command already has a ``--workers`` flag (``eval
+    davis``: there it also sets the Ray workers with ``--engine ray``).
+    """
+    from vidprop.engine import ENGINES
+
+    g = p.add_argument_group("engine (many videos at once; Ray: pip install 'vidprop[ray]')")
+    g.add_argument("--engine", choices=list(ENGINES), default="sequential",
+                   help="sequential (default: one video after the other in this process) or ray "
+                        "(videos spread over Ray workers, each keeping its model loaded)")
+    g.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="join this Ray cluster (auto: the one `ray start` runs on this machine); "
+                        "default: start a local Ray instance for the run")
+    if workers:
+        g.add_argument("--workers", type=int, metavar="N",
+                       help="Ray workers, each with its own copy of the model (default: one per GPU of the cluster "
+                            "divided by --gpus-per-worker; 1 without GPUs)")
+    g.add_argument("--gpus-per-worker", type=float, metavar="G",
+                   help="GPUs each Ray worker reserves (default: 1 when the cluster has GPUs, else 0; "
+                        "0.5 puts two workers on a GPU)")
+    g.add_argument("--cpus-per-worker", type=float, metavar="C",
+                   help="CPUs each Ray worker reserves, also its torch threads "
+                        "(default: 1 with GPUs, else the cluster's CPUs divided among the workers)")
+    g.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="times Ray reruns a video whose worker process died (killed, out of memory); default 2")
+    return g
+
+
+def engine_from_args(args: argparse.Namespace, *, shared_workers: bool = False) -> Any:
+    """The :class:`~vidprop.engine.EngineOptions` of :func:`add_engine_args`'s flags.
+
+    ``shared_workers``: ``--workers`` is the command's own flag (``eval davis``'s
+    scoring processes); with ``--engine ray`` it sets the Ray workers too.
+    """
+    from vidprop.engine import EngineOptions
+    from vidprop.errors import ConfigError
+
+    kind = getattr(args, "engine", "sequential") or "sequential"
+    n = getattr(args, "workers", None)
+    if kind == "sequential":
+        given = [flag for flag, v in (("--address", args.address), ("--workers", None if shared_workers else n),
+                                      ("--gpus-per-worker", args.gpus_per_worker),
+                                      ("--cpus-per-worker", args.cpus_per_worker)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --engine ray")
+        return EngineOptions(retries=args.retries)
+    return EngineOptions(kind=kind, address=args.address, workers=n, gpus_per_worker=args.gpus_per_worker,
+                         cpus_per_worker=args.cpus_per_worker, retries=args.retries)
 
 
 def progress_enabled(args: argparse.Namespace) -> bool:

@@ -23,6 +23,8 @@ examples:
   vidprop eval davis --root DAVIS/ --out runs/try --sequences bike-packing,blackswan --topk 10 --workers 2
   # test-dev: masks only (no public ground truth; zip OUT and submit it)
   vidprop eval davis --root DAVIS/ --set test-dev --out runs/dift-testdev
+  # sequences spread over Ray workers (one per GPU; or a cluster: --address auto)
+  vidprop eval davis --root DAVIS/ --out runs/dift-val --engine ray
 
 layout: ROOT/ImageSets/2017/<set>.txt, ROOT/JPEGImages/480p/<seq>/00000.jpg ...,
 ROOT/Annotations/480p/<seq>/00000.png ... (indexed PNGs, 255 = void).
@@ -47,7 +49,7 @@ per-sequence_jf-<set>.png into the results folder (or --out).
 
 
 def register_eval(sub: argparse._SubParsersAction) -> None:
-    from vidprop.cli.common import add_model_args, add_progress_arg, add_propagation_args
+    from vidprop.cli.common import add_engine_args, add_model_args, add_progress_arg, add_propagation_args
     from vidprop.cli.segment import add_short_side_arg
     from vidprop.eval.davis import SETS
 
@@ -67,10 +69,13 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
                                                     "implies --score-only")
     p.add_argument("--score-only", action="store_true", help="do not propagate; score --results (or --out)")
     p.add_argument("--sequences", metavar="A,B,...", help="comma-separated subset of sequences (default: the set's list)")
-    p.add_argument("--workers", type=int, metavar="N", help="scoring processes (default: min(4, CPUs))")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="scoring processes (default: min(4, CPUs)); with --engine ray also the Ray workers "
+                        "that propagate (default there: one per GPU)")
     p.add_argument("--overwrite", action="store_true", help="recompute sequences whose masks already exist")
     p.add_argument("--no-summary", action="store_true", help="do not draw the per-sequence J&F bar chart")
     add_progress_arg(p)
+    add_engine_args(p, workers=False)
     add_model_args(p, "davis")
     add_short_side_arg(p)
     add_propagation_args(p)
@@ -78,7 +83,7 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidprop.cli.common import progress_enabled
+    from vidprop.cli.common import engine_from_args, progress_enabled
     from vidprop.cli.segment import segment_config_from_args
     from vidprop.eval.davis import format_tables, run_davis, run_note, score_davis, write_csvs, write_summary_image
     from vidprop.io.atomic import check_writable_target
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     score_only = args.score_only or args.results is not None
+    engine = engine_from_args(args, shared_workers=True)
     if score_only:
         results = args.results or args.out
         if not results:
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--out DIR is needed to write the masks (or score existing ones: --results DIR)")
         cfg = segment_config_from_args(args)
         scores = run_davis(args.root, args.out, args.set, sequences=sequences, config=cfg,
-                           overwrite=args.overwrite, workers=args.workers, progress=progress)
+                           overwrite=args.overwrite, workers=args.workers, progress=progress, engine=engine)
         report_dir = Path(args.out)
         if scores is None:
             print(f"wrote the {args.set} masks to {report_dir} (no public ground truth to score them)")

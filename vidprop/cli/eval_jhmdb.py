@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vidprop.cli.common import add_model_args, add_progress_arg, add_propagation_args, progress_enabled
+from vidprop.cli.common import (
+    add_engine_args,
+    add_model_args,
+    add_progress_arg,
+    add_propagation_args,
+    engine_from_args,
+    progress_enabled,
+)
 from vidprop.cli.track import add_crop_arg, track_config_from_args
 
 __all__ = ["register_eval"]
@@ -13,6 +20,7 @@ EPILOG = """\
 examples:
   vidprop eval jhmdb --root JHMDB/ --split split1_test.txt --out runs/jhmdb
   vidprop eval jhmdb --root JHMDB/ --split split1_test.txt --out runs/jhmdb --videos pour/Bartender_pour_u_cm_np1_fr_med_1
+  vidprop eval jhmdb --root JHMDB/ --split split1_test.txt --out runs/jhmdb --engine ray   # one Ray worker per GPU
 
 dataset layout under --root:
   Rename_Images/<class>/<video>/00001.png ...
@@ -41,6 +49,7 @@ def register_eval(ev_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", nargs="+", metavar="CLASS/VIDEO", help="run and score only these entries of the split")
     p.add_argument("--overwrite", action="store_true", help="recompute every video, even those already done")
     add_progress_arg(p)
+    add_engine_args(p)
     add_model_args(p, "jhmdb")
     add_crop_arg(p)
     add_propagation_args(p)
@@ -51,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from vidprop.eval.jhmdb import evaluate_jhmdb
 
     cfg = track_config_from_args(args)
+    engine = engine_from_args(args)
     res = evaluate_jhmdb(
         args.root,
         args.split,
@@ -59,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         videos=args.videos,
         overwrite=args.overwrite,
         progress=progress_enabled(args),
+        engine=engine,
     )
     print(res.format_table())
     print(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidprop.cli.common import progress_enabled
+from vidprop.cli.common import add_engine_args, engine_from_args, progress_enabled
 from vidprop.cli.match import add_attention_args, add_pair_model_args, load_attention, pair_config
 
 __all__ = ["register_eval"]
@@ -15,6 +15,7 @@ examples:
   vidprop eval spair --root SPair-71k/ --out runs/quick --limit 50 --category cat dog
   vidprop eval spair --root SPair-71k/ --out runs/att --method attention --limit 20   # Hedlin et al.
   vidprop eval spair --root SPair-71k/ --out runs/both --pck-protocol both
+  vidprop eval spair --root SPair-71k/ --out runs/spair --engine ray    # categories over Ray workers
 
 PCK protocols (--pck-protocol; default: the method's own):
   dift    alpha x max(h, w) of the TARGET box, original image size.  Compares to DIFT's
@@ -32,6 +33,7 @@ examples:
   vidprop eval hpatches --root hpatches-sequences-release/ --out runs/hpatches --keypoints superpoint-1k/
   vidprop eval hpatches --root hpatches-sequences-release/ --out runs/sift       # SIFT keypoints
   vidprop eval hpatches --root hpatches-sequences-release/ --out runs/quick --limit 4
+  vidprop eval hpatches --root hpatches-sequences-release/ --out runs/sift --engine ray   # sequences over Ray workers
 
 As DIFT's published evaluation: --keypoints DIR reads DIR/<sequence>-<i>.kp ('x y' rows; the
 1,000 SuperPoint keypoints per image DIFT distributes), duplicates removed; without it,
@@ -64,6 +66,7 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
     add_pair_model_args(p, "semantic")
     add_attention_args(p)
+    add_engine_args(p)
     p.set_defaults(func=run_spair_cmd)
 
     h = ev.add_parser("hpatches", help="HPatches homography estimation accuracy",
@@ -83,6 +86,7 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
     h.add_argument("--threshold", type=float, default=3.0, help="reprojection threshold, pixels (default 3)")
     h.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
     add_pair_model_args(h, "geometric")
+    add_engine_args(h)
     h.set_defaults(func=run_hpatches_cmd)
 
 
@@ -92,6 +96,11 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
     from vidprop.tasks.match import PairMatcher
     from pathlib import Path
 
+    engine = engine_from_args(args)
+    if engine.kind != "sequential" and args.method == "attention":
+        from vidprop.errors import ConfigError
+
+        raise ConfigError("--method attention runs in this process only (--engine sequential)")
     check_writable_target(Path(args.out) / "summary.json", args.overwrite, folder=False)  # before loading
     pairs = read_spair(args.root, args.split, limit=args.limit, categories=args.category)  # fail before loading
     protocols = resolve_protocols(args.method, args.pck_protocol)
@@ -99,11 +108,13 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
     attention = matcher = None
     if args.method == "attention":
         attention = load_attention(args)
+    elif engine.kind != "sequential":
+        matcher = pair_config(args, "semantic")  # each Ray worker loads the model
     else:
         matcher = PairMatcher.from_pretrained(config=pair_config(args, "semantic"))
     s = run_spair(matcher, args.root, args.out, split=args.split, limit=args.limit, categories=args.category,
                   use_category_prompt=not args.no_category_prompt, attention=attention, protocols=protocols,
-                  progress=progress_enabled(args), overwrite=args.overwrite)
+                  progress=progress_enabled(args), overwrite=args.overwrite, engine=engine)
     o = s["overall"]
     print(f"SPair-71k {args.split}: {o['pairs']} pairs, {o['points']} points ({args.method}, {s['dtype']})")
     for name, r in s["protocols"].items():
@@ -125,17 +136,19 @@ def run_hpatches_cmd(args: argparse.Namespace) -> int:
     from vidprop.io.atomic import check_writable_target
     from vidprop.tasks.match import PairMatcher
 
+    engine = engine_from_args(args)
     check_writable_target(Path(args.out) / "summary.json", args.overwrite, folder=False)  # before loading
     seqs = read_hpatches(args.root, limit=args.limit, include_high_res=args.include_high_res)
     if args.keypoints is not None:  # every keypoint file readable before loading the model
         for seq in seqs:
             for i in range(1, 7):
                 hpatches_keypoints(args.keypoints, seq.name, i)
-    matcher = PairMatcher.from_pretrained(config=pair_config(args, "geometric"))
+    cfg = pair_config(args, "geometric")
+    matcher = cfg if engine.kind != "sequential" else PairMatcher.from_pretrained(config=cfg)  # Ray: each worker loads it
     s = run_hpatches(matcher, args.root, args.out, limit=args.limit, keypoints=args.keypoints,
                      max_keypoints=args.max_keypoints, include_high_res=args.include_high_res,
                      method=args.homography, threshold=args.threshold, progress=progress_enabled(args),
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, engine=engine)
     kp = (f"keypoints from {args.keypoints}" if args.keypoints else f"SIFT keypoints (<= {args.max_keypoints})")
     print(f"HPatches: {s['sequences']} sequences, {kp}, {s['dtype']}; homography accuracy (mean corner error)")
     if s["published"]:

@@ -35,7 +35,7 @@ YouTube-VOS has no public ground truth for valid/test: nothing is scored here.
 
 
 def register_eval(sub: argparse._SubParsersAction) -> None:
-    from vidprop.cli.common import add_model_args, add_progress_arg, add_propagation_args
+    from vidprop.cli.common import add_engine_args, add_model_args, add_progress_arg, add_propagation_args
     from vidprop.cli.segment import add_short_side_arg
     from vidprop.eval.ytvos import SPLITS
 
@@ -58,6 +58,7 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-anchors", type=int, metavar="N",
                    help="annotated frames kept as context (default 8; the first always stays)")
     add_progress_arg(p)
+    add_engine_args(p)
     add_model_args(p, "davis-fast")
     add_short_side_arg(p)
     add_propagation_args(p)
@@ -65,7 +66,7 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidprop.cli.common import progress_enabled
+    from vidprop.cli.common import engine_from_args, progress_enabled
     from vidprop.cli.segment import segment_config_from_args
     from vidprop.eval.ytvos import run_ytvos
 
@@ -73,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
     if args.videos is not None and not videos:
         raise ConfigError("--videos is empty; give names separated by commas")
     cfg = segment_config_from_args(args)
+    engine = engine_from_args(args)
     res = run_ytvos(args.root, args.out, args.split, videos=videos, config=cfg, all_frames=not args.scored_frames_only,
-                    overwrite=args.overwrite, progress=progress_enabled(args), make_zip=not args.no_zip)
+                    overwrite=args.overwrite, progress=progress_enabled(args), make_zip=not args.no_zip, engine=engine)
     print(f"{len(res.videos)} videos: {len(res.propagated)} propagated, {len(res.skipped)} already complete; "
           f"masks in {res.out / 'Annotations'}" + (f", submission {res.zip}" if res.zip else ""))
     return 0

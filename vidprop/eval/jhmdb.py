@@ -25,6 +25,7 @@ that joint's normalised distances <= a).
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import math
 import time
@@ -37,6 +38,7 @@ import yaml
 
 from vidprop import __version__
 from vidprop.config import TaskConfig
+from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.io.keypoints import read_jhmdb_mat
@@ -272,14 +274,13 @@ def _check_run_config(out: Path, config: TaskConfig) -> None:
         )
 
 
-def _write_run_config(out: Path, config: TaskConfig, tracker: Tracker, root: Path, split: Path) -> None:
-    ext = tracker.extractor
+def _write_run_config(out: Path, config: TaskConfig, info: dict[str, Any], root: Path, split: Path) -> None:
     doc = {
         "vidprop_version": __version__,
         "model": config.extractor.model,
-        "revision": getattr(ext, "model_revision", None) or config.extractor.revision,
-        "device": str(ext.device),
-        "dtype": str(ext.dtype).replace("torch.", ""),
+        "revision": info.get("revision") or config.extractor.revision,
+        "device": info["device"],
+        "dtype": info["dtype"],
         "root": str(root),
         "split": str(split),
         "config": config.to_dict(),
@@ -316,6 +317,26 @@ def predict_video(tracker: Tracker, video: JhmdbVideo, gt: np.ndarray, path: Pat
     return data
 
 
+class VideoWorker:
+    """Predicts JHMDB videos; built once per engine worker (the model loads once)."""
+
+    def __init__(self, config: TaskConfig, *, tracker: Tracker | None = None, build: Any = None) -> None:
+        if tracker is None:
+            tracker = build() if build is not None else Tracker.from_pretrained(config=config)
+        self.tracker = tracker
+
+    def info(self) -> dict[str, Any]:
+        ext = self.tracker.extractor
+        return {"config": self.tracker.config, "revision": getattr(ext, "model_revision", None),
+                "device": str(getattr(ext, "device", "")), "dtype": str(getattr(ext, "dtype", "")).replace("torch.", "")}
+
+    def __call__(self, job: tuple[JhmdbVideo, np.ndarray, Path]) -> tuple[dict[str, Any], float]:
+        video, gt, path = job
+        t0 = time.perf_counter()
+        data = predict_video(self.tracker, video, gt, path)
+        return data, time.perf_counter() - t0
+
+
 def evaluate_jhmdb(
     root: str | Path,
     split: str | Path,
@@ -326,15 +347,23 @@ def evaluate_jhmdb(
     videos: Sequence[str] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    engine: EngineOptions | None = None,
 ) -> PckResult:
     """Run (or resume) every video of ``split`` and score PCK; writes ``out/pck.csv`` and ``out/config.yaml``.
 
     ``videos``: only these ``<class>/<video>`` entries of the split.  Videos
     whose predictions are complete are skipped (unless ``overwrite``); the
     model is loaded only if some video is left to run.  ``tracker`` defaults
-    to ``Tracker.from_pretrained(config=config)``.
+    to ``Tracker.from_pretrained(config=config)``; a picklable callable
+    returning a Tracker is called once in each engine worker.  ``engine``: where the
+    videos run (default: one after the other in this process; with
+    ``EngineOptions(kind="ray")`` spread over Ray workers that each load the
+    model once); the predictions are the same either way.
     """
     root, split, out = Path(root), Path(split), Path(out)
+    engine = engine or EngineOptions()
+    if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
+        root, out = root.resolve(), out.resolve()
     keys = read_split(split)
     if videos:
         unknown = [v for v in videos if v not in keys]
@@ -346,9 +375,12 @@ def evaluate_jhmdb(
     for v, g in zip(items, gts):
         if g.shape[1] != len(JHMDB_JOINTS):
             raise InputError(f"{v.mat}: 'pos_img' has {g.shape[1]} joints, JHMDB has {len(JHMDB_JOINTS)}")
-    if tracker is not None:
-        config = tracker.config
-    if not overwrite:
+    from vidprop.eval.davis.runner import split_task_argument
+
+    loaded, build = split_task_argument(tracker, "tracker")
+    if loaded is not None:
+        config = loaded.config
+    if not overwrite and build is None:  # the settings are known before any model loads
         _check_run_config(out, config)
     preds: list[dict[str, Any] | None] = [
         None if overwrite else _load_prediction(_prediction_path(out, v.key), len(g)) for v, g in zip(items, gts)
@@ -358,17 +390,30 @@ def evaluate_jhmdb(
     if resumed:
         log.info("%d of %d videos already have predictions in %s; skipping them", resumed, len(items), out)
     if todo:
+        if loaded is not None and engine.kind != "sequential":
+            raise ConfigError("a Tracker object stays in this process: give config= or a callable that builds "
+                              "the tracker (tracker=) to run on Ray workers")
         check_writable_target(out, True, folder=True)  # before loading the model
-        if tracker is None:
-            tracker = Tracker.from_pretrained(config=config)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_run_config(out, tracker.config, tracker, root, split)
-        for n, i in enumerate(progress_bar(todo, unit="video", desc="jhmdb", enabled=progress, leave=True), start=1):
-            v = items[i]
-            t0 = time.perf_counter()
-            preds[i] = predict_video(tracker, v, gts[i], _prediction_path(out, v.key))
-            dt = time.perf_counter() - t0
-            log.info("[%d/%d] %s: %d frames, %.2f frames/s", n, len(todo), v.key, len(gts[i]), len(gts[i]) / dt)
+        factory = functools.partial(VideoWorker, config, tracker=loaded, build=build)
+        jobs = [(items[i], gts[i], _prediction_path(out, items[i].key)) for i in todo]
+        wants_gpu = not str(config.extractor.device).startswith("cpu")
+        bar = progress_bar(total=len(todo), unit="video", desc="jhmdb", enabled=progress, leave=True)
+        try:
+            with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
+                if not overwrite and build is not None:  # a built tracker's settings, before any video runs
+                    _check_run_config(out, eng.info["config"])
+                out.mkdir(parents=True, exist_ok=True)
+                _write_run_config(out, eng.info["config"], eng.info, root, split)
+                for n, outcome in enumerate(eng.map(jobs), start=1):
+                    if outcome.error is not None:
+                        raise outcome.error
+                    i = todo[outcome.index]
+                    preds[i], dt = outcome.value
+                    bar.update(1)
+                    log.info("[%d/%d] %s: %d frames, %.2f frames/s", n, len(todo), items[i].key, len(gts[i]),
+                             len(gts[i]) / dt if dt > 0 else 0.0)
+        finally:
+            bar.close()
     dists: list[list[np.ndarray]] = [[] for _ in JHMDB_JOINTS]
     for p, g in zip(preds, gts):
         assert p is not None

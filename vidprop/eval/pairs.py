@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.progress import progress_bar
@@ -63,6 +65,8 @@ __all__ = [
     "homography_accuracy",
     "run_spair",
     "run_hpatches",
+    "SpairWorker",
+    "HpatchesWorker",
 ]
 
 log = logging.getLogger(__name__)
@@ -367,6 +371,84 @@ def _dtype_name(obj: Any) -> str | None:
     return None
 
 
+class SpairWorker:
+    """Matches and scores SPair-71k pairs one category at a time; built once per engine worker.
+
+    ``matcher``: a loaded :class:`~vidprop.tasks.match.PairMatcher`, or the
+    TaskConfig a worker loads one from; ``attention``: an AttentionMatcher to
+    score Hedlin et al.'s method instead (in-process only).  Each image is
+    encoded once per category.
+    """
+
+    def __init__(self, matcher: Any, *, protocols: Sequence[str], use_category_prompt: bool = True,
+                 attention: Any = None, on_pair: Callable[[], None] | None = None) -> None:
+        if attention is None:
+            matcher = _load_matcher(matcher)
+        self.matcher, self.attention = matcher, attention
+        self.protocols = list(protocols)
+        self.use_category_prompt = use_category_prompt
+        self.on_pair = on_pair
+
+    def info(self) -> dict[str, Any]:
+        if self.attention is not None:
+            return {"config": None, "dtype": _dtype_name(self.attention)}
+        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher)}
+
+    def _encode(self, key: str) -> tuple[Any, tuple[int, int]]:
+        from vidprop.io.images import read_image
+        from vidprop.tasks.match import image_index, prompt_for
+
+        cat, path = key.split("\0")
+        img = read_image(path, exif_transpose=False)
+        text = prompt_for(self.matcher.config.extractor.prompt, cat if self.use_category_prompt else None)
+        return self.matcher.features(img, index=image_index(f"{cat}/{Path(path).name}"), prompt=text), img.shape[:2]
+
+    def __call__(self, pairs: Sequence[SpairPair]) -> tuple[list[list[Any]], dict[str, list], int]:
+        """(csv row per pair, {protocol: [(category, correct)] per pair}, images encoded) of one category's pairs."""
+        from vidprop.io.images import read_image
+        from vidprop.tasks.match import prompt_for, semantic_argmax
+
+        cache = _FeatureCache(self._encode)
+        images: dict[str, np.ndarray] = {}
+        rows: list[list[Any]] = []
+        records: dict[str, list] = {n: [] for n in self.protocols}
+        for p in pairs:
+            if self.attention is None and getattr(self.matcher, "joint", False):  # a pair backbone: both images together
+                src, trg = read_image(p.src_path, exif_transpose=False), read_image(p.trg_path, exif_transpose=False)
+                text = prompt_for(self.matcher.config.extractor.prompt, p.category if self.use_category_prompt else None)
+                fs, ft = self.matcher.pair_features(src, trg, prompt=text)
+                src_hw, trg_hw = src.shape[:2], trg.shape[:2]
+                pred, _, _ = semantic_argmax(fs, ft, src_hw, trg_hw, _clip_points(p.src_kps, src_hw))
+            elif self.attention is None:
+                fs, src_hw = cache.get(f"{p.category}\0{p.src_path}", p.category)
+                ft, trg_hw = cache.get(f"{p.category}\0{p.trg_path}", p.category)
+                src_kps = _clip_points(p.src_kps, src_hw)
+                pred, _, _ = semantic_argmax(fs, ft, src_hw, trg_hw, src_kps)
+            else:
+                for path in (p.src_path, p.trg_path):
+                    if str(path) not in images:
+                        images[str(path)] = read_image(path, exif_transpose=False)
+                src, trg = images[str(p.src_path)], images[str(p.trg_path)]
+                src_hw, trg_hw = src.shape[:2], trg.shape[:2]
+                pred = self.attention.match(src, trg, _clip_points(p.src_kps, src_hw)).target_points
+            n = len(p.src_kps)
+            row = [p.name, p.category, n]
+            for name in self.protocols:
+                correct = protocol_correct(name, pred, p.trg_kps, src_box=p.src_bbox, trg_box=p.trg_bbox,
+                                           src_size=(src_hw[1], src_hw[0]), trg_size=(trg_hw[1], trg_hw[0]))
+                records[name].append((p.category, correct))
+                row += [int(correct[a].sum()) for a in ALPHAS] + [
+                    f"{100.0 * correct[a].mean():.2f}" if n else "" for a in ALPHAS]
+            rows.append(row)
+            if self.on_pair is not None:
+                self.on_pair()
+        return rows, records, cache.computed
+
+
+def _runs_elsewhere(engine: EngineOptions | None) -> bool:
+    return engine is not None and engine.kind != "sequential"
+
+
 def run_spair(
     matcher: Any,
     root: str | Path,
@@ -380,14 +462,19 @@ def run_spair(
     protocols: str | Sequence[str] | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    engine: EngineOptions | None = None,
 ) -> dict[str, Any]:
     """Match every source keypoint of every pair and score PCK.
 
     ``matcher``: a :class:`~vidprop.tasks.match.PairMatcher` (DIFT, the
-    "semantic" preset); each image is encoded once per category (pairs are
-    processed grouped by category).  ``attention``: an
+    "semantic" preset), or the TaskConfig to load one from or a picklable
+    callable that builds one (in each engine worker); each image is encoded once per category (pairs are processed
+    grouped by category).  ``attention``: an
     :class:`~vidprop.features.attention.AttentionMatcher` to score Hedlin et
     al.'s method instead (no feature cache: it optimises per point).
+    ``engine``: where categories run (default: in this process, one after
+    the other; ``EngineOptions(kind="ray")``: spread over Ray workers, each
+    loading the model once, for DIFT; the scores are the same).
 
     ``protocols``: names of :data:`PCK_PROTOCOLS` to score, or "both"
     (default: the method's own, "dift" for DIFT and "hedlin" for the attention
@@ -396,65 +483,48 @@ def run_spair(
     is under ``protocols`` with its description and the published numbers it
     compares to.
     """
-    from vidprop.io.images import read_image
-    from vidprop.tasks.match import image_index, prompt_for, semantic_argmax
 
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
+    if _runs_elsewhere(engine):
+        if attention is not None or _is_loaded_matcher(matcher):
+            raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
+                              "worker calls it once); the attention method runs in this process only")
+        root = Path(root).resolve()
     out = Path(out)
     _check_out(out, overwrite)
     pairs = read_spair(root, split, limit=limit, categories=categories)
     check_protocol_boxes(pairs, names, Path(root) / "PairAnnotation" / split)
     order = sorted(range(len(pairs)), key=lambda i: (pairs[i].category, i))  # group by category
-
-    def encode(key: str) -> tuple[Any, tuple[int, int]]:
-        cat, path = key.split("\0")
-        img = read_image(path, exif_transpose=False)
-        text = prompt_for(matcher.config.extractor.prompt, cat if use_category_prompt else None)
-        return matcher.features(img, index=image_index(f"{cat}/{Path(path).name}"), prompt=text), img.shape[:2]
-
-    cache = _FeatureCache(encode)
-    images: dict[str, np.ndarray] = {}
+    units: dict[str, list[int]] = {}
+    for i in order:
+        units.setdefault(pairs[i].category, []).append(i)
+    groups = list(units.values())
     records: dict[str, list] = {n: [None] * len(pairs) for n in names}
     rows: list[list[Any]] = [None] * len(pairs)  # type: ignore[list-item]
+    encoded = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=len(pairs), desc="SPair-71k", unit="pair", enabled=progress, leave=True)
+    in_process = not _runs_elsewhere(engine)
+    factory = functools.partial(SpairWorker, matcher, protocols=names, use_category_prompt=use_category_prompt,
+                                attention=attention, on_pair=(lambda: bar.update(1)) if in_process else None)
     try:
-        for i in order:
-            p = pairs[i]
-            if attention is None and getattr(matcher, "joint", False):  # a pair backbone: both images together
-                src, trg = read_image(p.src_path, exif_transpose=False), read_image(p.trg_path, exif_transpose=False)
-                text = prompt_for(matcher.config.extractor.prompt, p.category if use_category_prompt else None)
-                fs, ft = matcher.pair_features(src, trg, prompt=text)
-                src_hw, trg_hw = src.shape[:2], trg.shape[:2]
-                pred, _, _ = semantic_argmax(fs, ft, src_hw, trg_hw, _clip_points(p.src_kps, src_hw))
-            elif attention is None:
-                fs, src_hw = cache.get(f"{p.category}\0{p.src_path}", p.category)
-                ft, trg_hw = cache.get(f"{p.category}\0{p.trg_path}", p.category)
-                src_kps = _clip_points(p.src_kps, src_hw)
-                pred, _, _ = semantic_argmax(fs, ft, src_hw, trg_hw, src_kps)
-            else:
-                if p.category != cache.scope:
-                    images.clear()
-                    cache.scope = p.category
-                for path in (p.src_path, p.trg_path):
-                    if str(path) not in images:
-                        images[str(path)] = read_image(path, exif_transpose=False)
-                src, trg = images[str(p.src_path)], images[str(p.trg_path)]
-                src_hw, trg_hw = src.shape[:2], trg.shape[:2]
-                pred = attention.match(src, trg, _clip_points(p.src_kps, src_hw)).target_points
-            n = len(p.src_kps)
-            rows[i] = [p.name, p.category, n]
-            for name in names:
-                correct = protocol_correct(name, pred, p.trg_kps, src_box=p.src_bbox, trg_box=p.trg_bbox,
-                                           src_size=(src_hw[1], src_hw[0]), trg_size=(trg_hw[1], trg_hw[0]))
-                records[name][i] = (p.category, correct)
-                rows[i] += [int(correct[a].sum()) for a in ALPHAS] + [
-                    f"{100.0 * correct[a].mean():.2f}" if n else "" for a in ALPHAS]
-            bar.update(1)
-            if progress:
-                done = [r for r in records[names[0]] if r is not None]
-                bar.set_postfix_str(f"PCK@0.1 ({names[0]}) {_pck_block(done, (0.1,))['per_image']['0.1']:.1f}")
+        with open_engine(factory, engine, max_rows=len(groups), wants_gpu=_wants_gpu(matcher)) as eng:
+            info = eng.info
+            for outcome in eng.map([[pairs[i] for i in g] for g in groups]):
+                if outcome.error is not None:
+                    raise outcome.error
+                unit_rows, unit_records, n_enc = outcome.value
+                encoded += n_enc
+                for k, i in enumerate(groups[outcome.index]):
+                    rows[i] = unit_rows[k]
+                    for name in names:
+                        records[name][i] = unit_records[name][k]
+                if not in_process:
+                    bar.update(len(unit_rows))
+                if progress:
+                    done = [r for r in records[names[0]] if r is not None]
+                    bar.set_postfix_str(f"PCK@0.1 ({names[0]}) {_pck_block(done, (0.1,))['per_image']['0.1']:.1f}")
     finally:
         bar.close()
     scored = {}
@@ -463,9 +533,10 @@ def run_spair(
         scored[name] = {"description": proto.description, "compare_to": proto.compare_to,
                         **summarise_pck(records[name])}
     main = scored[names[0]]
-    dtype = _dtype_name(attention if attention is not None else matcher)
+    dtype = info["dtype"]
+    config = info["config"]
     differences = spair_differences(
-        method, getattr(attention, "settings", None) if attention is not None else matcher.config, split=split,
+        method, getattr(attention, "settings", None) if attention is not None else config, split=split,
         limit=limit, categories=categories, use_category_prompt=use_category_prompt, dtype=dtype)
     summary: dict[str, Any] = {
         "benchmark": "SPair-71k",
@@ -481,11 +552,11 @@ def run_spair(
         "protocols": scored,
         "units": "percent",
         "dtype": dtype,
-        "images_encoded": cache.computed,
+        "images_encoded": encoded,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if attention is None:
-        summary["config"] = matcher.config.to_dict()
+        summary["config"] = config.to_dict()
     else:
         summary["attention"] = dataclasses.asdict(attention.settings) if dataclasses.is_dataclass(
             getattr(attention, "settings", None)) else None
@@ -496,6 +567,31 @@ def run_spair(
     _write_csv(out / "pairs.csv", header, rows)
     _write_json(out / "summary.json", summary)
     return summary
+
+
+def _is_loaded_matcher(matcher: Any) -> bool:
+    return hasattr(matcher, "features")
+
+
+def _load_matcher(matcher: Any) -> Any:
+    """A PairMatcher from itself, a TaskConfig (loaded) or a callable that builds one."""
+    from vidprop.config import TaskConfig
+
+    if isinstance(matcher, TaskConfig):
+        from vidprop.tasks.match import PairMatcher
+
+        return PairMatcher.from_pretrained(config=matcher)
+    if not _is_loaded_matcher(matcher) and callable(matcher):
+        return matcher()
+    return matcher
+
+
+def _wants_gpu(matcher: Any) -> bool:
+    from vidprop.config import TaskConfig
+
+    if isinstance(matcher, TaskConfig):
+        return not str(matcher.extractor.device).startswith("cpu")
+    return True
 
 
 def _clip_points(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -660,6 +756,59 @@ def hpatches_differences(config: Any, keypoints: str | Path | None, include_high
     return out
 
 
+class HpatchesWorker:
+    """Scores HPatches sequences (image 1 against images 2..6); built once per engine worker.
+
+    ``matcher``: a loaded :class:`~vidprop.tasks.match.PairMatcher`, or the
+    TaskConfig a worker loads one from.
+    """
+
+    def __init__(self, matcher: Any, *, keypoints: str | Path | None = None, max_keypoints: int = 1000,
+                 method: str = "lmeds", threshold: float = 3.0, on_pair: Callable[[], None] | None = None) -> None:
+        matcher = _load_matcher(matcher)
+        self.matcher = matcher
+        self.keypoints = keypoints
+        self.max_keypoints = max_keypoints
+        self.method, self.threshold = method, threshold
+        self.on_pair = on_pair
+        self.text = matcher.prompt(None, None)
+
+    def info(self) -> dict[str, Any]:
+        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher)}
+
+    def _encode(self, key: str) -> tuple[Any, np.ndarray, tuple[int, int]]:
+        from vidprop.io.images import read_image
+        from vidprop.tasks.match import detect_sift, image_index
+
+        img = read_image(key, exif_transpose=False)
+        seq, name = Path(key).parent.name, Path(key).name
+        if self.keypoints is not None:
+            kps = hpatches_keypoints(self.keypoints, seq, int(Path(key).stem))
+        else:
+            kps = detect_sift(img, self.max_keypoints)
+        return self.matcher.features(img, index=image_index(f"{seq}/{name}"), prompt=self.text), kps, img.shape[:2]
+
+    def __call__(self, seq: HpatchesSequence) -> tuple[list[list[Any]], list[float], int]:
+        """(csv row per pair, corner error per pair, images encoded) of one sequence."""
+        from vidprop.tasks.match import geometric_match_features
+
+        cache = _FeatureCache(self._encode)
+        rows, errors = [], []
+        f1, k1, hw1 = cache.get(str(seq.images[0]), seq.name)
+        for i in range(2, 7):
+            fi, ki, hwi = cache.get(str(seq.images[i - 1]), seq.name)
+            res = geometric_match_features(f1, fi, hw1, hwi, k1, ki, method=self.method, threshold=self.threshold,
+                                           require_homography=False, convention="dift")
+            err = corner_error(res.homography, seq.homographies[i - 2], hw1[1], hw1[0])
+            errors.append(err)
+            n_in = int(res.inliers.sum()) if res.inliers is not None else 0
+            rows.append([seq.name, seq.kind, i, len(k1), len(ki), len(res.source_points), n_in,
+                         f"{err:.4f}" if math.isfinite(err) else "inf"])
+            if self.on_pair is not None:
+                self.on_pair()
+        return rows, errors, cache.computed
+
+
 def run_hpatches(
     matcher: Any,
     root: str | Path,
@@ -673,19 +822,29 @@ def run_hpatches(
     threshold: float = 3.0,
     progress: bool = False,
     overwrite: bool = False,
+    engine: EngineOptions | None = None,
 ) -> dict[str, Any]:
     """Image 1 against images 2..6 of every sequence: keypoints, DIFT descriptors (the "geometric"
     preset) sampled as DIFT's evaluation samples them, mutual nearest neighbours, homography, corner error.
 
-    ``keypoints``: a folder of ``<sequence>-<i>.kp`` files (the published runs
+    ``matcher``: a :class:`~vidprop.tasks.match.PairMatcher`, or the TaskConfig
+    to load one from or a picklable callable that builds one (in each engine
+    worker).  ``keypoints``: a folder of
+    ``<sequence>-<i>.kp`` files (the published runs
     used 1,000 SuperPoint keypoints per image), duplicates removed; without it,
     up to ``max_keypoints`` OpenCV SIFT keypoints.  Image 1's features and
     keypoints are computed once per sequence.  A pair where no homography can
-    be fitted counts as wrong (error inf).
+    be fitted counts as wrong (error inf).  ``engine``: where sequences run
+    (default: in this process; ``EngineOptions(kind="ray")``: spread over Ray
+    workers, each loading the model once; the scores are the same).
     """
-    from vidprop.io.images import read_image
-    from vidprop.tasks.match import detect_sift, geometric_match_features, image_index
 
+    if _runs_elsewhere(engine):
+        if _is_loaded_matcher(matcher):
+            raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it "
+                              "(each worker calls it once)")
+        root = Path(root).resolve()
+        keypoints = Path(keypoints).resolve() if keypoints is not None else None
     out = Path(out)
     _check_out(out, overwrite)
     seqs = read_hpatches(root, limit=limit, include_high_res=include_high_res)
@@ -698,40 +857,34 @@ def run_hpatches(
                 if not (kp_dir / f"{seq.name}-{i}.kp").is_file():
                     raise InputError(f"{kp_dir / f'{seq.name}-{i}.kp'}: keypoint file not found (--keypoints "
                                      "must hold <sequence>-<i>.kp for every image)")
-    text = matcher.prompt(None, None)
-
-    def encode(key: str) -> tuple[Any, np.ndarray, tuple[int, int]]:
-        img = read_image(key, exif_transpose=False)
-        seq, name = Path(key).parent.name, Path(key).name
-        if keypoints is not None:
-            kps = hpatches_keypoints(keypoints, seq, int(Path(key).stem))
-        else:
-            kps = detect_sift(img, max_keypoints)
-        return matcher.features(img, index=image_index(f"{seq}/{name}"), prompt=text), kps, img.shape[:2]
-
-    cache = _FeatureCache(encode)
     rows, errors, kinds = [], [], []
+    encoded = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=5 * len(seqs), desc="HPatches", unit="pair", enabled=progress, leave=True)
+    in_process = not _runs_elsewhere(engine)
+    factory = functools.partial(HpatchesWorker, matcher, keypoints=keypoints, max_keypoints=max_keypoints,
+                                method=method, threshold=threshold,
+                                on_pair=(lambda: bar.update(1)) if in_process else None)
+    results: list[Any] = [None] * len(seqs)
     try:
-        for seq in seqs:
-            f1, k1, hw1 = cache.get(str(seq.images[0]), seq.name)
-            for i in range(2, 7):
-                fi, ki, hwi = cache.get(str(seq.images[i - 1]), seq.name)
-                res = geometric_match_features(f1, fi, hw1, hwi, k1, ki, method=method, threshold=threshold,
-                                               require_homography=False, convention="dift")
-                err = corner_error(res.homography, seq.homographies[i - 2], hw1[1], hw1[0])
-                errors.append(err)
-                kinds.append(seq.kind)
-                n_in = int(res.inliers.sum()) if res.inliers is not None else 0
-                rows.append([seq.name, seq.kind, i, len(k1), len(ki), len(res.source_points), n_in,
-                             f"{err:.4f}" if math.isfinite(err) else "inf"])
-                bar.update(1)
+        with open_engine(factory, engine, max_rows=len(seqs), wants_gpu=_wants_gpu(matcher)) as eng:
+            info = eng.info
+            for outcome in eng.map(seqs):
+                if outcome.error is not None:
+                    raise outcome.error
+                results[outcome.index] = outcome.value
+                if not in_process:
+                    bar.update(5)
     finally:
         bar.close()
+    for seq, (seq_rows, seq_errors, n_enc) in zip(seqs, results):
+        rows += seq_rows
+        errors += seq_errors
+        kinds += [seq.kind] * len(seq_errors)
+        encoded += n_enc
+    config, dtype = info["config"], info["dtype"]
     summary = homography_accuracy(errors, kinds)
-    differences = hpatches_differences(matcher.config, keypoints, include_high_res, method, threshold, limit,
-                                       _dtype_name(matcher))
+    differences = hpatches_differences(config, keypoints, include_high_res, method, threshold, limit, dtype)
     summary = {
         "benchmark": "HPatches",
         "published": not differences,
@@ -742,11 +895,11 @@ def run_hpatches(
         "keypoints": {"source": "files", "folder": str(keypoints)} if keypoints is not None
         else {"source": "sift", "max_keypoints": max_keypoints},
         "high_res_sequences": "included" if include_high_res else "excluded",
-        "dtype": _dtype_name(matcher),
+        "dtype": dtype,
         "sequences": len(seqs),
-        "images_encoded": cache.computed,
+        "images_encoded": encoded,
         "seconds": round(time.perf_counter() - t0, 2),
-        "config": matcher.config.to_dict(),
+        "config": config.to_dict(),
     }
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "pairs.csv", ["sequence", "kind", "image", "keypoints_1", "keypoints_i", "matches",

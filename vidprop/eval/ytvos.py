@@ -31,6 +31,7 @@ CodaLab, and the evaluation code of Cutie and XMem (see the README).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import logging
 import zipfile
@@ -38,13 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file
 from vidprop.io.video import IMAGE_EXTENSIONS
 from vidprop.progress import progress_bar
 
 __all__ = ["SPLITS", "YtvosVideo", "YtvosRun", "read_meta", "find_videos", "video_is_complete", "run_ytvos",
-           "write_submission_zip"]
+           "write_submission_zip", "VideoWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,42 @@ def write_submission_zip(out: str | Path, videos: Sequence[str], path: str | Pat
     return path
 
 
+def _prepare(out: Path, v: YtvosVideo, overwrite: bool) -> Any:
+    from vidprop.tasks.segment import prepare_segment
+
+    target = out / "Annotations" / v.name
+    return prepare_segment(v.frames_dir, None, out / "Annotations", masks=v.annotations_dir,
+                           name=v.name, overwrite=overwrite or target.exists())
+
+
+class VideoWorker:
+    """Propagates YouTube-VOS videos into one results folder; built once per engine worker (the model loads once)."""
+
+    def __init__(self, config: Any, out: str | Path, *, overwrite: bool = False, device: str | None = None,
+                 dtype: str | None = None, segmenter: Any = None, build: Any = None) -> None:
+        if segmenter is None:
+            if build is not None:
+                segmenter = build()
+            else:
+                from vidprop.tasks.segment import Segmenter
+
+                segmenter = Segmenter.from_pretrained(config=config, device=device, dtype=dtype)
+        self.segmenter = segmenter
+        self.out = Path(out)
+        self.overwrite = overwrite
+
+    def info(self) -> dict[str, Any]:
+        ext = getattr(self.segmenter, "extractor", None)
+        return {"config": self.segmenter.config, "revision": getattr(ext, "model_revision", None)}
+
+    def __call__(self, v: YtvosVideo) -> tuple[int, str]:
+        job = _prepare(self.out, v, self.overwrite)
+        if job.out_dir.exists() and not self.overwrite:
+            log.warning("%s is incomplete; recomputing it", job.out_dir)
+        res = job.run(self.segmenter, overlay=False, formats=("png",), progress=False, keep=v.scored)
+        return res.num_frames, res.profile
+
+
 def run_ytvos(
     root: str | Path,
     out: str | Path,
@@ -177,24 +215,33 @@ def run_ytvos(
     progress: bool = True,
     segmenter: Any = None,
     make_zip: bool = True,
+    engine: EngineOptions | None = None,
 ) -> YtvosRun:
     """Propagate every video of ``split`` from its annotations into ``out/Annotations/``; zip the submission.
 
     Resumable (complete videos are skipped unless ``overwrite``); the model
     is loaded only when a video is left to run; ``out/config.yaml`` records
     the effective settings before any work, and a resumed run must use the
-    same ones.
+    same ones.  ``engine``: where videos are propagated (default: one after
+    the other in this process; ``EngineOptions(kind="ray")``: spread over Ray
+    workers that each load the model once; the masks are the same).
+    ``segmenter``: a loaded Segmenter (in this process only) or a picklable
+    callable returning one, called once in each worker.
     """
     import yaml
 
     from vidprop import __version__
     from vidprop.config import TaskConfig, load_preset
-    from vidprop.eval.davis.runner import _comparable, _protocol_note  # the same rules as eval davis
+    from vidprop.eval.davis.runner import _protocol_note, check_run_settings, split_task_argument  # as eval davis
 
     cfg = config if isinstance(config, TaskConfig) else load_preset(config)
     cfg = cfg.override(extractor={"model": model, "device": device, "dtype": dtype})
-    if segmenter is not None:
-        cfg = segmenter.config
+    loaded, build = split_task_argument(segmenter, "segmenter")
+    if loaded is not None:
+        cfg = loaded.config
+    engine = engine or EngineOptions()
+    if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
+        root, out = Path(root).resolve(), Path(out).resolve()
     items = find_videos(root, split, videos=videos, all_frames=all_frames)
     out = Path(out)
     todo = [v for v in items if overwrite or not video_is_complete(out, v)]
@@ -202,56 +249,52 @@ def run_ytvos(
     log.info("YouTube-VOS %s: %d video(s), %d to propagate into %s", split, len(items), len(todo), out)
     cfg_path = out / "config.yaml"
     if todo:
-        if cfg_path.is_file() and not overwrite:
-            try:
-                old = yaml.safe_load(cfg_path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise InputError(f"{cfg_path}: not valid YAML ({exc})") from exc
-            if isinstance(old, dict) and "config" in old and _comparable(old["config"]) != _comparable(cfg.to_dict()):
-                raise ConfigError(f"{out} holds results made with other settings ({cfg_path}); "
-                                  "choose another --out or pass --overwrite to recompute every video")
-        from vidprop.tasks.segment import prepare_segment
-
-        def prepare(v: YtvosVideo) -> Any:
-            target = out / "Annotations" / v.name
-            return prepare_segment(v.frames_dir, None, out / "Annotations", masks=v.annotations_dir,
-                                   name=v.name, overwrite=overwrite or target.exists())
-
+        if build is None:  # the settings are known before any model loads
+            check_run_settings(cfg_path, cfg, "video", overwrite)
         for v in todo:  # every video's frames and annotations are checked before the model loads (not kept)
-            prepare(v)
-        if segmenter is None:
-            from vidprop.tasks.segment import Segmenter
-
-            segmenter = Segmenter.from_pretrained(config=cfg, device=device, dtype=dtype)
-            cfg = segmenter.config
-        ext = getattr(segmenter, "extractor", None)
-        record = {
-            "vidprop_version": __version__,
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "benchmark": "YouTube-VOS semi-supervised",
-            "split": split,
-            "root": str(Path(root).resolve()),
-            "videos": [v.name for v in items],
-            "all_frames": any(v.all_frames for v in items),
-            "annotation_mode": "objects",
-            "model": cfg.extractor.model,
-            "revision": getattr(ext, "model_revision", None) or cfg.extractor.revision,
-            "preset": cfg.name,
-            "protocol_note": _protocol_note(cfg),
-            "config": cfg.to_dict(),
-        }
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_file(cfg_path, overwrite=True) as tmp:
-            tmp.write_text(yaml.safe_dump(record, sort_keys=False))
-        bar = progress_bar(todo, desc="YouTube-VOS propagate", unit="video", enabled=progress, leave=True)
-        for v in bar:
-            bar.set_postfix_str(v.name)
-            job = prepare(v)
-            if job.out_dir.exists() and not overwrite:
-                log.warning("%s is incomplete; recomputing it", job.out_dir)
-            res = job.run(segmenter, overlay=False, formats=("png",), progress=False, keep=v.scored)
-            log.info("%s: %d frames propagated, %d scored frames written (%s)", v.name, res.num_frames,
-                     len(v.scored), res.profile)
+            _prepare(out, v, overwrite)
+        if loaded is not None and engine.kind != "sequential":
+            raise ConfigError("a Segmenter object stays in this process: give config= or a callable that builds "
+                              "the segmenter (segmenter=) to propagate on Ray workers")
+        factory = functools.partial(VideoWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype,
+                                    segmenter=loaded, build=build)
+        wants_gpu = not str(device or cfg.extractor.device).startswith("cpu")
+        with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
+            cfg = eng.info["config"]
+            if build is not None:  # a built segmenter's settings, checked before any video runs
+                check_run_settings(cfg_path, cfg, "video", overwrite)
+            record = {
+                "vidprop_version": __version__,
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "benchmark": "YouTube-VOS semi-supervised",
+                "split": split,
+                "root": str(Path(root).resolve()),
+                "videos": [v.name for v in items],
+                "all_frames": any(v.all_frames for v in items),
+                "annotation_mode": "objects",
+                "model": cfg.extractor.model,
+                "revision": eng.info.get("revision") or cfg.extractor.revision,
+                "preset": cfg.name,
+                "protocol_note": _protocol_note(cfg),
+                "config": cfg.to_dict(),
+            }
+            out.mkdir(parents=True, exist_ok=True)
+            with atomic_file(cfg_path, overwrite=True) as tmp:
+                tmp.write_text(yaml.safe_dump(record, sort_keys=False))
+            bar = progress_bar(total=len(todo), desc="YouTube-VOS propagate", unit="video", enabled=progress,
+                               leave=True)
+            try:
+                for outcome in eng.map(todo):
+                    v = todo[outcome.index]
+                    if outcome.error is not None:
+                        raise outcome.error
+                    n, profile = outcome.value
+                    log.info("%s: %d frames propagated, %d scored frames written (%s)", v.name, n, len(v.scored),
+                             profile)
+                    bar.update(1)
+                    bar.set_postfix_str(v.name)
+            finally:
+                bar.close()
     zip_path = None
     if make_zip:
         zip_path = write_submission_zip(out, [v.name for v in items])

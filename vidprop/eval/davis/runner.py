@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.davis.dataset import VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
 from vidprop.eval.davis.scoring import DavisScores, score_davis
 from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.progress import progress_bar
 
-__all__ = ["sequence_is_complete", "run_davis", "run_note"]
+__all__ = ["sequence_is_complete", "run_davis", "run_note", "SequenceWorker", "propagate_sequence"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,34 @@ def _comparable(cfg: dict) -> dict:
     cfg.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
     cfg.setdefault("sequences", {})
     return cfg
+
+
+def split_task_argument(task: Any, what: str) -> tuple[Any, Callable[[], Any] | None]:
+    """A ``segmenter=`` / ``tracker=`` argument -> (loaded task or None, callable that builds one or None)."""
+    from vidprop.tasks.base import PropagationTask
+
+    if task is None or isinstance(task, PropagationTask):
+        return task, None
+    if callable(task):
+        return None, task
+    raise ConfigError(f"{what} must be a loaded task or a callable returning one, got {type(task).__name__}")
+
+
+def check_run_settings(cfg_path: Path, cfg: Any, unit: str, overwrite: bool) -> None:
+    """Refuse to resume a results folder whose ``config.yaml`` holds other settings than ``cfg``."""
+    import yaml
+
+    if not cfg_path.is_file() or overwrite:
+        return
+    try:
+        old = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{cfg_path}: not valid YAML ({exc})") from exc
+    if isinstance(old, dict) and "config" in old and _comparable(old["config"]) != _comparable(cfg.to_dict()):
+        raise ConfigError(
+            f"{cfg_path.parent} holds results made with other settings ({cfg_path}); "
+            f"choose another --out or pass --overwrite to recompute every {unit}"
+        )
 
 
 def _protocol_note(cfg: Any) -> str:
@@ -82,6 +112,7 @@ def run_davis(
     progress: bool = True,
     score: bool = True,
     segmenter: Any = None,
+    engine: EngineOptions | None = None,
 ) -> DavisScores | None:
     """Propagate every sequence's first annotation into ``out/<seq>/``, then score.
 
@@ -92,6 +123,14 @@ def run_davis(
     revision, vidprop version, set and date; resuming with other settings is
     an error.  Returns the scores (None for test-dev, which has no public
     ground truth, or with ``score=False``).
+
+    ``engine``: where sequences are propagated (default: one after the other
+    in this process); with ``EngineOptions(kind="ray")`` they are spread over
+    Ray workers that each load the model once.  The masks are the same either
+    way.  ``workers`` is the number of scoring processes.  ``segmenter``: a
+    loaded Segmenter (in this process only), or a picklable callable that
+    returns one, called once in each worker (a custom feature extractor on
+    Ray); default: ``Segmenter.from_pretrained`` with ``config``.
     """
     import yaml
 
@@ -100,8 +139,12 @@ def run_davis(
 
     cfg = config if isinstance(config, TaskConfig) else load_preset(config)
     cfg = cfg.override(extractor={"model": model, "device": device, "dtype": dtype})
-    if segmenter is not None:
-        cfg = segmenter.config
+    loaded, build = split_task_argument(segmenter, "segmenter")
+    if loaded is not None:
+        cfg = loaded.config
+    engine = engine or EngineOptions()
+    if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
+        root, out = Path(root).resolve(), Path(out).resolve()
     names = list(sequences) if sequences else read_set(root, set)
     seqs = find_sequences(root, names, need="first")
     out = Path(out)
@@ -109,44 +152,40 @@ def run_davis(
     log.info("DAVIS %s: %d sequence(s), %d to propagate into %s", set, len(seqs), len(todo), out)
     cfg_path = out / "config.yaml"
     if todo:
-        if cfg_path.is_file() and not overwrite:
-            try:
-                old = yaml.safe_load(cfg_path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise InputError(f"{cfg_path}: not valid YAML ({exc})") from exc
-            if isinstance(old, dict) and "config" in old and _comparable(old["config"]) != _comparable(cfg.to_dict()):
-                raise ConfigError(
-                    f"{out} holds results made with other settings ({cfg_path}); "
-                    "choose another --out or pass --overwrite to recompute every sequence"
-                )
+        if build is None:  # the settings are known before any model loads
+            check_run_settings(cfg_path, cfg, "sequence", overwrite)
+        if loaded is not None and engine.kind != "sequential":
+            raise ConfigError("a Segmenter object stays in this process: give config= or a callable that builds "
+                              "the segmenter (segmenter=) to propagate on Ray workers")
         check_writable_target(out, True, folder=True)  # before loading the model
-        if segmenter is None:
-            from vidprop.tasks.segment import Segmenter
-
-            segmenter = Segmenter.from_pretrained(config=cfg, device=device, dtype=dtype)
-            cfg = segmenter.config
-        ext = getattr(segmenter, "extractor", None)
-        record = {
-            "vidprop_version": __version__,
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "benchmark": "DAVIS-2017 semi-supervised",
-            "set": set,
-            "root": str(Path(root).resolve()),
-            "sequences": names,
-            "model": cfg.extractor.model,
-            "revision": getattr(ext, "model_revision", None) or cfg.extractor.revision,
-            "preset": cfg.name,
-            "published": cfg.published,
-            "protocol_note": _protocol_note(cfg),
-            "config": cfg.to_dict(),
-            "per_sequence": {
-                n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
-                for n in names if cfg.sequence_changes(n)
-            },
-        }
-        with atomic_file(cfg_path, overwrite=True) as tmp:
-            tmp.write_text(yaml.safe_dump(record, sort_keys=False))
-        _propagate(out, todo, segmenter, overwrite=overwrite, progress=progress)
+        factory = functools.partial(SequenceWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype,
+                                    segmenter=loaded, build=build)
+        wants_gpu = not str(device or cfg.extractor.device).startswith("cpu")
+        with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
+            cfg = eng.info["config"]
+            if build is not None:  # a built segmenter's settings, checked before any sequence runs
+                check_run_settings(cfg_path, cfg, "sequence", overwrite)
+            record = {
+                "vidprop_version": __version__,
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "benchmark": "DAVIS-2017 semi-supervised",
+                "set": set,
+                "root": str(Path(root).resolve()),
+                "sequences": names,
+                "model": cfg.extractor.model,
+                "revision": eng.info.get("revision") or cfg.extractor.revision,
+                "preset": cfg.name,
+                "published": cfg.published,
+                "protocol_note": _protocol_note(cfg),
+                "config": cfg.to_dict(),
+                "per_sequence": {
+                    n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
+                    for n in names if cfg.sequence_changes(n)
+                },
+            }
+            with atomic_file(cfg_path, overwrite=True) as tmp:
+                tmp.write_text(yaml.safe_dump(record, sort_keys=False))
+            _propagate(root, eng, todo, progress=progress)
     if set == "test-dev" or not score:
         if set == "test-dev":
             log.info("test-dev has no public ground truth: masks written to %s, nothing scored", out)
@@ -154,23 +193,64 @@ def run_davis(
     return score_davis(root, out, set, sequences=names if sequences else None, workers=workers, progress=progress)
 
 
-def _propagate(out: Path, todo: Sequence[DavisSequence], segmenter: Any, *,
-               overwrite: bool, progress: bool) -> None:
+class SequenceWorker:
+    """Propagates DAVIS sequences into one results folder; built once per engine worker (the model loads once).
+
+    ``config`` is the run's TaskConfig; ``segmenter`` an already loaded one
+    (in-process runs only); ``build`` a callable returning one.
+    """
+
+    def __init__(self, config: Any, out: str | Path, *, overwrite: bool = False, device: str | None = None,
+                 dtype: str | None = None, segmenter: Any = None, build: Callable[[], Any] | None = None) -> None:
+        if segmenter is None:
+            if build is not None:
+                segmenter = build()
+            else:
+                from vidprop.tasks.segment import Segmenter
+
+                segmenter = Segmenter.from_pretrained(config=config, device=device, dtype=dtype)
+        self.segmenter = segmenter
+        self.out = Path(out)
+        self.overwrite = overwrite
+
+    def info(self) -> dict[str, Any]:
+        ext = getattr(self.segmenter, "extractor", None)
+        return {"config": self.segmenter.config, "revision": getattr(ext, "model_revision", None)}
+
+    def __call__(self, seq: DavisSequence) -> tuple[int, str]:
+        return propagate_sequence(self.out, seq, self.segmenter, overwrite=self.overwrite)
+
+
+def propagate_sequence(out: Path, seq: DavisSequence, segmenter: Any, *, overwrite: bool) -> tuple[int, str]:
+    """Propagate one sequence's first annotation into ``out/<seq>/``; returns (masks written, profile)."""
     from vidprop.tasks.segment import segment_video
 
-    bar = progress_bar(todo, desc="DAVIS propagate", unit="seq", enabled=progress, leave=True)
-    for seq in bar:
-        bar.set_postfix_str(seq.name)
-        first = read_ids(seq.annotations[0], "annotation")
-        first = np.where(first == VOID_LABEL, 0, first).astype(np.uint8)
-        if not first.any():
-            raise InputError(f"sequence {seq.name}: the first annotation {seq.annotations[0]} holds no object")
-        target = out / seq.name
-        replace = overwrite or target.exists()  # an existing folder here is incomplete (or to be redone)
-        if target.exists() and not overwrite:
-            log.warning("%s is incomplete; recomputing it", target)
-        res = segment_video(seq.frames_dir, first, out, name=seq.name, segmenter=segmenter, overlay=False,
-                            overwrite=replace, progress=False)
-        if res.num_frames != len(seq.images):
-            raise InputError(f"sequence {seq.name}: wrote {res.num_frames} masks for {len(seq.images)} frames")
-        log.info("%s: %d masks (%s)", seq.name, res.num_frames, res.profile)
+    first = read_ids(seq.annotations[0], "annotation")
+    first = np.where(first == VOID_LABEL, 0, first).astype(np.uint8)
+    if not first.any():
+        raise InputError(f"sequence {seq.name}: the first annotation {seq.annotations[0]} holds no object")
+    target = out / seq.name
+    replace = overwrite or target.exists()  # an existing folder here is incomplete (or to be redone)
+    if target.exists() and not overwrite:
+        log.warning("%s is incomplete; recomputing it", target)
+    res = segment_video(seq.frames_dir, first, out, name=seq.name, segmenter=segmenter, overlay=False,
+                        overwrite=replace, progress=False)
+    if res.num_frames != len(seq.images):
+        raise InputError(f"sequence {seq.name}: wrote {res.num_frames} masks for {len(seq.images)} frames")
+    return res.num_frames, res.profile
+
+
+def _propagate(root: str | Path, engine: Any, todo: Sequence[DavisSequence], *, progress: bool) -> None:
+    """Every sequence of ``todo`` on the engine; the first failure stops the run and is raised."""
+    bar = progress_bar(total=len(todo), desc="DAVIS propagate", unit="seq", enabled=progress, leave=True)
+    try:
+        for outcome in engine.map(todo):
+            seq = todo[outcome.index]
+            if outcome.error is not None:
+                raise outcome.error
+            n, profile = outcome.value
+            log.info("%s: %d masks (%s)", seq.name, n, profile)
+            bar.update(1)
+            bar.set_postfix_str(seq.name)
+    finally:
+        bar.close()

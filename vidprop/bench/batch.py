@@ -1,0 +1,166 @@
+"""Benchmark: ``vidprop batch`` on the sequential engine and on Ray with 1, 2, ... workers, side by side.
+
+    vidprop bench batch                                  # tiny random SD on the CPU, 8 synthetic videos
+    vidprop bench batch --videos 16 --frames 24 --workers 1,2,4
+    vidprop bench batch --threads 1 --cpus-per-worker 1        # every engine with 1 torch thread per worker
+    vidprop bench batch --device cuda --architecture sd21 --gpus-per-worker 1    # on a GPU machine
+
+Every run segments the same synthetic videos (``segment`` settings, no
+overlay) into a fresh folder.  Per engine it prints the start-up time (the
+model load; for Ray: actors started and each loading its model), the time
+spent on the rows after that, rows/s and frames/s of that steady part, and
+with GPUs the frames/s per GPU.  Ray's own start-up (``ray.init`` of a local
+instance) and shut-down are printed apart.  The Ray workers' outputs are
+checked against the sequential run's (masks byte for byte when the thread
+counts agree, else the share of identical masks).  Nothing is downloaded:
+the model is a random one written to a temporary folder (``--architecture
+sd21`` has the real SD 2.1 shapes) unless ``--model`` names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _make_videos(folder: Path, n: int, frames: int, width: int, height: int) -> Path:
+    from vidprop.io.masks import write_indexed_png
+    from vidprop.io.synthetic import SyntheticScene, write_video
+
+    lines = []
+    for k in range(n):
+        sc = SyntheticScene(width=width, height=height, num_frames=frames, num_objects=2, seed=100 + k)
+        write_video(sc, folder / f"clip{k:03d}.mp4")
+        write_indexed_png(folder / f"clip{k:03d}.png", sc.frame(0)[1])
+        lines.append(json.dumps({"video": f"clip{k:03d}.mp4", "mask": f"clip{k:03d}.png"}))
+    manifest = folder / "videos.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def _masks(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob("*/*.png"))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="vidprop bench batch", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", type=int, default=8, help="synthetic videos (default 8)")
+    p.add_argument("--frames", type=int, default=12, help="frames per video (default 12)")
+    p.add_argument("--width", type=int, default=160)
+    p.add_argument("--height", type=int, default=96)
+    p.add_argument("--short-side", type=int, default=96, help="segment's frame size (multiple of 32)")
+    p.add_argument("--ensemble", type=int, default=2)
+    p.add_argument("--architecture", choices=["tiny", "sd21"], default="tiny",
+                   help="random model: tiny (default) or the SD 2.1 shapes (use on a GPU)")
+    p.add_argument("--model", help="a local diffusers folder instead of a random model")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--workers", default="1,2", help="Ray worker counts to run (default 1,2)")
+    p.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray worker (default: 1 with --device cuda, else 0)")
+    p.add_argument("--cpus-per-worker", type=float, help="CPUs (torch threads) per Ray worker "
+                                                         "(default: the machine's CPUs divided among the workers)")
+    p.add_argument("--threads", type=int, help="torch threads of the sequential engine (default: torch's default)")
+    p.add_argument("--skip-sequential", action="store_true")
+    args = p.parse_args(argv)
+
+    import logging
+
+    import torch
+
+    from vidprop.batch import run_batch
+
+    logging.getLogger("vidprop").setLevel(logging.WARNING)  # the figures, not every video's log lines
+    from vidprop.engine import EngineOptions
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    counts = [int(x) for x in args.workers.split(",") if x.strip()]
+    cuda = args.device.startswith("cuda")
+    gpw = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if cuda else 0.0)
+    ncpu = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = args.model
+        if model is None:
+            from vidprop.features.tiny import save_random_sd
+
+            model = str(save_random_sd(tmp / "model", architecture=args.architecture))
+        manifest = _make_videos(tmp, args.videos, args.frames, args.width, args.height)
+        overrides = {"frames": {"mode": "short_side", "short_side": args.short_side},
+                     "extractor": {"model": model, "ensemble": args.ensemble, "device": args.device}}
+        total_frames = args.videos * args.frames
+        print(f"vidprop batch (segment, no overlay): {args.videos} synthetic {args.width}x{args.height} videos x "
+              f"{args.frames} frames = {total_frames} frames, short side {args.short_side}, ensemble {args.ensemble}, "
+              f"{'model ' + args.model if args.model else args.architecture + ' random SD'} on {args.device}; "
+              f"{ncpu} CPUs, torch {torch.__version__}")
+        rows = []
+
+        def record(label: str, workers: int, threads: str, gpus: float, rep: object, wall: float) -> None:
+            startup = float(rep.engine.get("startup_seconds", 0.0))  # type: ignore[attr-defined]
+            run = max(wall - startup, 1e-9)
+            fps = total_frames / run
+            rows.append((label, workers, threads, startup, run, args.videos / run, fps,
+                         fps / gpus if gpus > 0 else None, rep.count("done")))  # type: ignore[attr-defined]
+
+        ref = None
+        if not args.skip_sequential:
+            out = tmp / "out-seq"
+            t0 = time.perf_counter()
+            rep = run_batch(manifest, out, overrides=overrides, overlay=False, progress=False)
+            record("sequential", 1, str(torch.get_num_threads()), 1.0 if cuda else 0.0, rep, time.perf_counter() - t0)
+            ref = _masks(out)
+        try:
+            import ray
+        except ImportError:
+            print("Ray is not installed (pip install 'vidprop[ray]'): only the sequential engine was run")
+            ray = None
+        init_s = shutdown_s = None
+        checks = []
+        if ray is not None and counts:
+            t0 = time.perf_counter()
+            ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            init_s = time.perf_counter() - t0
+            try:
+                for n in counts:
+                    if args.cpus_per_worker:
+                        cpw = args.cpus_per_worker
+                    else:  # with GPUs one CPU each; on the CPU the machine's cores shared out
+                        cpw = 1.0 if cuda else max(1.0, float(ncpu // n))
+                    eng = EngineOptions(kind="ray", workers=n, gpus_per_worker=gpw, cpus_per_worker=cpw)
+                    out = tmp / f"out-ray{n}"
+                    t0 = time.perf_counter()
+                    rep = run_batch(manifest, out, overrides=overrides, overlay=False, progress=False, engine=eng)
+                    record("ray", n, f"{int(cpw)} each", n * gpw, rep, time.perf_counter() - t0)
+                    if ref is not None:
+                        got = _masks(out)
+                        same = sum(got.get(k) == v for k, v in ref.items())
+                        checks.append(f"ray x{n}: {same}/{len(ref)} masks byte-identical to the sequential run")
+            finally:
+                t0 = time.perf_counter()
+                ray.shutdown()
+                shutdown_s = time.perf_counter() - t0
+    head = f"{'engine':<11}{'workers':>8}{'threads':>9}{'start-up s':>12}{'rows s':>9}{'rows/s':>9}{'frames/s':>10}"
+    head += f"{'frames/s/GPU':>14}" if cuda else ""
+    print(head)
+    for label, n, threads, startup, run, rps, fps, per_gpu, done in rows:
+        line = f"{label:<11}{n:>8}{threads:>9}{startup:>12.2f}{run:>9.2f}{rps:>9.3f}{fps:>10.2f}"
+        line += f"{per_gpu:>14.2f}" if cuda and per_gpu is not None else ""
+        print(line + ("" if done == args.videos else f"  ({done}/{args.videos} rows done!)"))
+    if init_s is not None:
+        print(f"Ray overhead: ray.init of a local instance {init_s:.2f}s, shutdown {shutdown_s:.2f}s "
+              "(start-up above: starting the actors and loading one model each, in parallel)")
+    for c in checks:
+        print(c)
+    print("start-up = engine ready (model loaded); rows s = the rest of the run; rows/s and frames/s over that part")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

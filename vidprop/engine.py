@@ -1,0 +1,382 @@
+"""Where independent rows of work run: in this process one after the other, or on Ray workers.
+
+A *row* is a unit that needs nothing from the others: one video of a batch,
+one sequence of a benchmark.  A *worker* is built once per worker process by a
+picklable factory (this is where a model is loaded, so it stays loaded for
+every row the worker runs) and is then called once per row::
+
+    class Worker:
+        def __init__(self):                  # once per worker process
+            self.seg = Segmenter.from_pretrained(config="davis-fast")
+        def info(self):                      # optional: what the driver may want to record
+            return {"config": self.seg.config}
+        def __call__(self, item):             # once per row
+            return segment_video(item.video, item.mask, "out/", segmenter=self.seg)
+
+    with open_engine(Worker, EngineOptions(kind="ray", workers=2), max_rows=len(items)) as engine:
+        for outcome in engine.map(items):   # as rows finish (any order under Ray)
+            outcome.index, outcome.value, outcome.error
+
+Engines:
+
+* ``sequential`` (default): the worker is built in this process and rows run
+  in order.  Ray is not imported.
+* ``ray``: a pool of Ray actors, one per worker, each holding its model; each
+  actor has one row in flight at a time, the next row goes to whichever actor
+  finishes first.  ``address=None`` uses the Ray session already initialised
+  in this process, else starts a local Ray instance for the run and shuts it
+  down afterwards; ``"auto"`` or ``"HOST:PORT"`` joins an existing cluster.
+  An actor whose process dies (killed, out of host memory, crashed) is
+  restarted by Ray (``max_restarts=-1``), which loads the model again and
+  retries the row it was running up to ``retries`` times
+  (``max_task_retries``); a row whose worker died every time comes back with
+  a :class:`WorkerLostError`.
+
+Ray Core actors rather than Ray Data: a row is a whole video (seconds to
+minutes of work) whose outputs are files the worker writes itself, so there
+is nothing to stream between stages; the driver needs each row's result as
+soon as it finishes (progress, report, one line per failure) and a failing
+row must not fail the others.  Actors give exactly that, with Ray's
+scheduling, placement over machines and fault tolerance, and without Ray
+Data's start-up cost, block bookkeeping and its own progress output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
+
+from vidprop.errors import ConfigError, VidpropError
+
+__all__ = [
+    "ENGINES",
+    "EngineOptions",
+    "Outcome",
+    "WorkerLostError",
+    "open_engine",
+]
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("sequential", "ray")
+
+EngineKind = Literal["sequential", "ray"]
+
+
+class WorkerLostError(VidpropError):
+    """A row's worker process died every time it ran the row (killed, out of memory, crashed)."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How rows are spread.
+
+    Attributes:
+        kind: ``"sequential"`` (in this process, no Ray) or ``"ray"``.
+        address: Ray cluster to join (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:10001"``);
+            None: the Ray session of this process if one is initialised, else a local
+            instance started for the run (every CPU and GPU of this machine) and shut down after.
+        workers: Ray actors (default: one per GPU of the cluster, divided by
+            ``gpus_per_worker``; 1 on a cluster without GPUs).  Never more than rows.
+        gpus_per_worker: GPUs each actor reserves (default: 1 when the cluster has GPUs and
+            the work wants them, else 0).  Fractions share a GPU (0.5: two actors per GPU).
+        cpus_per_worker: CPUs each actor reserves, also its torch threads (default: 1 with
+            GPUs; without, the cluster's CPUs divided evenly among the workers).
+        retries: how many times Ray reruns a row whose worker process died.
+    """
+
+    kind: EngineKind = "sequential"
+    address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float | None = None
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.kind!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
+            raise ConfigError(f"gpus per worker must be >= 0, got {self.gpus_per_worker}")
+        if self.cpus_per_worker is not None and self.cpus_per_worker <= 0:
+            raise ConfigError(f"cpus per worker must be > 0, got {self.cpus_per_worker}")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be >= 0, got {self.retries}")
+        if self.kind == "sequential":
+            given = [n for n, v in (("address", self.address), ("workers", self.workers),
+                                    ("gpus per worker", self.gpus_per_worker),
+                                    ("cpus per worker", self.cpus_per_worker)) if v is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: only for the ray engine (--engine ray)")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one row: ``value`` (the worker's return) or ``error`` (what it raised)."""
+
+    index: int
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The resolved size of a Ray pool."""
+
+    workers: int
+    gpus_per_worker: float
+    cpus_per_worker: float
+
+
+def resolve_placement(options: EngineOptions, resources: dict[str, float], max_rows: int, *,
+                      wants_gpu: bool = True) -> Placement:
+    """Workers, GPUs and CPUs per worker from the options and the cluster's resources (see :class:`EngineOptions`)."""
+    gpus = float(resources.get("GPU", 0))
+    cpus = float(resources.get("CPU", 1))
+    gpw = options.gpus_per_worker
+    if gpw is None:
+        gpw = 1.0 if (gpus > 0 and wants_gpu) else 0.0
+    if gpw > 0 and gpus > 0 and gpw > gpus:
+        raise ConfigError(f"{gpw:g} GPUs per worker, but the Ray cluster has {gpus:g} GPUs")
+    workers = options.workers
+    if workers is None:
+        workers = max(1, int(math.floor(gpus / gpw + 1e-9))) if gpw > 0 and gpus > 0 else 1
+    workers = max(1, min(workers, max_rows))
+    cpw = options.cpus_per_worker
+    if cpw is None:
+        cpw = 1.0 if gpw > 0 else max(1.0, float(math.floor(cpus / workers)))
+    return Placement(workers, float(gpw), float(cpw))
+
+
+# ====================================================================== engines
+class _SequentialEngine:
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self.worker = factory()
+        info = getattr(self.worker, "info", None)
+        self.info: dict[str, Any] = dict(info() or {}) if callable(info) else {}
+        self.placement = Placement(1, 0.0, 0.0)
+
+    def map(self, items: Sequence[Any]) -> Iterator[Outcome]:
+        for i, item in enumerate(items):
+            try:
+                value = self.worker(item)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, as under Ray
+                yield Outcome(i, error=exc)
+            else:
+                yield Outcome(i, value=value)
+
+    def close(self) -> None:
+        self.worker = None
+
+
+class _Call:
+    """A picklable (ok, value-or-exception) return: worker exceptions travel as values, not Ray task errors."""
+
+    __slots__ = ("ok", "value")
+
+    def __init__(self, ok: bool, value: Any) -> None:
+        self.ok, self.value = ok, value
+
+
+def _quiet_worker_logs() -> None:
+    """Worker output reaches the driver's stderr through Ray: vidprop's warnings and errors, no library chatter."""
+    import os
+
+    logging.getLogger("vidprop").setLevel(logging.WARNING)
+    for var, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("DIFFUSERS_VERBOSITY", "error"),
+                       ("TRANSFORMERS_VERBOSITY", "error")):
+        os.environ.setdefault(var, value)  # read when those libraries are imported (by the worker's factory)
+    for noisy in ("diffusers", "transformers", "huggingface_hub", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _make_actor_class(ray: Any) -> Any:
+    class RowActor:
+        """Holds one worker (and its model) for the whole run."""
+
+        def __init__(self, factory: Callable[[], Any], threads: int) -> None:
+            import os
+            import sys
+
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            _quiet_worker_logs()
+            self.error: BaseException | None = None
+            self.worker = None
+            try:
+                self.worker = factory()
+            except Exception as exc:  # noqa: BLE001 - reported by ready()
+                self.error = exc
+            if "torch" in sys.modules:  # the worker's compute threads = its CPUs
+                sys.modules["torch"].set_num_threads(threads)
+
+        def ready(self) -> _Call:
+            if self.error is not None:
+                return _Call(False, self.error)
+            info = getattr(self.worker, "info", None)
+            return _Call(True, dict(info() or {}) if callable(info) else {})
+
+        def run(self, item: Any) -> _Call:
+            if self.error is not None:  # a restarted actor whose model failed to load again
+                return _Call(False, self.error)
+            try:
+                return _Call(True, self.worker(item))  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - handed to the driver
+                return _Call(False, exc)
+
+    return ray.remote(RowActor)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (Ray itself retries for minutes) when nothing listens at a ``HOST:PORT`` address."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"could not reach the Ray cluster at {address} ({exc}); start its head node with "
+                          "`ray start --head` or check the address") from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[Any]:
+    """Yield the ``ray`` module with a session: this process's, a cluster's (``address``) or a local one.
+
+    A session started here is shut down on exit; one that was already
+    initialised is left running.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray engine needs Ray: pip install 'vidprop[ray]' (or pip install 'ray>=2.9')") from None
+    started = False
+    if not ray.is_initialized() and address and address != "auto":
+        _check_reachable(address)
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+                                  "configure_logging": True, "log_to_driver": True}
+        try:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise ConfigError(f"could not join the Ray cluster at {address}: {exc}") from None
+        started = True
+        log.info("Ray %s: %s", "joined the cluster at " + address if address else "started a local instance",
+                 {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")})
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _RayEngine:
+    def __init__(self, factory: Callable[[], Any], options: EngineOptions, max_rows: int, wants_gpu: bool) -> None:
+        self._stack = contextlib.ExitStack()
+        try:
+            ray = self.ray = self._stack.enter_context(ray_session(options.address))
+            self.placement = p = resolve_placement(options, ray.cluster_resources(), max_rows, wants_gpu=wants_gpu)
+            log.info("Ray engine: %d worker(s), %g GPU and %g CPU each", p.workers, p.gpus_per_worker, p.cpus_per_worker)
+            actor = _make_actor_class(ray).options(
+                num_gpus=p.gpus_per_worker, num_cpus=p.cpus_per_worker,
+                max_restarts=-1, max_task_retries=options.retries,
+            )
+            threads = max(1, int(p.cpus_per_worker))
+            self.actors = [actor.remote(factory, threads) for _ in range(p.workers)]
+            self._stack.callback(self._kill)
+            self.info: dict[str, Any] = {}
+            for r in ray.get([a.ready.remote() for a in self.actors]):
+                if not r.ok:
+                    raise r.value
+                self.info = self.info or r.value
+        except BaseException:
+            self._stack.close()
+            raise
+        self.retries = options.retries
+
+    def _kill(self) -> None:
+        for a in self.actors:
+            with contextlib.suppress(Exception):
+                self.ray.kill(a, no_restart=True)
+
+    def map(self, items: Sequence[Any]) -> Iterator[Outcome]:
+        ray = self.ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        todo = list(enumerate(items))[::-1]  # pop() takes the first
+        idle = list(self.actors)
+        inflight: dict[Any, tuple[Any, int]] = {}
+        try:
+            while todo or inflight:
+                while todo and idle:
+                    actor = idle.pop()
+                    i, item = todo.pop()
+                    inflight[actor.run.remote(item)] = (actor, i)
+                done, _ = ray.wait(list(inflight), num_returns=1)
+                actor, i = inflight.pop(done[0])
+                idle.append(actor)
+                try:
+                    r = ray.get(done[0])
+                except RayActorError as exc:
+                    yield Outcome(i, error=WorkerLostError(
+                        f"the worker process died {self.retries + 1} time(s) running this row "
+                        f"(killed, out of memory or crashed): {str(exc).splitlines()[0][:300]}"))
+                    continue
+                except RayTaskError as exc:  # pragma: no cover - run() returns exceptions as values
+                    yield Outcome(i, error=exc.as_instanceof_cause())
+                    continue
+                yield Outcome(i, value=r.value) if r.ok else Outcome(i, error=r.value)
+        finally:
+            for ref in inflight:  # the caller stopped early: do not leave rows running
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@contextlib.contextmanager
+def open_engine(
+    factory: Callable[[], Any],
+    options: EngineOptions | None = None,
+    *,
+    max_rows: int,
+    wants_gpu: bool = True,
+) -> Iterator[Any]:
+    """Build the workers (loading their models; a load error is raised here) and yield the engine.
+
+    The engine has ``map(items) -> Iterator[Outcome]`` (rows in any order
+    under Ray), ``info`` (the first worker's ``info()`` dict) and
+    ``placement`` (workers, GPUs and CPUs per worker).  ``max_rows`` caps the
+    number of Ray workers; ``wants_gpu=False`` (a CPU run) reserves no GPU by
+    default.  ``factory`` must be picklable for Ray (a top-level class or
+    function, or a ``functools.partial`` of one).
+    """
+    options = options or EngineOptions()
+    engine: Any = _SequentialEngine(factory) if options.kind == "sequential" else \
+        _RayEngine(factory, options, max(1, max_rows), wants_gpu)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def run_all(factory: Callable[[], Any], items: Iterable[Any], options: EngineOptions | None = None,
+            *, wants_gpu: bool = True) -> list[Outcome]:
+    """Every row's :class:`Outcome`, in the order of ``items``."""
+    items = list(items)
+    if not items:
+        return []
+    with open_engine(factory, options, max_rows=len(items), wants_gpu=wants_gpu) as engine:
+        out = list(engine.map(items))
+    return sorted(out, key=lambda o: o.index)
