@@ -56,7 +56,7 @@ def test_pck_per_point_visible_in_both_by_hand(cub_root, tmp_path):
     assert sub["cub_subset_0"]["per_image"]["0.1"] == pytest.approx(100 * (1 + .5 + 2 / 3 + 2 / 3 + .5 + 1) / 6)
     assert m.calls == 5 and set(m.prompts) == {"a photo of a bird"}  # each image encoded once
     rows = (tmp_path / "run" / "pairs.csv").read_text().splitlines()
-    assert rows[0] == "subset,source,target,points,correct@0.05,correct@0.1,correct@0.15"
+    assert rows[0] == "subset,source,target,points,dift:correct@0.05,dift:correct@0.1,dift:correct@0.15"
     assert rows[1] == "cub_subset_0,img_000.png,img_001.png,2,2,2,2" and len(rows) == 1 + 8
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["mean_over_subsets"] == s["mean_over_subsets"]
 
