@@ -129,7 +129,7 @@ def _print(name: str, s: dict, out: str) -> None:
     print(f"{name}: {o['pairs']} pairs, {o['points']} points ({s['method']}, {s['dtype']})")
     for proto, r in s["protocols"].items():
         print(f"{proto} protocol: {r['description']}")
-        lines = {f"PCK {r['headline']} (published figure)": r["headline_values"]}
+        lines = {f"PCK {r['headline']} (as published)": r["headline_values"]}
         for kind in ("per_image", "per_point"):
             if r["overall"][kind] is not r["headline_values"]:  # the published figure is printed once
                 lines[f"PCK {kind.replace('_', ' ')}"] = r["overall"][kind]

@@ -141,13 +141,14 @@ def read_cub(root: str | Path, *, subsets: Sequence[int] | None = None) -> list[
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: no such folder; --root must hold cub_subset_0/ ... cub_subset_13/ "
-                         "(Neural Congealing's prepare_data.py --cub_acsm)")
+                         "(Neural Congealing's prepare_data.py --cub_acsm) or be the CUB_200_2011 release")
     found = {}
     for d in root.iterdir():
         if d.is_dir() and d.name.startswith("cub_subset_") and d.name[len("cub_subset_"):].isdigit():
             found[int(d.name[len("cub_subset_"):])] = d
     if not found:
-        raise InputError(f"{root}: no cub_subset_<k>/ folders (each with images/ and pck/keypoints.pt)")
+        raise InputError(f"{root}: no cub_subset_<k>/ folders (each with images/ and pck/keypoints.pt), and not "
+                         "the CUB_200_2011 release (no images.txt)")
     if subsets is not None:
         missing = sorted(set(subsets) - set(found))
         if missing:
