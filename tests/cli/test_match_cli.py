@@ -119,3 +119,27 @@ def test_bad_inputs_exit_non_zero_with_one_line(files, tiny_sd_path, capsys, arg
     assert rc != 0
     assert len(lines) == 1 and lines[0].startswith("vidprop: error: "), lines
     assert message.replace("{d}", str(files)) in lines[0]
+
+
+def test_existing_outputs_are_not_replaced_without_overwrite(files, tmp_path, capsys):
+    """match and edit refuse an existing drawing, JSON or heatmap before the model loads (none is given here)."""
+    model = ["--model", "/nonexistent/model", "--no-progress"]
+    out = tmp_path / "m.png"
+    out.write_bytes(b"mine")
+    rc, err = _err(capsys, ["match", str(files / "src.png"), str(files / "tgt.png"), "--points", "3,3",
+                            "--out", str(out), *model])
+    assert rc == 2 and len(err) == 1 and f"{out} already exists; pass --overwrite" in err[0]
+    out.unlink()
+    (tmp_path / "m_heatmap2.png").write_bytes(b"mine")
+    rc, err = _err(capsys, ["match", str(files / "src.png"), str(files / "tgt.png"), "--points", "3,3", "4,4",
+                            "--heatmap", "--out", str(out), *model])
+    assert rc == 2 and "m_heatmap2.png already exists" in err[0]
+    (tmp_path / "e.json").write_text("{}")
+    rc, err = _err(capsys, ["edit", str(files / "src.png"), str(files / "tgt.png"), "--sticker",
+                            str(files / "layer.png"), "--out", str(tmp_path / "e.png"), *model])
+    assert rc == 2 and "e.json already exists" in err[0]
+    assert (tmp_path / "e.json").read_text() == "{}" and (tmp_path / "m_heatmap2.png").read_bytes() == b"mine"
+    # with --overwrite the checks pass and the (missing) model is what fails
+    rc, err = _err(capsys, ["edit", str(files / "src.png"), str(files / "tgt.png"), "--sticker",
+                            str(files / "layer.png"), "--out", str(tmp_path / "e.png"), "--overwrite", *model])
+    assert rc == 2 and "already exists" not in err[-1] and "/nonexistent/model" in err[-1]

@@ -195,6 +195,8 @@ def test_a_part_of_the_video(annotated, tiny_sd_path, tmp_path):
     assert sorted(p.name for p in (out / "clip").glob("*.png")) == ["00003.png", "00004.png", "00005.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "clip" / "00003.png")), masks[3])
     assert json.loads((out / "clip" / "annotations.json").read_text())["frames"] == [3, 6]
+    src = json.loads((out / "clip" / "source.json").read_text())  # `vidprop view` shows video frames 3, 4, 5
+    assert (src["first_frame"], src["frames"], src["kind"]) == (3, 3, "video")
 
 
 def test_bad_annotations_fail_before_the_model_loads(annotated, tmp_path, capsys, monkeypatch):

@@ -244,3 +244,22 @@ def test_bad_clicks_are_400(match_client, query, needle):
     c, _ = match_client
     msg = assert_short_error(*_resp(c.get(f"/api/match/click?{query}")), expected=400)
     assert needle in msg
+
+
+def test_a_part_of_a_video_shows_its_own_frames(tree, tmp_path):
+    """A result of `--frames 3:7` on a video file: its first mask is frame 3 of the video (source.json's first_frame)."""
+    from vidprop.io.masks import write_indexed_png
+    from vidprop.io.source import write_source_record
+    from vidprop.io.video import open_video
+
+    root = tmp_path / "results"
+    (root / "part").mkdir(parents=True)
+    frames = list(tree.scene.frames())
+    for t in range(3, 7):
+        write_indexed_png(root / "part" / f"{t:05d}.png", frames[t][1])
+    write_source_record(root / "part", open_video(tree.video).info, frames=4, task="segment", first_frame=3)
+    c = TestClient(create_app(results=root))
+    assert c.get("/api/results/part").json()["frames"] == ["00003", "00004", "00005", "00006"]
+    ref = list(_iter_pyav(tree.video))
+    for i in range(4):
+        assert c.get(f"/api/results/part/frame/{i}").content == encode_jpeg(ref[3 + i])

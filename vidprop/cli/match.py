@@ -101,15 +101,20 @@ def load_attention(args: argparse.Namespace):
                                             dtype=dtype)
 
 
-def _check_image_out(path: Path) -> None:
-    """Before loading the model: a known image extension, and ``path`` and its JSON can be written there."""
+def _heatmap_path(out: Path, i: int) -> Path:
+    return out.with_name(f"{out.stem}_heatmap{i + 1}{out.suffix}")
+
+
+def _check_image_out(path: Path, overwrite: bool, extra: tuple[Path, ...] = ()) -> None:
+    """Before loading the model: a known image extension, and ``path``, its JSON and ``extra`` files can be
+    written there; an existing one is replaced only with ``overwrite``."""
     from vidprop.errors import InputError
     from vidprop.io.atomic import check_writable_target
 
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
         raise InputError(f"{path}: unsupported output image extension {path.suffix!r}; use .png or .jpg")
-    check_writable_target(path, True, folder=False)
-    check_writable_target(path.with_suffix(".json"), True, folder=False)
+    for target in (path, path.with_suffix(".json"), *extra):
+        check_writable_target(target, overwrite, folder=False)
 
 
 def _read_pair(args: argparse.Namespace):
@@ -149,6 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=["dift", "attention"], default="dift",
                    help="dift features (default) or Hedlin et al.'s prompt optimisation (semantic mode only)")
     p.add_argument("--out", default="match.png", help="drawing to write (default match.png); JSON beside it")
+    p.add_argument("--overwrite", action="store_true", help="replace --out, its JSON and heatmaps if they exist")
     p.add_argument("--heatmap", action="store_true", help="also save each query's similarity/attention map")
     p.add_argument("--category", help='object category: prompt "a photo of a CATEGORY" (semantic preset)')
     p.add_argument("--prompt", help="explicit prompt (overrides the preset's and --category)")
@@ -175,6 +181,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--at", metavar="X,Y", help="top-left corner of a smaller sticker on the source")
     e.add_argument("--opaque", action="store_true", help="accept a sticker with no alpha channel (fully opaque)")
     e.add_argument("--out", default="edited.png", help="edited target to write (default edited.png)")
+    e.add_argument("--overwrite", action="store_true", help="replace --out and its JSON if they exist")
     e.add_argument("--category", help='object category: prompt "a photo of a CATEGORY"')
     e.add_argument("--prompt", help="explicit prompt")
     e.add_argument("--max-points", type=int, default=1000,
@@ -192,9 +199,10 @@ def run_match(args: argparse.Namespace) -> int:
     from vidprop.tasks.match import MatchResult, PairMatcher
 
     out = Path(args.out)
-    _check_image_out(out)
-    src, tgt = _read_pair(args)
     pts = parse_points(args.points or [], "point")
+    heatmaps = tuple(_heatmap_path(out, i) for i in range(len(pts))) if args.heatmap else ()
+    _check_image_out(out, args.overwrite, heatmaps)
+    src, tgt = _read_pair(args)
     check_points_inside(pts, src.shape[1], src.shape[0], args.source, "point")
     tpts = None
     if args.target_points:
@@ -247,7 +255,7 @@ def run_match(args: argparse.Namespace) -> int:
     if res.heatmaps is not None:
         data["heatmaps"] = []
         for i, m in enumerate(res.heatmaps):
-            hp = out.with_name(f"{out.stem}_heatmap{i + 1}{out.suffix}")
+            hp = _heatmap_path(out, i)
             write_image(hp, heatmap_overlay(tgt, m, peak=tuple(res.target_points[i])))
             data["heatmaps"].append(str(hp))
             written.append(hp)
@@ -262,7 +270,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from vidprop.tasks.match import PairMatcher, sticker_layer
 
     out = Path(args.out)
-    _check_image_out(out)
+    _check_image_out(out, args.overwrite)
     src, tgt = _read_pair(args)
     sticker = read_rgba(args.sticker, opaque=args.opaque)
     at = parse_point(args.at, "--at") if args.at else None

@@ -4,10 +4,13 @@
 this small record lets a reader (``vidprop view``) find them again::
 
     {"video": "/abs/path/clip.mp4", "kind": "video", "width": 854, "height": 480,
-     "fps": 25.0, "frames": 70, "task": "segment", "vidprop_version": "0.1.0"}
+     "fps": 25.0, "frames": 70, "first_frame": 0, "task": "segment", "vidprop_version": "0.1.0"}
 
 ``kind`` is ``"video"`` for a video file and ``"frames"`` for a folder of
 images (frame ``NAME`` of the result is the folder's image with that stem).
+``first_frame`` is the video's index of the result's first frame (not 0 for a
+run over ``--frames START:END``): the result's k-th frame is the video's frame
+``first_frame + k``.
 The path is absolute (resolved when the result was written).
 """
 
@@ -26,7 +29,7 @@ log = logging.getLogger(__name__)
 SOURCE_FILE = "source.json"
 
 
-def write_source_record(folder: str | Path, info: Any, *, frames: int, task: str) -> Path:
+def write_source_record(folder: str | Path, info: Any, *, frames: int, task: str, first_frame: int = 0) -> Path:
     """Write ``folder/source.json`` for a result made from the video described by ``info`` (a VideoInfo)."""
     from vidprop import __version__
 
@@ -38,6 +41,7 @@ def write_source_record(folder: str | Path, info: Any, *, frames: int, task: str
         "height": int(info.height),
         "fps": float(info.fps) if info.fps else None,
         "frames": int(frames),
+        "first_frame": int(first_frame),
         "task": task,
         "vidprop_version": __version__,
     }

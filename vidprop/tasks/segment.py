@@ -556,8 +556,9 @@ class SegmentJob:
                 record = annotation_record(self.annotations, mode=self.mode, direction=direction, frames=indices)
                 writer.submit(write_annotation_record, tmp / "annotations.json", record)
                 record_path = out_dir / "annotations.json"
-            n_written = len(names)
-            writer.submit(lambda: write_source_record(tmp, vinfo, frames=n_written, task="segment"))  # for `vidprop view`
+            n_written, first = len(names), min(indices, default=0)
+            writer.submit(lambda: write_source_record(tmp, vinfo, frames=n_written, task="segment",
+                                                      first_frame=first))  # for `vidprop view`
         prof = segmenter.last_profile.summary()
         log.info("wrote %d masks to %s (%s)", len(names), out_dir, prof)
         return SegmentResult(

@@ -241,7 +241,8 @@ class TrackJob:
             write_tracks_json(tmp / "keypoints.json", kps.names, xy, visible, skeleton=kps.skeleton_names,
                               frame_names=frame_names, meta=meta, frame_indices=indices)
             write_tracks_csv(tmp / "keypoints.csv", kps.names, xy, visible, frame_indices=indices)
-            write_source_record(tmp, vinfo, frames=len(xy), task="track")  # lets `vidprop view` find the frames
+            write_source_record(tmp, vinfo, frames=len(xy), task="track",
+                                first_frame=min(indices, default=0))  # lets `vidprop view` find the frames
         prof = tracker.last_profile.summary()
         log.info("wrote keypoints of %d frames to %s (%s)", len(xy), out_dir, prof)
         return TrackResult(

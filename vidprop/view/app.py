@@ -118,7 +118,7 @@ def create_app(results: str | Path | None = None, match: Any = None):
         if d.source.frames is None:
             raise HTTPException(404, d.source.note)
         try:
-            data, media = d.source.frames.get(i, names[i])
+            data, media = d.source.frames.get(i + d.source.offset, names[i])
         except IndexError as exc:
             raise HTTPException(404, str(exc)) from None
         return Response(data, media_type=media, headers={"Cache-Control": "no-cache"})

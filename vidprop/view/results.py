@@ -195,6 +195,8 @@ class Source:
     frames: FrameSource | None
     label: str  # "source", "overlay" or "none"
     note: str
+    #: Index in ``frames`` of the result's first frame (a video file run over ``--frames START:END``).
+    offset: int = 0
 
 
 @dataclass
@@ -294,10 +296,11 @@ def _find_source(folder: Path, name: str, extra: Path | None = None) -> Source:
                 candidates.append(Path(root) / "JPEGImages" / RESOLUTION / name)
         except Exception as exc:  # noqa: BLE001 - a broken config.yaml only loses this hint
             log.debug("%s: %s", cfg, exc)
-    for path in candidates:
+    for n, path in enumerate(candidates):
         src = _open_source(path)
         if src is not None:
-            return Source(src, "source", f"frames of {path}")
+            offset = int(record.get("first_frame") or 0) if record and n == 0 and path.is_file() else 0
+            return Source(src, "source", f"frames of {path}" + (f" from frame {offset}" if offset else ""), offset)
         tried.append(str(path))
     missing = f" ({', '.join(tried)} not found)" if tried else ""
     overlay = folder / OVERLAY
