@@ -6,10 +6,12 @@ import json
 
 import torch
 
+from tests.eval.cub_release import write_release
 from tests.eval.label_matcher import paint
 from vidprop.cli import main
 
 FAST = ["--size", "64", "--ensemble", "1", "--no-progress"]
+ATTN = ["--size", "64", "--steps", "1", "--rounds", "1", "--crops", "4", "--no-progress"]
 
 
 def test_pfwillow_and_cub_end_to_end(tiny_sd_path, tmp_path, capsys):
@@ -23,7 +25,9 @@ def test_pfwillow_and_cub_end_to_end(tiny_sd_path, tmp_path, capsys):
     out = tmp_path / "w"
     rc = main(["-q", "eval", "pf-willow", "--root", str(willow), "--out", str(out), "--model", str(tiny_sd_path), *FAST])
     text = capsys.readouterr().out
-    assert rc == 0 and "PF-WILLOW: 1 pairs, 10 points" in text and "PCK per image (paper)" in text
+    assert rc == 0 and "PF-WILLOW: 1 pairs, 10 points (dift, float32)" in text
+    assert "dift protocol: distance <= alpha * max(w, h)" in text and "PCK per image (the mean over pairs) (as published)" in text
+    assert "compare to: DIFT" in text and "hedlin" not in text
     s = json.loads((out / "summary.json").read_text())
     assert s["config"]["extractor"]["model"] == str(tiny_sd_path) and s["config"]["frames"]["width"] == 64
 
@@ -35,11 +39,38 @@ def test_pfwillow_and_cub_end_to_end(tiny_sd_path, tmp_path, capsys):
     rc = main(["-q", "eval", "cub", "--root", str(tmp_path / "cub"), "--out", str(tmp_path / "c"),
                "--model", str(tiny_sd_path), *FAST])
     text = capsys.readouterr().out
-    assert rc == 0 and "CUB-200-2011: 2 pairs, 4 points" in text and "PCK mean of subsets" in text
+    assert rc == 0 and "CUB-200-2011 (Neural Congealing's 14 subsets): 2 pairs, 4 points" in text
+    assert "PCK mean over subsets of per-point PCK (as published)" in text and "PCK per point" in text
 
     # errors: one line, before the model is loaded
     for args, message in ((["pf-willow", "--root", str(tmp_path / "none")], "test_pairs.csv"),
+                          (["pf-willow", "--root", str(tmp_path / "none"), "--method", "attention", "--pck-protocol",
+                            "both"], "test_pairs.csv"),
+                          (["cub", "--root", str(tmp_path / "none"), "--classes", "2"], "or be the CUB_200_2011 release"),
                           (["cub", "--root", str(tmp_path / "cub"), "--subsets", "3"], "not found")):
         rc = main(["-q", "eval", *args, "--out", str(tmp_path / "x"), *FAST])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc != 0 and len(err) == 1 and message in err[0]
+
+
+def test_attention_on_the_cub_release_with_both_protocols(tiny_sd_path, tmp_path, capsys):
+    # one class, two test images, two parts visible in both: two points optimised (1 step, 1 round)
+    def im(size, kps):
+        return {"cls": 1, "train": 0, "size": size, "box": (2, 3, 30, 20), "d": [0, 0], "kps": kps}
+
+    write_release(tmp_path / "data", [im((64, 48), [(10, 12, 1), (40, 30, 1)]), im((48, 64), [(20, 22, 1), (30, 40, 1)])])
+    out = tmp_path / "att"
+    rc = main(["-q", "eval", "cub", "--root", str(tmp_path / "data"), "--out", str(out), "--classes", "1",
+               "--method", "attention", "--pck-protocol", "both", "--model", str(tiny_sd_path), *ATTN])
+    text = capsys.readouterr().out
+    assert rc == 0 and "CUB-200-2011 (the release, test images of classes 1-1): 1 pairs, 2 points (attention, float32)" in text
+    assert text.index("hedlin protocol:") < text.index("dift protocol:")  # the method's own first
+    assert "61.6 @0.05, 77.5 @0.1" in text and "note: classes 1-1; Hedlin et al.'s published run used classes 1-3" in text
+    s = json.loads((out / "summary.json").read_text())
+    assert s["method"] == "attention" and s["protocol"] == "hedlin" and list(s["protocols"]) == ["hedlin", "dift"]
+    assert s["attention"]["steps"] == 1 and s["attention"]["rounds"] == 1 and s["model"] == str(tiny_sd_path)
+    assert s["points_matched_this_run"] == 2
+    rows = (out / "pairs.csv").read_text().splitlines()
+    assert rows[0].split(",")[4:] == [f"{p}:correct@{a}" for p in ("hedlin", "dift") for a in ("0.05", "0.1", "0.15")]
+    cfg = (out / "config.yaml").read_text()
+    assert "method: attention" in cfg and "- hedlin\n- dift" in cfg

@@ -44,3 +44,31 @@ def paint(path, size: tuple[int, int], spots: dict[int, list[tuple[int, int]]]) 
             img[y, x] = (label, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(img).save(path)
+
+
+class LabelAttention:
+    """Stands in for Hedlin et al.'s AttentionMatcher, deciding matches like :class:`LabelMatcher`: a source
+    point's label (the pixel it rounds to) is found at its first pixel (row-major) in the target, plus ``shift``
+    (``by_label=False``: the source point itself plus ``shift``).  It records the points it was given (the
+    attention method gets them unrounded)."""
+
+    dtype = torch.float32
+    settings = None
+    model_id = None
+
+    def __init__(self, shift: tuple[float, float] = (0.0, 0.0), *, by_label: bool = True) -> None:
+        self.shift = np.asarray(shift, dtype=np.float64)
+        self.by_label = by_label
+        self.points: list[np.ndarray] = []
+
+    def match(self, src: np.ndarray, trg: np.ndarray, points: np.ndarray) -> SimpleNamespace:
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        self.points.append(pts.copy())
+        if not self.by_label:
+            return SimpleNamespace(target_points=pts + self.shift)
+        out = []
+        for x, y in pts:
+            label = src[int(round(y)), int(round(x)), 0]
+            ys, xs = np.nonzero(trg[..., 0] == label)
+            out.append((xs[0], ys[0]) if label and len(ys) else (x, y))
+        return SimpleNamespace(target_points=np.asarray(out, dtype=np.float64).reshape(-1, 2) + self.shift)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from tests.eval.label_matcher import LabelMatcher, paint
-from vidprop.errors import InputError
-from vidprop.eval.pfwillow import category_prompt_name, keypoint_box, read_pfwillow, run_pfwillow
+from tests.eval.label_matcher import LabelAttention, LabelMatcher, paint
+from vidprop.errors import ConfigError, InputError
+from vidprop.eval.pairs import box_threshold
+from vidprop.eval.pfwillow import (
+    category_prompt_name,
+    hedlin_willow_threshold,
+    keypoint_box,
+    read_pfwillow,
+    run_pfwillow,
+    willow_correct,
+)
 
 XS = [10, 14, 18, 22, 26, 30, 34, 38, 42, 50]
 YS = [20, 40, 25, 30, 35, 22, 28, 33, 38, 26]  # box 40 x 20 -> thresholds 2 / 4 / 6 px at alpha .05 / .1 / .15
@@ -58,7 +67,8 @@ def test_pck_per_image_by_hand(willow, tmp_path):
     assert s["per_category"]["car(G)"]["per_image"]["0.1"] == pytest.approx(60.0)
     assert m.calls == 5 and m.prompts.count("a photo of a car") == 3 and m.prompts.count("a photo of a wine bottle") == 2
     rows = (tmp_path / "run" / "pairs.csv").read_text().splitlines()
-    assert rows[0] == "pair,category,points,correct@0.05,correct@0.1,correct@0.15,pck@0.05,pck@0.1,pck@0.15"
+    assert rows[0] == ("pair,category,points,dift:correct@0.05,dift:correct@0.1,dift:correct@0.15,dift:pck@0.05,"
+                       "dift:pck@0.1,dift:pck@0.15")
     assert rows[1] == "0001,car(G),10,5,7,9,50.00,70.00,90.00"
     assert (tmp_path / "run" / "config.yaml").is_file()
 
@@ -73,3 +83,75 @@ def test_bad_release(tmp_path, willow):
     (willow / "test_pairs.csv").write_text("h\n" + row + "\n")
     with pytest.raises(InputError, match="zz.png not found"):
         read_pfwillow(willow)
+
+
+def authors_willow_pck(src_kps, trg_kps, pred, trg_size, alpha):
+    """Hedlin et al.'s PF-WILLOW scoring written out plainly: a (2, 40) keypoint array per image, the 10 used
+    slots rescaled to 512 with the image's own size and the rest -1; threshold max over axes of (max - min)
+    over ALL 40 slots; a point is correct when its distance is at most alpha times that."""
+    w, h = trg_size
+    slots = np.full((2, 40), -1.0)
+    slots[0, :10] = np.asarray(trg_kps, float)[:, 0] * (512 / w)
+    slots[1, :10] = np.asarray(trg_kps, float)[:, 1] * (512 / h)
+    thres = max(slots.max(1) - slots.min(1))
+    p = np.asarray(pred, float) * np.array([512 / w, 512 / h])
+    dist = np.sqrt(((p - slots[:, :10].T) ** 2).sum(1))
+    return float(np.mean(dist <= alpha * thres))
+
+
+def test_hedlin_threshold_by_hand():
+    # a 640x480 target; keypoints x 100..300, y 120..240 -> at 512: x 80..240, y 128..256
+    kps = np.array([[100, 120], [300, 200], [200, 240]], float)
+    plain = box_threshold(keypoint_box(kps), (640, 480), 512)
+    assert plain == pytest.approx(max(160, 128))  # the keypoint box's extent at 512
+    # the authors' box runs from the -1 padding: max(x_max, y_max) + 1 = 256 + 1
+    assert hedlin_willow_threshold(kps, (640, 480)) == pytest.approx(257.0)
+    # 10 slots of 10 used: no padding, the plain box
+    ten = np.array([[100 + 20 * i, 120 + 12 * i] for i in range(10)], float)
+    assert hedlin_willow_threshold(ten, (640, 480), slots=10) == pytest.approx(
+        box_threshold(keypoint_box(ten), (640, 480), 512))
+    # a prediction 15 px off in x (12 px at 512): within 0.05 x 257 = 12.85 but not 0.05 x 160 = 8
+    pred = kps + [15, 0]
+    assert willow_correct("hedlin", pred, kps, (640, 480))[0.05].all()
+    assert not willow_correct("dift", pred, kps, (640, 480), alphas=(0.05,))[0.05].any()  # 0.05 x 200 = 10 < 15
+
+
+def test_attention_scores_hedlins_protocol_by_default_and_both_on_request(willow, tmp_path):
+    # every match 2.5 px right of the source point, which is the truth here: DIFT's threshold is 0.05 x 40 = 2 px (wrong), Hedlin et al.'s at 512
+    # (x * 8) is 20 px against 0.05 x (40 * 512 / 48 + 1) = 21.38 (right); the plain box at 512 (0.05 x 320 = 16)
+    # would count it wrong
+    att = LabelAttention(shift=(2.5, 0.0), by_label=False)
+    s = run_pfwillow(None, willow, tmp_path / "a", attention=att)
+    assert s["method"] == "attention" and s["protocol"] == "hedlin" and list(s["protocols"]) == ["hedlin"]
+    assert s["overall"]["per_image"] == pytest.approx({"0.05": 100.0, "0.1": 100.0, "0.15": 100.0})
+    assert "84.3" in s["compare_to"] and "-1" in s["threshold"]
+    assert s["points_matched_this_run"] == 30 and s["images_encoded_this_run"] == 0
+    # the attention method gets the keypoints as given, not rounded (DIFT reads rounded pixels)
+    assert np.array_equal(att.points[0], read_pfwillow(willow)[0].src_kps)
+    both = run_pfwillow(None, willow, tmp_path / "b", attention=LabelAttention(shift=(2.5, 0.0), by_label=False), protocols="both")
+    assert list(both["protocols"]) == ["hedlin", "dift"] and both["overall"] == s["overall"]
+    assert both["protocols"]["dift"]["overall"]["per_image"] == pytest.approx({"0.05": 0.0, "0.1": 100.0, "0.15": 100.0})
+    assert "DIFT" in both["protocols"]["dift"]["compare_to"]
+    header = (tmp_path / "b" / "pairs.csv").read_text().splitlines()[0].split(",")
+    assert header[3:6] == ["hedlin:correct@0.05", "hedlin:correct@0.1", "hedlin:correct@0.15"]
+    assert header[9:12] == ["dift:correct@0.05", "dift:correct@0.1", "dift:correct@0.15"]
+    # the runs are resumable only with the same protocols
+    with pytest.raises(ConfigError, match="other settings"):
+        run_pfwillow(None, willow, tmp_path / "a", attention=LabelAttention(), protocols="both")
+
+
+def test_hedlin_protocol_matches_a_plain_reference(willow, tmp_path):
+    # DIFT's matches (painted labels, errors 0..10 px up) scored under both protocols vs the authors' scoring
+    s = run_pfwillow(LabelMatcher(10), willow, tmp_path / "run", protocols="both")
+    assert s["protocol"] == "dift" and list(s["protocols"]) == ["dift", "hedlin"]
+    ref = {a: [] for a in (0.05, 0.1, 0.15)}
+    for p in read_pfwillow(willow):
+        d = OFFSETS[p.trg_path.parent.name + "/" + p.trg_path.name]
+        pred = p.trg_kps - np.stack([np.zeros(10), d], axis=1)
+        for a in ref:
+            ref[a].append(authors_willow_pck(p.src_kps, p.trg_kps, pred, (64, 48), a))
+    got = s["protocols"]["hedlin"]["overall"]["per_image"]
+    assert got == pytest.approx({f"{a:g}": 100 * np.mean(v) for a, v in ref.items()})
+    # by hand: at 512 the errors are d * 512 / 48 against 0.05 / 0.1 / 0.15 x (40 * 512 / 48 + 1):
+    # d <= 2 / 4 / 6 right, the same counts as DIFT's 2 / 4 / 6 px here
+    assert got == pytest.approx(s["protocols"]["dift"]["overall"]["per_image"])

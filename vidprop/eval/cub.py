@@ -1,26 +1,40 @@
-"""CUB-200-2011 keypoint transfer as DIFT evaluated it: PCK@0.1 per point on the 14 bird subsets.
+"""CUB-200-2011 keypoint transfer, as DIFT and as Hedlin et al. evaluated it: two layouts, two PCK protocols.
 
-DIFT's semantic-correspondence evaluation on CUB started from the code of
-Neural Congealing (Ofri-Amar et al. 2023), which follows GANgealing's PCK
-transfer: 14 subsets of images drawn from ACSM's cleaned CUB validation set,
-each image cropped around its (5 % enlarged, squared) bird box and resized to
-256x256 (ACSM's preprocessing), its 15 part keypoints moved with it.  Every
-pair of images of a subset is scored in both directions; a point counts
-only where it is visible in both images, and is correct within
-``alpha * max(H, W)`` of the target image (0.1 x 256 px).  A subset's score
-is per point (all correct / all visible points); the reported figure is the
-mean over the subsets.
+Two dataset layouts are read (``root`` decides, see :func:`cub_layout`):
 
-Dataset layout: the output of Neural Congealing's ``prepare_data.py
---cub_acsm``::
+* ``subsets`` -- DIFT's: Neural Congealing's 14 subsets (the output of their
+  ``prepare_data.py --cub_acsm``), drawn from ACSM's cleaned CUB validation
+  set, each image cropped around its bird box (grown by 5 % of its size on
+  each side, then squared) and resized to 256x256, its 15 part keypoints
+  moved with it.  Every pair of a subset is scored in both directions::
 
-    cub_subsets/cub_subset_0/images/img_000.png ...   (sorted by name: image i of the subset)
-    cub_subsets/cub_subset_0/pck/keypoints.pt          torch tensor (N, 15, 3): x, y, visible
-    ...
-    cub_subsets/cub_subset_13/...
+      cub_subsets/cub_subset_0/images/img_000.png ...   (sorted by name: image i of the subset)
+      cub_subsets/cub_subset_0/pck/keypoints.pt          torch tensor (N, 15, 3): x, y, visible
+
+* ``release`` -- Hedlin et al.'s: the CUB_200_2011 release itself
+  (``images.txt``, ``train_test_split.txt``, ``image_class_labels.txt``,
+  ``parts/part_locs.txt``, ``bounding_boxes.txt``, ``images/``).  As their
+  loader: the test images of classes 1..``classes`` (3 in their code), every
+  unordered pair of a class once (images.txt order, the earlier image the
+  source), at the photos' own size.
+
+A point counts only where it is visible in both images.  The protocols
+(docs/static-pairs.md):
+
+* ``dift``: correct within ``alpha * max(H, W)`` of the TARGET image, in
+  its own pixels; per point per group (subset / class), then the mean over
+  the groups (the figure DIFT published, on the subsets layout).
+* ``hedlin``: images and points rescaled to 512x512 (``x * 512 / W``,
+  ``y * 512 / H``); correct within ``alpha * max(w, h) * 512 / W`` of the
+  TARGET's bird box (its width and height both scaled by the target's
+  ``512 / W``, as their code does); PCK per image, the mean over pairs (the
+  figure Hedlin et al. published, on the release layout).  The subsets
+  layout keeps no box: its crop IS the box grown by 10 % and squared, so the
+  box's larger side is taken as the crop side / 1.1 (:data:`SUBSET_BOX_FRACTION`).
 
     from vidprop.eval.cub import run_cub
     summary = run_cub(PairMatcher.from_pretrained(config="semantic"), "cub_subsets/", "runs/cub")
+    summary = run_cub(None, "CUB_200_2011/", "runs/cub-att", attention=AttentionMatcher.from_pretrained())
 """
 
 from __future__ import annotations
@@ -35,22 +49,78 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vidprop.errors import InputError
-from vidprop.eval.pairs import ALPHAS, pck_correct, summarise_pck
-from vidprop.eval.pfwillow import counts_to_records
+from vidprop.errors import ConfigError, InputError
+from vidprop.eval.pairs import ALPHAS, PckProtocol, _dtype_name, pck_correct, rescale_points, resolve_protocols
+from vidprop.eval.pfwillow import HEDLIN_SPACE, _settings, protocol_header, summarise_protocols
 from vidprop.eval.runs import load_part, run_record, save_part, start_run, write_results
 from vidprop.progress import progress_bar
 
-__all__ = ["CubSubset", "read_cub", "cub_pairs", "run_cub"]
+__all__ = [
+    "CubSubset",
+    "CUB_PROTOCOLS",
+    "SUBSET_BOX_FRACTION",
+    "PUBLISHED_CLASSES",
+    "cub_layout",
+    "read_cub",
+    "read_cub_release",
+    "cub_pairs",
+    "group_pairs",
+    "hedlin_cub_threshold",
+    "cub_correct",
+    "run_cub",
+]
 
 log = logging.getLogger(__name__)
+
+#: The bird box's larger side over the crop's side in Neural Congealing's subsets: ACSM's crop grows the box
+#: by 5 % of its width / height on each side, then squares it, so the larger side is 1 / 1.1 of the crop's.
+SUBSET_BOX_FRACTION = 1 / 1.1
+#: Classes of Hedlin et al.'s CUB evaluation: their loader's default ``num_classes`` (classes 1..3).
+PUBLISHED_CLASSES = 3
+
+_DIFT_DESC = "distance <= alpha * max(H, W) of the TARGET image, in its own pixels"
+_HEDLIN_DESC = ("images and points rescaled to 512x512; distance <= alpha * max(w, h) of the TARGET's bird box "
+                "times 512 / W (the target's width scale for both sides)")
+
+#: The protocols per layout ("subsets" / "release"), with the published numbers each compares to.
+CUB_PROTOCOLS: dict[str, dict[str, PckProtocol]] = {
+    "subsets": {
+        "dift": PckProtocol(
+            "dift", "target", None, _DIFT_DESC + " (the 256x256 bird crop)",
+            "DIFT (Tang et al. 2023): its CUB-200-2011 PCK@0.1 (Neural Congealing's 14 subsets, the mean over "
+            "subsets of per-point PCK)"),
+        "hedlin": PckProtocol(
+            "hedlin", "target", HEDLIN_SPACE,
+            _HEDLIN_DESC + "; the box's larger side taken as the crop's side / 1.1 (the crop is the box grown 5 % a "
+            "side and squared)",
+            "no published number: Hedlin et al.'s CUB-200 61.6 / 77.5 are on the CUB_200_2011 release's test "
+            "pairs (give the release folder as the root)"),
+    },
+    "release": {
+        "dift": PckProtocol(
+            "dift", "target", None, _DIFT_DESC,
+            "no published number: DIFT's CUB figure is on Neural Congealing's 14 subsets (give their folder as "
+            "the root)"),
+        "hedlin": PckProtocol(
+            "hedlin", "target", HEDLIN_SPACE, _HEDLIN_DESC,
+            "Hedlin et al. 2023 (optimised-prompt attention), CUB-200 per image: 61.6 @0.05, 77.5 @0.1 (test "
+            "images of classes 1-3)"),
+    },
+}
+
+#: How each protocol aggregates its numbers into the published figure.
+_HEADLINE = {"dift": "mean over groups of per-point PCK", "hedlin": "per image (the mean over pairs)"}
 
 
 @dataclass(frozen=True)
 class CubSubset:
-    name: str  # cub_subset_<k>
+    """A group of images whose pairs are scored: a subset (``cub_subset_<k>``) or a class of the release."""
+
+    name: str  # cub_subset_<k>, or the class folder (001.Black_footed_Albatross)
     images: tuple[Path, ...]
     keypoints: np.ndarray  # (N, K, 3): x, y, visible
+    boxes: np.ndarray | None = None  # (N, 4): x, y, w, h of each bird box (release layout only)
+    both_directions: bool = True  # subsets: (i, j) and (j, i); release: each unordered pair once, i < j
 
 
 def _read_keypoints(path: Path) -> np.ndarray:
@@ -71,13 +141,14 @@ def read_cub(root: str | Path, *, subsets: Sequence[int] | None = None) -> list[
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: no such folder; --root must hold cub_subset_0/ ... cub_subset_13/ "
-                         "(Neural Congealing's prepare_data.py --cub_acsm)")
+                         "(Neural Congealing's prepare_data.py --cub_acsm) or be the CUB_200_2011 release")
     found = {}
     for d in root.iterdir():
         if d.is_dir() and d.name.startswith("cub_subset_") and d.name[len("cub_subset_"):].isdigit():
             found[int(d.name[len("cub_subset_"):])] = d
     if not found:
-        raise InputError(f"{root}: no cub_subset_<k>/ folders (each with images/ and pck/keypoints.pt)")
+        raise InputError(f"{root}: no cub_subset_<k>/ folders (each with images/ and pck/keypoints.pt), and not "
+                         "the CUB_200_2011 release (no images.txt)")
     if subsets is not None:
         missing = sorted(set(subsets) - set(found))
         if missing:
@@ -98,9 +169,123 @@ def read_cub(root: str | Path, *, subsets: Sequence[int] | None = None) -> list[
     return out
 
 
+def cub_layout(root: str | Path) -> tuple[str, Path]:
+    """("release", the CUB_200_2011 folder) when ``root`` is the release (or holds it), else ("subsets", root)."""
+    root = Path(root)
+    for folder in (root, root / "CUB_200_2011"):
+        if (folder / "images.txt").is_file():
+            return "release", folder
+    return "subsets", root
+
+
+def _table(path: Path, columns: int, kinds: Sequence[type]) -> list[list[Any]]:
+    """Whitespace-separated rows of ``columns`` values (the release's text files), converted by ``kinds``."""
+    if not path.is_file():
+        raise InputError(f"{path}: not found; the CUB_200_2011 release folder must hold images.txt, "
+                         "train_test_split.txt, image_class_labels.txt, bounding_boxes.txt and parts/part_locs.txt")
+    rows = []
+    with open(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != columns:
+                raise InputError(f"{path}, line {line_no}: expected {columns} values, got {len(parts)}")
+            try:
+                rows.append([kind(v) for kind, v in zip(kinds, parts)])
+            except ValueError as exc:
+                raise InputError(f"{path}, line {line_no}: not a number ({exc})") from None
+    return rows
+
+
+def read_cub_release(root: str | Path, *, classes: int = PUBLISHED_CLASSES, split: str = "test") -> list[CubSubset]:
+    """The classes 1..``classes`` of the CUB_200_2011 release, as Hedlin et al.'s loader reads them.
+
+    Each class is one group: its ``split`` images ("test": those with
+    ``is_training_image`` 0) in images.txt order, their 15 part keypoints
+    from ``parts/part_locs.txt`` (x, y, visible; in the photo's pixels) and
+    their boxes from ``bounding_boxes.txt`` (x, y, w, h).
+    """
+    _, folder = cub_layout(root)
+    if not (folder / "images.txt").is_file():
+        raise InputError(f"{Path(root) / 'images.txt'}: not found; --root must be the CUB_200_2011 release folder")
+    if split not in ("test", "train"):
+        raise ConfigError(f"unknown CUB split {split!r}; use test or train")
+    if classes < 1:
+        raise ConfigError(f"classes must be >= 1, got {classes}")
+    names = {i: n for i, n in _table(folder / "images.txt", 2, (int, str))}
+    training = {i: t for i, t in _table(folder / "train_test_split.txt", 2, (int, int))}
+    labels = {i: c for i, c in _table(folder / "image_class_labels.txt", 2, (int, int))}
+    boxes = {r[0]: r[1:] for r in _table(folder / "bounding_boxes.txt", 5, (int, float, float, float, float))}
+    parts: dict[int, list[list[float]]] = {}
+    for img, part, x, y, vis in _table(folder / "parts" / "part_locs.txt", 5, (int, int, float, float, float)):
+        parts.setdefault(img, []).append([part, x, y, vis])
+    known = max(labels.values(), default=0)
+    if classes > known:
+        raise ConfigError(f"{folder / 'image_class_labels.txt'}: {classes} classes asked, the release has {known}")
+    groups = []
+    for c in range(1, classes + 1):
+        ids = [i for i in names if labels.get(i) == c and training.get(i, -1) == (0 if split == "test" else 1)]
+        for i in ids:
+            for table, what in ((boxes, "bounding_boxes.txt"), (parts, "parts/part_locs.txt")):
+                if i not in table:
+                    raise InputError(f"{folder / what}: no entry for image {i} ({names[i]})")
+        if len(ids) < 2:
+            raise InputError(f"{folder}: class {c} has {len(ids)} {split} image(s); a class needs at least 2")
+        kps = np.zeros((len(ids), max(len(parts[i]) for i in ids), 3))
+        for k, i in enumerate(ids):
+            for part, x, y, vis in parts[i]:
+                kps[k, int(part) - 1] = (x, y, vis)
+        images = tuple(folder / "images" / names[i] for i in ids)
+        missing = [p for p in images if not p.is_file()]
+        if missing:
+            raise InputError(f"{missing[0]}: image not found ({len(missing)} of class {c} missing)")
+        groups.append(CubSubset(Path(names[ids[0]]).parent.name or f"class_{c:03d}", images, kps,
+                                np.asarray([boxes[i] for i in ids], dtype=np.float64), both_directions=False))
+    return groups
+
+
 def cub_pairs(n: int) -> list[tuple[int, int]]:
     """Every ordered pair of distinct images: each unordered pair in both directions, (i, j) then (j, i)."""
     return [p for i, j in itertools.combinations(range(n), 2) for p in ((i, j), (j, i))]
+
+
+def group_pairs(group: CubSubset) -> list[tuple[int, int]]:
+    """The (source, target) pairs of a group: both directions for a subset, once (i < j) for a release class."""
+    n = len(group.images)
+    return cub_pairs(n) if group.both_directions else list(itertools.combinations(range(n), 2))
+
+
+def hedlin_cub_threshold(box_wh: Sequence[float], trg_size: tuple[float, float], space: int = HEDLIN_SPACE) -> float:
+    """Hedlin et al.'s CUB threshold (before alpha): ``max(w, h)`` of the target's box times ``space / W``
+    of the target's size ``trg_size`` = (W, H) -- the width scale for both sides, as their code does."""
+    return max(float(box_wh[0]), float(box_wh[1])) * space / float(trg_size[0])
+
+
+def cub_correct(protocol: PckProtocol | str, pred: np.ndarray, gt: np.ndarray, trg_size: tuple[float, float],
+                trg_box: Sequence[float] | None = None, *, layout: str = "subsets",
+                alphas: Sequence[float] = ALPHAS) -> dict[float, np.ndarray]:
+    """PCK of one CUB pair under ``protocol`` (a name of :data:`CUB_PROTOCOLS` [``layout``]).
+
+    ``pred``, ``gt``: (N, 2) target points in the target's pixels; ``trg_size``:
+    its (W, H); ``trg_box``: its bird box (x, y, w, h), which the hedlin
+    protocol needs on the release layout (on the subsets layout the crop
+    stands for it: its sides times :data:`SUBSET_BOX_FRACTION`).
+    """
+    proto = CUB_PROTOCOLS[layout][protocol] if isinstance(protocol, str) else protocol
+    w, h = (float(v) for v in trg_size)
+    if proto.name == "hedlin":
+        if layout == "subsets":
+            box_wh = (w * SUBSET_BOX_FRACTION, h * SUBSET_BOX_FRACTION)
+        elif trg_box is None:
+            raise ValueError("the hedlin CUB protocol needs the target's bounding box")
+        else:
+            box_wh = (float(trg_box[2]), float(trg_box[3]))
+        thr = hedlin_cub_threshold(box_wh, trg_size, proto.space or HEDLIN_SPACE)
+    else:
+        thr = max(w, h)
+    return pck_correct(rescale_points(pred, trg_size, proto.space), rescale_points(gt, trg_size, proto.space),
+                       alphas=alphas, threshold=thr)
 
 
 def run_cub(
@@ -109,84 +294,116 @@ def run_cub(
     out: str | Path,
     *,
     subsets: Sequence[int] | None = None,
+    classes: int = PUBLISHED_CLASSES,
     category_prompt: str | None = "bird",
+    attention: Any = None,
+    protocols: str | Sequence[str] | None = None,
     progress: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Transfer every visible keypoint between every pair of each subset and score PCK (resumable per subset).
+    """Transfer every visible keypoint between the pairs of each group and score PCK (resumable per group).
 
-    ``category_prompt``: the category put in the preset's prompt template
-    ("a photo of a {category}"); None for the template's empty case.
+    ``root``: Neural Congealing's subsets folder (``subsets`` picks some) or
+    the CUB_200_2011 release (``classes``: classes 1..N, 3 as Hedlin et al.);
+    see :func:`cub_layout`.  ``matcher``: a PairMatcher (DIFT features, each
+    image encoded once per group); ``attention``: Hedlin et al.'s
+    AttentionMatcher instead.  ``category_prompt``: the category put in the
+    preset's prompt template ("a photo of a {category}"); None for the
+    template's empty case.  ``protocols``: names of :data:`CUB_PROTOCOLS`, or
+    "both" (default: the method's own, "dift" for DIFT, "hedlin" for attention).
     """
+    from vidprop.eval.pair_predict import PairPredictor
     from vidprop.io.images import read_image
-    from vidprop.tasks.match import image_index, prompt_for, semantic_argmax
+    from vidprop.tasks.match import prompt_for
 
-    data = read_cub(root, subsets=subsets)
+    method = "attention" if attention is not None else "dift"
+    names = resolve_protocols(method, protocols)
+    model = attention if attention is not None else matcher
+    layout, folder = cub_layout(root)
+    if layout == "release":
+        if subsets is not None:
+            raise ConfigError(f"{root} is the CUB_200_2011 release: pick classes (--classes N), not subsets")
+        data = read_cub_release(folder, classes=classes)
+    else:
+        data = read_cub(root, subsets=subsets)
+    table = CUB_PROTOCOLS[layout]
+    main = table[names[0]]
+    group_word, groups_word = ("subset", "subsets") if layout == "subsets" else ("class", "classes")
     out = Path(out)
-    n_pairs = sum(len(cub_pairs(len(s.images))) for s in data)
-    start_run(out, run_record("CUB-200-2011", root, matcher, subsets=[s.name for s in data], pairs=n_pairs,
-                              category_prompt=category_prompt,
-                              threshold="alpha * max(H, W) of the target image (the 256x256 bird crop)",
-                              visibility="points visible in both images", alphas=list(ALPHAS)),
+    n_pairs = sum(len(group_pairs(s)) for s in data)
+    extra: dict[str, Any] = {"layout": layout, "subsets" if layout == "subsets" else "classes": [s.name for s in data]}
+    start_run(out, run_record("CUB-200-2011", root, model, **extra, pairs=n_pairs,
+                              category_prompt=category_prompt if attention is None else None, protocols=names,
+                              threshold=main.description, visibility="points visible in both images",
+                              alphas=list(ALPHAS)),
               overwrite=overwrite)
-    header = ["subset", "source", "target", "points"] + [f"correct@{a:g}" for a in ALPHAS]
-    text = prompt_for(matcher.config.extractor.prompt, category_prompt)
+    header = [group_word, "source", "target", "points"] + protocol_header(names)
+    text = "" if attention is not None else prompt_for(matcher.config.extractor.prompt, category_prompt)
     rows: list[list[Any]] = []
-    encoded = 0
+    encoded = matched = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=n_pairs, desc="CUB", unit="pair", enabled=progress, leave=True)
     try:
         for s in data:
-            pairs = cub_pairs(len(s.images))
+            pairs = group_pairs(s)
             done = load_part(out, s.name)
             if done is not None and len(done) == len(pairs):
                 rows.extend(done)
                 bar.update(len(pairs))
                 continue
             images = [read_image(p, exif_transpose=False) for p in s.images]
-            feats: dict[int, Any] = {}
+            predict = PairPredictor(matcher, attention=attention, prompt=text, group=s.name)
             part = []
             for i, j in pairs:
                 vis = (s.keypoints[i, :, 2] > 0) & (s.keypoints[j, :, 2] > 0)
                 src_pts, trg_pts = s.keypoints[i, vis, :2], s.keypoints[j, vis, :2]
-                if matcher.joint:
-                    fs, ft = matcher.pair_features(images[i], images[j], prompt=text)
-                    encoded += 2
-                else:
-                    for k in (i, j):
-                        if k not in feats:
-                            feats[k] = matcher.features(images[k], index=image_index(f"{s.name}/{s.images[k].name}"), prompt=text)
-                            encoded += 1
-                    fs, ft = feats[i], feats[j]
                 h, w = images[j].shape[:2]
-                if len(src_pts):
-                    hs, ws = images[i].shape[:2]
-                    q = np.stack([src_pts[:, 0].round().clip(0, ws - 1), src_pts[:, 1].round().clip(0, hs - 1)], axis=1)
-                    pred, _, _ = semantic_argmax(fs, ft, images[i].shape[:2], (h, w), q)
-                    correct = pck_correct(pred, trg_pts, (0.0, 0.0, float(w), float(h)))
-                    counts = [int(correct[a].sum()) for a in ALPHAS]
-                else:
-                    counts = [0] * len(ALPHAS)
-                part.append([s.name, s.images[i].name, s.images[j].name, int(vis.sum())] + counts)
+                row = [s.name, s.images[i].name, s.images[j].name, int(vis.sum())]
+                pred = predict(s.images[i], images[i], s.images[j], images[j], src_pts)
+                for name in names:
+                    correct = cub_correct(name, pred, trg_pts, (w, h), None if s.boxes is None else s.boxes[j],
+                                          layout=layout)
+                    row += [int(correct[a].sum()) for a in ALPHAS]
+                part.append(row)
                 bar.update(1)
+            encoded += predict.encoded
+            matched += predict.points
             save_part(out, s.name, header, part)
             rows.extend(part)
     finally:
         bar.close()
-    summary = summarise_pck(counts_to_records(rows, 0, 3, 4))
-    per_subset = summary["per_category"]
-    summary.update({
-        "benchmark": "CUB-200-2011 (Neural Congealing's 14 subsets)",
-        "headline": "mean over subsets of per-point PCK@0.1",
-        "mean_over_subsets": {f"{a:g}": float(np.mean([v["per_point"][f"{a:g}"] for v in per_subset.values()]))
-                              for a in ALPHAS},
-        "threshold": "alpha * max(H, W) of the target image",
+    scored = summarise_protocols(rows, names, table, 0, 3, 4)
+    for name, block in scored.items():
+        per_group = block["per_category"]
+        block["mean_over_groups"] = {f"{a:g}": float(np.mean([v["per_point"][f"{a:g}"] for v in per_group.values()]))
+                                     for a in ALPHAS}
+        block["headline"] = _HEADLINE[name].replace("groups", groups_word)
+        block["headline_values"] = block["mean_over_groups"] if name == "dift" else block["overall"]["per_image"]
+    first = scored[names[0]]
+    summary: dict[str, Any] = {
+        "benchmark": "CUB-200-2011 (Neural Congealing's 14 subsets)" if layout == "subsets"
+        else f"CUB-200-2011 (the release, test images of classes 1-{classes})",
+        "layout": layout,
+        "method": method,
+        "protocol": names[0],
+        "headline": first["headline"],
+        "headline_values": first["headline_values"],
+        f"mean_over_{groups_word}": first["mean_over_groups"],
+        "threshold": main.description,
+        "compare_to": main.compare_to,
+        "overall": first["overall"],
+        "per_category": first["per_category"],
+        "protocols": scored,
         "units": "percent",
+        "dtype": _dtype_name(model),
         "images_encoded_this_run": encoded,
+        "points_matched_this_run": matched,
         "seconds": round(time.perf_counter() - t0, 2),
-        "config": matcher.config.to_dict(),
-    })
-    log.info("CUB: %d subsets, %d pairs, PCK@0.1 per point (mean of subsets) %.2f", len(data), len(rows),
-             summary["mean_over_subsets"].get("0.1", math.nan))
+    }
+    if layout == "release":
+        summary["classes"] = classes
+    summary.update(_settings(matcher, attention))
+    log.info("CUB: %d %s, %d pairs, %s @0.1 (%s protocol) %.2f", len(data), groups_word, len(rows), first["headline"],
+             names[0], first["headline_values"].get("0.1", math.nan))
     write_results(out, header, rows, summary)
     return summary

@@ -1,20 +1,30 @@
-"""PF-WILLOW semantic correspondence: 900 test pairs of 4 object classes (10 subsets), PCK@0.1 per image.
+"""PF-WILLOW semantic correspondence: 900 test pairs of 4 object classes (10 subsets), PCK per image.
 
 Dataset layout (the PF-WILLOW release of Ham et al. with the pair list used
-by CNNGeometric, HPF, DHPF and CATs, whose code DIFT's evaluation started from)::
+by CNNGeometric, HPF, DHPF and CATs, whose code DIFT's evaluation started
+from; Hedlin et al.'s evaluation reads the same file)::
 
     PF-WILLOW/test_pairs.csv      imageA, imageB, then 10 x and 10 y of A's keypoints, then B's
     PF-WILLOW/car(G)/car_001.png  ...  (the csv names images as PF-dataset/car(G)/car_001.png)
 
-Scoring as in that code: a predicted point is correct when it lies within
-``alpha * max(w, h)`` of the ground truth, (w, h) the size of the bounding
-box of the TARGET's keypoints (PF-WILLOW has no object boxes); PCK per image
-(the mean over pairs of each pair's fraction correct) is the published
-figure, per point is reported too.  Points are compared at the images'
-original resolution.
+Two PCK protocols (PF-WILLOW has no object boxes: both measure the TARGET's
+keypoints; docs/static-pairs.md):
+
+* ``dift`` (DIFT's, from CATs' code): correct within ``alpha * max(w, h)`` of
+  the bounding box of the target's keypoints, at the images' original size.
+* ``hedlin`` (Hedlin et al.'s code): images and points rescaled to 512x512
+  (``x * 512 / W``, ``y * 512 / H`` with each image's own size); the box is
+  taken over the target's keypoint slots, where their loader pads the 10 used
+  slots of 40 with -1, so its minimum is -1 and the threshold is
+  ``max(x_max, y_max) + 1`` of the rescaled target keypoints
+  (:func:`hedlin_willow_threshold`).
+
+PCK per image (the mean over pairs of each pair's fraction correct) is the
+published figure of both; per point is reported too.
 
     from vidprop.eval.pfwillow import run_pfwillow
     summary = run_pfwillow(PairMatcher.from_pretrained(config="semantic"), "PF-WILLOW/", "runs/pfwillow")
+    summary = run_pfwillow(None, "PF-WILLOW/", "runs/att", attention=AttentionMatcher.from_pretrained())
 """
 
 from __future__ import annotations
@@ -30,11 +40,34 @@ from typing import Any, Sequence
 import numpy as np
 
 from vidprop.errors import InputError
-from vidprop.eval.pairs import ALPHAS, pck_correct, summarise_pck
+from vidprop.eval.pairs import (
+    ALPHAS,
+    PckProtocol,
+    _dtype_name,
+    box_threshold,
+    pck_correct,
+    rescale_points,
+    resolve_protocols,
+    summarise_pck,
+)
 from vidprop.eval.runs import load_part, run_record, save_part, start_run, write_results
 from vidprop.progress import progress_bar
 
-__all__ = ["WillowPair", "read_pfwillow", "keypoint_box", "category_prompt_name", "run_pfwillow", "counts_to_records"]
+__all__ = [
+    "WillowPair",
+    "WILLOW_PROTOCOLS",
+    "HEDLIN_SPACE",
+    "HEDLIN_SLOTS",
+    "read_pfwillow",
+    "keypoint_box",
+    "hedlin_willow_threshold",
+    "willow_correct",
+    "category_prompt_name",
+    "run_pfwillow",
+    "counts_to_records",
+    "protocol_header",
+    "summarise_protocols",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +95,78 @@ def keypoint_box(kps: np.ndarray) -> tuple[float, float, float, float]:
     """(x1, y1, x2, y2): the bounding box of the keypoints."""
     k = np.asarray(kps, dtype=np.float64).reshape(-1, 2)
     return float(k[:, 0].min()), float(k[:, 1].min()), float(k[:, 0].max()), float(k[:, 1].max())
+
+
+#: Hedlin et al.'s evaluation space: every image (with its points) rescaled to this side, aspect ratio not kept.
+HEDLIN_SPACE = 512
+#: Keypoint slots per image in Hedlin et al.'s PF-WILLOW loader (their ``max_pts``); unused slots hold -1.
+HEDLIN_SLOTS = 40
+
+#: The two PF-WILLOW protocols of the published numbers.
+WILLOW_PROTOCOLS: dict[str, PckProtocol] = {
+    "dift": PckProtocol(
+        "dift", "target", None,
+        "distance <= alpha * max(w, h) of the bounding box of the TARGET's keypoints, in the images' original pixels",
+        "DIFT (Tang et al. 2023): its PF-WILLOW PCK@0.1 per image (alpha of the keypoint box)",
+    ),
+    "hedlin": PckProtocol(
+        "hedlin", "target", HEDLIN_SPACE,
+        "images and points rescaled to 512x512; distance <= alpha * max(x_max, y_max) + 1 of the TARGET's "
+        "keypoints in that space (the authors' keypoint box, its minimum taken over -1-padded slots)",
+        "Hedlin et al. 2023 (optimised-prompt attention), PF-Willow per image: 53.0 @0.05, 84.3 @0.1",
+    ),
+}
+
+
+def hedlin_willow_threshold(trg_kps: np.ndarray, trg_size: tuple[float, float], *, space: int = HEDLIN_SPACE,
+                            slots: int = HEDLIN_SLOTS) -> float:
+    """Hedlin et al.'s PF-WILLOW threshold (before alpha) of a pair, in the ``space`` x ``space`` rescaling.
+
+    Their loader rescales the target's keypoints with the target's size
+    ``trg_size`` = (W, H), pads the unused keypoint slots (``slots`` in all)
+    with -1, and takes ``max`` over the axes of (max - min) over ALL slots, so
+    the minimum includes the -1 padding: for keypoints inside the image the
+    threshold is ``max(x_max, y_max) + 1``, not the keypoint box's extent.
+    """
+    k = rescale_points(trg_kps, trg_size, space)
+    if len(k) < slots:
+        k = np.concatenate([k, np.full((slots - len(k), 2), -1.0)])
+    return float((k.max(axis=0) - k.min(axis=0)).max())
+
+
+def willow_correct(protocol: PckProtocol | str, pred: np.ndarray, gt: np.ndarray, trg_size: tuple[float, float],
+                   alphas: Sequence[float] = ALPHAS) -> dict[float, np.ndarray]:
+    """PCK of one PF-WILLOW pair under ``protocol`` (a name of :data:`WILLOW_PROTOCOLS`).
+
+    ``pred``, ``gt``: (N, 2) target points in the target's original pixels;
+    ``trg_size``: the target's (W, H).
+    """
+    proto = WILLOW_PROTOCOLS[protocol] if isinstance(protocol, str) else protocol
+    if proto.name == "hedlin":
+        thr = hedlin_willow_threshold(gt, trg_size, space=proto.space or HEDLIN_SPACE)
+    else:
+        thr = box_threshold(keypoint_box(gt), trg_size, proto.space)
+    return pck_correct(rescale_points(pred, trg_size, proto.space), rescale_points(gt, trg_size, proto.space),
+                       alphas=alphas, threshold=thr)
+
+
+def protocol_header(names: Sequence[str], alphas: Sequence[float] = ALPHAS, kind: str = "correct") -> list[str]:
+    """Column names ``<protocol>:<kind>@<alpha>`` for each protocol, then each alpha."""
+    return [f"{n}:{kind}@{a:g}" for n in names for a in alphas]
+
+
+def summarise_protocols(rows: Sequence[Sequence[Any]], names: Sequence[str], protocols: dict[str, PckProtocol],
+                        group_col: int, n_col: int, first_count: int,
+                        alphas: Sequence[float] = ALPHAS) -> dict[str, dict[str, Any]]:
+    """Per protocol (rows hold each protocol's per-alpha counts one after the other, from ``first_count``):
+    its description, the published numbers it compares to, and :func:`summarise_pck` of its counts."""
+    out = {}
+    for k, name in enumerate(names):
+        proto = protocols[name]
+        out[name] = {"description": proto.description, "compare_to": proto.compare_to,
+                     **summarise_pck(counts_to_records(rows, group_col, n_col, first_count + k * len(alphas), alphas),
+                                     alphas)}
+    return out
 
 
 def _resolve(root: Path, name: str) -> Path:
@@ -132,13 +237,6 @@ def counts_to_records(rows: Sequence[Sequence[Any]], group_col: int, n_col: int,
     return out
 
 
-def _clip(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    p = np.asarray(points, dtype=np.float64).reshape(-1, 2).round()
-    p[:, 0] = p[:, 0].clip(0, hw[1] - 1)
-    p[:, 1] = p[:, 1].clip(0, hw[0] - 1)
-    return p
-
-
 def run_pfwillow(
     matcher: Any,
     root: str | Path,
@@ -147,6 +245,8 @@ def run_pfwillow(
     limit: int | None = None,
     categories: Sequence[str] | None = None,
     use_category_prompt: bool = True,
+    attention: Any = None,
+    protocols: str | Sequence[str] | None = None,
     progress: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
@@ -154,22 +254,34 @@ def run_pfwillow(
 
     ``matcher``: a :class:`~vidprop.tasks.match.PairMatcher`; each image is
     encoded once per subset (a joint backbone encodes each pair together).
-    """
-    from vidprop.io.images import read_image
-    from vidprop.tasks.match import image_index, prompt_for, semantic_argmax
+    ``attention``: an :class:`~vidprop.features.attention.AttentionMatcher` to
+    score Hedlin et al.'s method instead (``matcher`` is then unused).
 
+    ``protocols``: names of :data:`WILLOW_PROTOCOLS`, or "both" (default: the
+    method's own: "dift" for DIFT, "hedlin" for the attention method).  The
+    first is the summary's main ``overall`` / ``per_category``; each is under
+    ``protocols`` with its description and the published numbers it compares to.
+    """
+    from vidprop.eval.pair_predict import PairPredictor
+    from vidprop.io.images import read_image
+    from vidprop.tasks.match import prompt_for
+
+    method = "attention" if attention is not None else "dift"
+    names = resolve_protocols(method, protocols)
+    model = attention if attention is not None else matcher
     pairs = read_pfwillow(root, limit=limit, categories=categories)
     out = Path(out)
-    start_run(out, run_record("PF-WILLOW", root, matcher, pairs=len(pairs), limit=limit, categories=list(categories or []),
-                              category_prompt=use_category_prompt,
-                              threshold="alpha * max(w, h) of the target keypoints' bounding box", alphas=list(ALPHAS)),
+    main = WILLOW_PROTOCOLS[names[0]]
+    start_run(out, run_record("PF-WILLOW", root, model, pairs=len(pairs), limit=limit, categories=list(categories or []),
+                              category_prompt=use_category_prompt if attention is None else None, protocols=names,
+                              threshold=main.description, alphas=list(ALPHAS)),
               overwrite=overwrite)
-    header = ["pair", "category", "points"] + [f"correct@{a:g}" for a in ALPHAS]
+    header = ["pair", "category", "points"] + protocol_header(names)
     groups: dict[str, list[WillowPair]] = {}
     for p in pairs:
         groups.setdefault(p.category, []).append(p)
     rows: list[list[Any]] = []
-    encoded = 0
+    encoded = matched = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=len(pairs), desc="PF-WILLOW", unit="pair", enabled=progress, leave=True)
     try:
@@ -179,46 +291,75 @@ def run_pfwillow(
                 rows.extend(done)
                 bar.update(len(members))
                 continue
-            text = prompt_for(matcher.config.extractor.prompt, category_prompt_name(cat) if use_category_prompt else None)
-            cache: dict[str, tuple[Any, np.ndarray]] = {}
-
-            def image(path: Path) -> np.ndarray:
-                return read_image(path, exif_transpose=False)
-
+            text = "" if attention is not None else prompt_for(
+                matcher.config.extractor.prompt, category_prompt_name(cat) if use_category_prompt else None)
+            predict = PairPredictor(matcher, attention=attention, prompt=text, group=cat)
             part = []
             for p in members:
-                src, trg = image(p.src_path), image(p.trg_path)
-                if matcher.joint:
-                    fs, ft = matcher.pair_features(src, trg, prompt=text)
-                    encoded += 2
-                else:
-                    for path, img in ((p.src_path, src), (p.trg_path, trg)):
-                        if str(path) not in cache:
-                            cache[str(path)] = matcher.features(img, index=image_index(f"{cat}/{path.name}"), prompt=text)
-                            encoded += 1
-                    fs, ft = cache[str(p.src_path)], cache[str(p.trg_path)]
-                pred, _, _ = semantic_argmax(fs, ft, src.shape[:2], trg.shape[:2], _clip(p.src_kps, src.shape[:2]))
-                correct = pck_correct(pred, p.trg_kps, keypoint_box(p.trg_kps))
-                part.append([p.name, cat, len(p.src_kps)] + [int(correct[a].sum()) for a in ALPHAS])
+                src, trg = read_image(p.src_path, exif_transpose=False), read_image(p.trg_path, exif_transpose=False)
+                pred = predict(p.src_path, src, p.trg_path, trg, p.src_kps)
+                row = [p.name, cat, len(p.src_kps)]
+                for name in names:
+                    correct = willow_correct(name, pred, p.trg_kps, (trg.shape[1], trg.shape[0]))
+                    row += [int(correct[a].sum()) for a in ALPHAS]
+                part.append(row)
                 bar.update(1)
+            encoded += predict.encoded
+            matched += predict.points
             save_part(out, cat, header, part)
             rows.extend(part)
     finally:
         bar.close()
     order = {p.name: i for i, p in enumerate(pairs)}
     rows.sort(key=lambda r: order[r[0]])
-    summary = summarise_pck(counts_to_records(rows, 1, 2, 3))
-    summary.update({
+    scored = summarise_protocols(rows, names, WILLOW_PROTOCOLS, 1, 2, 3)
+    for block in scored.values():  # both papers publish PCK per image on PF-WILLOW
+        block["headline"] = "per image (the mean over pairs)"
+        block["headline_values"] = block["overall"]["per_image"]
+    summary: dict[str, Any] = {
         "benchmark": "PF-WILLOW",
-        "headline": "per_image PCK@0.1",
-        "threshold": "alpha * max(w, h) of the target keypoints' bounding box",
+        "method": method,
+        "protocol": names[0],
+        "headline": "per_image PCK@0.1" if names[0] == "dift" else "per_image PCK@0.05 and @0.1",
+        "threshold": main.description,
+        "compare_to": main.compare_to,
+        "overall": scored[names[0]]["overall"],
+        "per_category": scored[names[0]]["per_category"],
+        "protocols": scored,
         "units": "percent",
+        "dtype": _dtype_name(model),
         "images_encoded_this_run": encoded,
+        "points_matched_this_run": matched,
         "seconds": round(time.perf_counter() - t0, 2),
-        "config": matcher.config.to_dict(),
-    })
+    }
+    summary.update(_settings(matcher, attention))
     pck = summary["overall"]["per_image"].get("0.1", math.nan)
-    log.info("PF-WILLOW: %d pairs, PCK@0.1 per image %.2f", len(rows), pck)
-    write_results(out, header + [f"pck@{a:g}" for a in ALPHAS],
-                  [list(r) + [f"{100.0 * int(r[3 + i]) / int(r[2]):.2f}" for i in range(len(ALPHAS))] for r in rows], summary)
+    log.info("PF-WILLOW: %d pairs, PCK@0.1 per image (%s protocol) %.2f", len(rows), names[0], pck)
+    write_results(out, *_with_pck(rows, names), summary)
     return summary
+
+
+def _with_pck(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
+    """pairs.csv: per protocol, its correct counts then its PCK (percent) per alpha, as eval spair writes."""
+    header = ["pair", "category", "points"]
+    for name in names:
+        header += protocol_header([name]) + protocol_header([name], kind="pck")
+    out = []
+    for r in rows:
+        n, row = int(r[2]), list(r[:3])
+        for k in range(len(names)):
+            counts = [int(c) for c in r[3 + k * len(ALPHAS): 3 + (k + 1) * len(ALPHAS)]]
+            row += counts + [f"{100.0 * c / n:.2f}" if n else "" for c in counts]
+        out.append(row)
+    return header, out
+
+
+def _settings(matcher: Any, attention: Any) -> dict[str, Any]:
+    """What ran, for the summary: the DIFT TaskConfig, or the attention settings and model."""
+    import dataclasses
+
+    if attention is None:
+        return {"config": matcher.config.to_dict()}
+    settings = getattr(attention, "settings", None)
+    return {"attention": dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else None,
+            "model": None if getattr(attention, "model_id", None) is None else str(attention.model_id)}

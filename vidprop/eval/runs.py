@@ -31,10 +31,29 @@ log = logging.getLogger(__name__)
 
 
 def run_record(benchmark: str, root: str | Path, matcher: Any, **extra: Any) -> dict[str, Any]:
-    """What a run is: benchmark, dataset, settings, model and where it came from."""
+    """What a run is: benchmark, dataset, settings, model and where it came from.
+
+    ``matcher``: a PairMatcher (its TaskConfig is recorded), or Hedlin et al.'s
+    AttentionMatcher (its settings, model and precision are recorded)."""
     from vidprop import __version__
 
-    cfg = matcher.config
+    cfg = getattr(matcher, "config", None)
+    if cfg is None and hasattr(matcher, "settings"):
+        import dataclasses
+
+        settings = matcher.settings
+        return {
+            "benchmark": benchmark,
+            "root": str(Path(root).resolve()),
+            "vidprop_version": __version__,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "method": "attention",
+            "model": None if getattr(matcher, "model_id", None) is None else str(matcher.model_id),
+            "dtype": str(getattr(matcher, "dtype", "")).replace("torch.", "") or None,
+            **extra,
+            "attention": json.loads(json.dumps(dataclasses.asdict(settings) if dataclasses.is_dataclass(settings)
+                                               else settings)),
+        }
     return {
         "benchmark": benchmark,
         "root": str(Path(root).resolve()),
@@ -58,6 +77,8 @@ def _what(record: dict[str, Any]) -> dict[str, Any]:
     for key in ("device", "batch_size", "channels_last", "compile"):
         cfg.get("extractor", {}).pop(key, None)
     keep["config"] = cfg
+    if isinstance(keep.get("attention"), dict):
+        keep["attention"] = {k: v for k, v in keep["attention"].items() if k != "batch_size"}
     return json.loads(json.dumps(keep))
 
 

@@ -340,6 +340,7 @@ class AttentionMatcher:
         self.layer_names = resolve_layers(self.unet, self.settings.layers)
         self.embed_dim = int(self.unet.config.cross_attention_dim)
         self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.model_id: str | None = None  # the Hub id or folder it was loaded from, when known
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, settings: AttentionSettings | None = None, *,
@@ -356,7 +357,9 @@ class AttentionMatcher:
             if "--model" not in msg:  # pragma: no cover - load_sd_components always says it
                 msg += "; pass --model /path/to/a/local/diffusers/folder"
             raise ModelLoadError(msg) from exc
-        return cls(parts["unet"], parts["vae"], parts["scheduler"], settings, device=device, dtype=dtype)
+        matcher = cls(parts["unet"], parts["vae"], parts["scheduler"], settings, device=device, dtype=dtype)
+        matcher.model_id = model  # recorded with benchmark results
+        return matcher
 
     # ------------------------------------------------------------------ pieces
     @contextmanager
