@@ -74,3 +74,48 @@ def test_attention_on_the_cub_release_with_both_protocols(tiny_sd_path, tmp_path
     assert rows[0].split(",")[4:] == [f"{p}:correct@{a}" for p in ("hedlin", "dift") for a in ("0.05", "0.1", "0.15")]
     cfg = (out / "config.yaml").read_text()
     assert "method: attention" in cfg and "- hedlin\n- dift" in cfg
+
+
+def test_engine_flags_reach_the_runners_and_ray_refuses_attention(tmp_path, capsys, monkeypatch):
+    """--engine ray hands the runners the TaskConfig (each Ray worker loads the model) and the engine options."""
+    import pytest
+
+    import vidprop.eval.cub as cub
+    import vidprop.eval.pfwillow as pfwillow
+    from vidprop.config import TaskConfig
+
+    willow = tmp_path / "PF-WILLOW"
+    paint(willow / "duck(S)" / "a.png", (64, 48), {1: [(4, 4)]})
+    paint(willow / "duck(S)" / "b.png", (64, 48), {1: [(4, 4)]})
+    kp = ",".join(["4"] * 20)
+    (willow / "test_pairs.csv").write_text(f"PF-dataset/duck(S)/a.png,PF-dataset/duck(S)/b.png,{kp},{kp}\n")
+    subsets = tmp_path / "cub"
+    for k in range(2):
+        paint(subsets / "cub_subset_0" / "images" / f"img_{k:03d}.png", (40, 40), {1: [(10, 12)]})
+    (subsets / "cub_subset_0" / "pck").mkdir()
+    torch.save(torch.tensor([[[10, 12, 1]]] * 2, dtype=torch.float32), subsets / "cub_subset_0" / "pck" / "keypoints.pt")
+    seen = {}
+
+    class Seen(Exception):
+        pass
+
+    def record(cmd):
+        def run(matcher, *a, **k):
+            seen[cmd] = (matcher, k["engine"])
+            raise Seen
+        return run
+
+    monkeypatch.setattr(pfwillow, "run_pfwillow", record("pf-willow"))
+    monkeypatch.setattr(cub, "run_cub", record("cub"))
+    for cmd, root in (("pf-willow", willow), ("cub", subsets)):
+        with pytest.raises(Seen):
+            main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / cmd), "--engine", "ray",
+                  "--workers", "3", "--gpus-per-worker", "0.5"])
+        m, e = seen[cmd]
+        assert isinstance(m, TaskConfig) and (e.kind, e.workers, e.gpus_per_worker) == ("ray", 3, 0.5)
+        assert main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / "att"), "--method", "attention",
+                     "--engine", "ray"]) == 2
+        assert "--method attention runs in this process only" in capsys.readouterr().err
+        assert main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / "w"), "--workers", "2"]) == 2
+        assert "--workers: only with --engine ray" in capsys.readouterr().err
+    assert not (tmp_path / "att").exists() and not (tmp_path / "w").exists()

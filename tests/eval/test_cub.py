@@ -227,3 +227,21 @@ def test_attention_defaults_to_hedlins_protocol_and_dift_stays_dift(release, cub
     assert d["protocol"] == "dift" and list(d["protocols"]) == ["dift"]
     assert d["mean_over_subsets"] == pytest.approx({"0.05": 50.0, "0.1": (100 * 10 / 14 + 50) / 2,
                                                     "0.15": (100 * 12 / 14 + 50) / 2})
+
+
+@pytest.mark.ray
+def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, cub_root, release, tmp_path):
+    """Subsets and classes spread over 2 Ray workers: every row (in the groups' order) and score as in process."""
+    import functools
+
+    from vidprop.engine import EngineOptions
+
+    engine = EngineOptions(kind="ray", workers=2, cpus_per_worker=1)
+    for name, root in (("subsets", cub_root), ("release", release)):
+        seq, ray = tmp_path / name / "seq", tmp_path / name / "ray"
+        run_cub(LabelMatcher(3), root, seq, protocols="both")
+        run_cub(functools.partial(LabelMatcher, 3), root, ray, protocols="both", engine=engine)
+        assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
+        a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b

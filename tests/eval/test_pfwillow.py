@@ -155,3 +155,25 @@ def test_hedlin_protocol_matches_a_plain_reference(willow, tmp_path):
     # by hand: at 512 the errors are d * 512 / 48 against 0.05 / 0.1 / 0.15 x (40 * 512 / 48 + 1):
     # d <= 2 / 4 / 6 right, the same counts as DIFT's 2 / 4 / 6 px here
     assert got == pytest.approx(s["protocols"]["dift"]["overall"]["per_image"])
+
+
+@pytest.mark.ray
+def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, willow, tmp_path):
+    """Subsets spread over 2 Ray workers (each builds its matcher once): every row and score as in process."""
+    import functools
+    import json
+
+    from vidprop.engine import EngineOptions
+
+    engine = EngineOptions(kind="ray", workers=2, cpus_per_worker=1)
+    run_pfwillow(LabelMatcher(10), willow, tmp_path / "seq", protocols="both")
+    s = run_pfwillow(functools.partial(LabelMatcher, 10), willow, tmp_path / "ray", protocols="both", engine=engine)
+    assert s["images_encoded_this_run"] == 5  # each image once per subset, wherever the subset ran
+    seq, ray = tmp_path / "seq", tmp_path / "ray"
+    assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b and b["overall"]["per_image"]["0.1"] == pytest.approx(100 * (0.7 + 0.5 + 1) / 3)
+    with pytest.raises(ConfigError, match="give the matcher's TaskConfig or a callable"):
+        run_pfwillow(LabelMatcher(10), willow, tmp_path / "loaded", engine=engine)  # a loaded model cannot travel
+    assert not (tmp_path / "loaded").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vidprop.cli.common import progress_enabled
+from vidprop.cli.common import add_engine_args, engine_from_args, progress_enabled
 from vidprop.cli.match import add_attention_args, add_pair_model_args, load_attention, pair_config
 
 __all__ = ["register_eval"]
@@ -25,6 +25,7 @@ examples:
   vidprop eval pf-willow --root PF-WILLOW/ --out runs/quick --limit 20
   vidprop eval pf-willow --root PF-WILLOW/ --out runs/att --method attention --limit 5   # Hedlin et al.
   vidprop eval pf-willow --root PF-WILLOW/ --out runs/both --pck-protocol both
+  vidprop eval pf-willow --root PF-WILLOW/ --out runs/willow --engine ray       # subsets over Ray workers
 
 dataset: the PF-WILLOW release (Ham et al.) with test_pairs.csv (900 pairs, 10 keypoints each;
 the pair list of CNNGeometric / HPF / DHPF / CATs, read by both papers' code); images at
@@ -47,6 +48,7 @@ examples:
   vidprop eval cub --root cub_subsets/ --out runs/quick --subsets 0 1
   vidprop eval cub --root CUB_200_2011/ --out runs/cub-att --method attention   # Hedlin et al.'s
   vidprop eval cub --root CUB_200_2011/ --out runs/cub-both --pck-protocol both
+  vidprop eval cub --root cub_subsets/ --out runs/cub --engine ray              # subsets over Ray workers
 
 datasets (--root decides):
   subsets  Neural Congealing's 14 subsets (prepare_data.py --cub_acsm: 256x256 crops of ACSM's
@@ -85,6 +87,7 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
     _add_method_args(w)
     add_pair_model_args(w, "semantic")
     add_attention_args(w)
+    add_engine_args(w)
     w.set_defaults(func=run_pfwillow_cmd)
 
     c = ev.add_parser("cub", help="CUB-200-2011 keypoint transfer (DIFT's 14 subsets or the release, as Hedlin et al.)",
@@ -103,6 +106,7 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
     _add_method_args(c)
     add_pair_model_args(c, "semantic")
     add_attention_args(c)
+    add_engine_args(c)
     c.set_defaults(func=run_cub_cmd)
 
 
@@ -114,10 +118,23 @@ def _add_method_args(p: argparse.ArgumentParser) -> None:
                         "both: score both, the method's own first")
 
 
-def _models(args: argparse.Namespace) -> tuple[object, object]:
-    """(matcher, attention): the DIFT PairMatcher or Hedlin et al.'s AttentionMatcher, as --method says."""
+def _engine(args: argparse.Namespace):
+    """The engine of the --engine flags; the attention method runs in this process only."""
+    engine = engine_from_args(args)
+    if engine.kind != "sequential" and args.method == "attention":
+        from vidprop.errors import ConfigError
+
+        raise ConfigError("--method attention runs in this process only (--engine sequential)")
+    return engine
+
+
+def _models(args: argparse.Namespace, engine) -> tuple[object, object]:
+    """(matcher, attention): the DIFT PairMatcher (its TaskConfig on Ray: each worker loads it) or Hedlin et
+    al.'s AttentionMatcher, as --method says."""
     if args.method == "attention":
         return None, load_attention(args)
+    if engine.kind != "sequential":
+        return pair_config(args, "semantic"), None
     from vidprop.tasks.match import PairMatcher
 
     return PairMatcher.from_pretrained(config=pair_config(args, "semantic")), None
@@ -144,12 +161,13 @@ def run_pfwillow_cmd(args: argparse.Namespace) -> int:
     from vidprop.eval.pairs import resolve_protocols
     from vidprop.eval.pfwillow import read_pfwillow, run_pfwillow
 
+    engine = _engine(args)
     read_pfwillow(args.root, limit=args.limit, categories=args.category)  # fail before loading the model
     protocols = resolve_protocols(args.method, args.pck_protocol)
-    matcher, attention = _models(args)
+    matcher, attention = _models(args, engine)
     s = run_pfwillow(matcher, args.root, args.out, limit=args.limit, categories=args.category,
                      use_category_prompt=not args.no_category_prompt, attention=attention, protocols=protocols,
-                     progress=progress_enabled(args), overwrite=args.overwrite)
+                     progress=progress_enabled(args), overwrite=args.overwrite, engine=engine)
     _print("PF-WILLOW", s, args.out)
     return 0
 
@@ -159,6 +177,7 @@ def run_cub_cmd(args: argparse.Namespace) -> int:
     from vidprop.eval.cub import PUBLISHED_CLASSES, cub_layout, read_cub, read_cub_release, run_cub
     from vidprop.eval.pairs import resolve_protocols
 
+    engine = _engine(args)
     layout, folder = cub_layout(args.root)
     if layout == "release":  # fail before loading the model
         if args.subsets is not None:
@@ -167,10 +186,10 @@ def run_cub_cmd(args: argparse.Namespace) -> int:
     else:
         read_cub(args.root, subsets=args.subsets)
     protocols = resolve_protocols(args.method, args.pck_protocol)
-    matcher, attention = _models(args)
+    matcher, attention = _models(args, engine)
     s = run_cub(matcher, args.root, args.out, subsets=args.subsets, classes=args.classes,
                 category_prompt=None if args.no_category_prompt else "bird", attention=attention,
-                protocols=protocols, progress=progress_enabled(args), overwrite=args.overwrite)
+                protocols=protocols, progress=progress_enabled(args), overwrite=args.overwrite, engine=engine)
     _print(s["benchmark"], s, args.out)
     if layout == "release" and args.classes != PUBLISHED_CLASSES:
         print(f"note: classes 1-{args.classes}; Hedlin et al.'s published run used classes 1-{PUBLISHED_CLASSES}")

@@ -39,6 +39,7 @@ A point counts only where it is visible in both images.  The protocols
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -49,9 +50,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.pairs import ALPHAS, PckProtocol, _dtype_name, pck_correct, rescale_points, resolve_protocols
-from vidprop.eval.pfwillow import HEDLIN_SPACE, _settings, protocol_header, summarise_protocols
+from vidprop.eval.pairs import ALPHAS, PckProtocol, _wants_gpu, pck_correct, rescale_points, resolve_protocols
+from vidprop.eval.pfwillow import HEDLIN_SPACE, _settings, check_engine, protocol_header, summarise_protocols
 from vidprop.eval.runs import load_part, run_record, save_part, start_run, write_results
 from vidprop.progress import progress_bar
 
@@ -300,25 +302,29 @@ def run_cub(
     protocols: str | Sequence[str] | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    engine: EngineOptions | None = None,
 ) -> dict[str, Any]:
     """Transfer every visible keypoint between the pairs of each group and score PCK (resumable per group).
 
     ``root``: Neural Congealing's subsets folder (``subsets`` picks some) or
     the CUB_200_2011 release (``classes``: classes 1..N, 3 as Hedlin et al.);
     see :func:`cub_layout`.  ``matcher``: a PairMatcher (DIFT features, each
-    image encoded once per group); ``attention``: Hedlin et al.'s
-    AttentionMatcher instead.  ``category_prompt``: the category put in the
+    image encoded once per group), or the TaskConfig to load one from or a
+    picklable callable that builds one (in each engine worker);
+    ``attention``: Hedlin et al.'s AttentionMatcher instead (in this process
+    only).  ``engine``: where groups run (default: in this process;
+    ``EngineOptions(kind="ray")``: over Ray workers, the same scores).  ``category_prompt``: the category put in the
     preset's prompt template ("a photo of a {category}"); None for the
     template's empty case.  ``protocols``: names of :data:`CUB_PROTOCOLS`, or
     "both" (default: the method's own, "dift" for DIFT, "hedlin" for attention).
     """
-    from vidprop.eval.pair_predict import PairPredictor
-    from vidprop.io.images import read_image
-    from vidprop.tasks.match import prompt_for
+    from vidprop.eval.pair_predict import GroupUnit, GroupWorker, PairJob, recorded_model
 
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
-    model = attention if attention is not None else matcher
+    elsewhere = check_engine(engine, matcher, attention)
+    if elsewhere:
+        root = Path(root).resolve()  # the workers read the images
     layout, folder = cub_layout(root)
     if layout == "release":
         if subsets is not None:
@@ -332,46 +338,55 @@ def run_cub(
     out = Path(out)
     n_pairs = sum(len(group_pairs(s)) for s in data)
     extra: dict[str, Any] = {"layout": layout, "subsets" if layout == "subsets" else "classes": [s.name for s in data]}
-    start_run(out, run_record("CUB-200-2011", root, model, **extra, pairs=n_pairs,
-                              category_prompt=category_prompt if attention is None else None, protocols=names,
-                              threshold=main.description, visibility="points visible in both images",
-                              alphas=list(ALPHAS)),
-              overwrite=overwrite)
     header = [group_word, "source", "target", "points"] + protocol_header(names)
-    text = "" if attention is not None else prompt_for(matcher.config.extractor.prompt, category_prompt)
-    rows: list[list[Any]] = []
+    parts: list[list[list[Any]] | None] = [None] * len(data)  # each group's rows, in the order of data
     encoded = matched = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=n_pairs, desc="CUB", unit="pair", enabled=progress, leave=True)
+    factory = functools.partial(GroupWorker, matcher, attention=attention,
+                                on_pair=None if elsewhere else (lambda: bar.update(1)))
     try:
-        for s in data:
-            pairs = group_pairs(s)
-            done = load_part(out, s.name)
-            if done is not None and len(done) == len(pairs):
-                rows.extend(done)
-                bar.update(len(pairs))
-                continue
-            images = [read_image(p, exif_transpose=False) for p in s.images]
-            predict = PairPredictor(matcher, attention=attention, prompt=text, group=s.name)
-            part = []
-            for i, j in pairs:
-                vis = (s.keypoints[i, :, 2] > 0) & (s.keypoints[j, :, 2] > 0)
-                src_pts, trg_pts = s.keypoints[i, vis, :2], s.keypoints[j, vis, :2]
-                h, w = images[j].shape[:2]
-                row = [s.name, s.images[i].name, s.images[j].name, int(vis.sum())]
-                pred = predict(s.images[i], images[i], s.images[j], images[j], src_pts)
-                for name in names:
-                    correct = cub_correct(name, pred, trg_pts, (w, h), None if s.boxes is None else s.boxes[j],
-                                          layout=layout)
-                    row += [int(correct[a].sum()) for a in ALPHAS]
-                part.append(row)
-                bar.update(1)
-            encoded += predict.encoded
-            matched += predict.points
-            save_part(out, s.name, header, part)
-            rows.extend(part)
+        with open_engine(factory, engine, max_rows=len(data), wants_gpu=_wants_gpu(matcher)) as eng:
+            info = eng.info
+            start_run(out, run_record("CUB-200-2011", root, recorded_model(info, attention), **extra, pairs=n_pairs,
+                                 category_prompt=category_prompt if attention is None else None, protocols=names,
+                                 threshold=main.description, visibility="points visible in both images",
+                                 alphas=list(ALPHAS)),
+                      overwrite=overwrite)
+            units: list[tuple[int, GroupUnit, list[np.ndarray]]] = []  # (group index, unit, visible points per pair)
+            for g, s in enumerate(data):
+                pairs = group_pairs(s)
+                done = load_part(out, s.name)
+                if done is not None and len(done) == len(pairs):
+                    parts[g] = done
+                    bar.update(len(pairs))
+                    continue
+                visible = [(s.keypoints[i, :, 2] > 0) & (s.keypoints[j, :, 2] > 0) for i, j in pairs]
+                jobs = tuple(PairJob(s.images[i], s.images[j], s.keypoints[i, vis, :2])
+                             for (i, j), vis in zip(pairs, visible))
+                units.append((g, GroupUnit(s.name, category_prompt, jobs), visible))
+            for outcome in eng.map([u for _, u, _ in units]):
+                if outcome.error is not None:
+                    raise outcome.error
+                g, unit, visible = units[outcome.index]
+                s, result = data[g], outcome.value
+                part = []
+                for (i, j), vis, pred, (h, w) in zip(group_pairs(s), visible, result.predictions, result.target_hw):
+                    row = [s.name, s.images[i].name, s.images[j].name, int(vis.sum())]
+                    for name in names:
+                        correct = cub_correct(name, pred, s.keypoints[j, vis, :2], (w, h),
+                                              None if s.boxes is None else s.boxes[j], layout=layout)
+                        row += [int(correct[a].sum()) for a in ALPHAS]
+                    part.append(row)
+                if elsewhere:
+                    bar.update(len(part))
+                encoded += result.encoded
+                matched += result.matched
+                save_part(out, s.name, header, part)
+                parts[g] = part
     finally:
         bar.close()
+    rows = [row for part in parts for row in (part or [])]
     scored = summarise_protocols(rows, names, table, 0, 3, 4)
     for name, block in scored.items():
         per_group = block["per_category"]
@@ -395,14 +410,14 @@ def run_cub(
         "per_category": first["per_category"],
         "protocols": scored,
         "units": "percent",
-        "dtype": _dtype_name(model),
+        "dtype": info["dtype"],
         "images_encoded_this_run": encoded,
         "points_matched_this_run": matched,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if layout == "release":
         summary["classes"] = classes
-    summary.update(_settings(matcher, attention))
+    summary.update(_settings(info, attention))
     log.info("CUB: %d %s, %d pairs, %s @0.1 (%s protocol) %.2f", len(data), groups_word, len(rows), first["headline"],
              names[0], first["headline_values"].get("0.1", math.nan))
     write_results(out, header, rows, summary)

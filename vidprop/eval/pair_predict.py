@@ -14,16 +14,23 @@ a CUB subset or class) with either method:
 
     predict = PairPredictor(matcher, prompt="a photo of a bird", group="cub_subset_0")
     pred = predict(src_path, src_image, trg_path, trg_image, points)   # (N, 2) x, y in target pixels
+
+A :class:`GroupWorker` runs whole groups (:class:`GroupUnit`) on an engine
+(:mod:`vidprop.engine`): in this process, or on Ray workers that each load the
+matcher once; the driver scores what comes back, so the scores do not depend
+on where the groups ran.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["PairPredictor", "round_and_clip"]
+__all__ = ["PairPredictor", "round_and_clip", "PairJob", "GroupUnit", "GroupResult", "GroupWorker", "recorded_model"]
 
 
 def round_and_clip(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -85,3 +92,92 @@ class PairPredictor:
             fs, ft = self._features(src_path, src), self._features(trg_path, trg)
         pred, _, _ = semantic_argmax(fs, ft, src.shape[:2], trg.shape[:2], round_and_clip(pts, src.shape[:2]))
         return pred
+
+
+@dataclass(frozen=True)
+class PairJob:
+    """One pair of a group: the source keypoints to find in the target."""
+
+    src: Path
+    trg: Path
+    points: np.ndarray  # (N, 2) x, y in source pixels
+
+
+@dataclass(frozen=True)
+class GroupUnit:
+    """The pairs of one group, run by one worker with one feature cache.
+
+    ``category``: the word put in the preset's prompt template ("a photo of a
+    {category}"); None for the template's empty case.
+    """
+
+    group: str
+    category: str | None
+    jobs: tuple[PairJob, ...]
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """Per job: the predicted target points (N, 2) and the target's (H, W); the group's counts."""
+
+    predictions: list[np.ndarray]
+    target_hw: list[tuple[int, int]]
+    encoded: int
+    matched: int
+
+
+class GroupWorker:
+    """Predicts the pairs of one group at a time; built once per engine worker.
+
+    ``matcher``: a loaded :class:`~vidprop.tasks.match.PairMatcher`, or the
+    TaskConfig a worker loads one from, or a picklable callable that builds
+    one; ``attention``: Hedlin et al.'s AttentionMatcher instead (in this
+    process only).  ``on_pair``: called after each pair (progress, in process).
+    """
+
+    def __init__(self, matcher: Any = None, *, attention: Any = None,
+                 on_pair: Callable[[], None] | None = None) -> None:
+        from vidprop.eval.pairs import _load_matcher
+
+        self.matcher = _load_matcher(matcher) if attention is None else None
+        self.attention = attention
+        self.on_pair = on_pair
+
+    def info(self) -> dict[str, Any]:
+        from vidprop.eval.pairs import _dtype_name
+
+        if self.attention is not None:
+            return {"config": None, "dtype": _dtype_name(self.attention), "revision": None}
+        ext = getattr(self.matcher, "extractor", None)
+        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
+                "revision": getattr(ext, "model_revision", None)}
+
+    def __call__(self, unit: GroupUnit) -> GroupResult:
+        from vidprop.io.images import read_image
+        from vidprop.tasks.match import prompt_for
+
+        text = "" if self.attention is not None else prompt_for(self.matcher.config.extractor.prompt, unit.category)
+        predict = PairPredictor(self.matcher, attention=self.attention, prompt=text, group=unit.group)
+        images: dict[str, np.ndarray] = {}  # the group's images, read once
+
+        def image(path: Path) -> np.ndarray:
+            if str(path) not in images:
+                images[str(path)] = read_image(path, exif_transpose=False)
+            return images[str(path)]
+
+        preds, sizes = [], []
+        for job in unit.jobs:
+            src, trg = image(job.src), image(job.trg)
+            preds.append(predict(job.src, src, job.trg, trg, job.points))
+            sizes.append((int(trg.shape[0]), int(trg.shape[1])))
+            if self.on_pair is not None:
+                self.on_pair()
+        return GroupResult(preds, sizes, predict.encoded, predict.points)
+
+
+def recorded_model(info: dict[str, Any], attention: Any = None) -> Any:
+    """What :func:`~vidprop.eval.runs.run_record` reads of the model that ran: the attention matcher, or a
+    stand-in with the config and revision the workers loaded (the matcher itself may live in another process)."""
+    if attention is not None:
+        return attention
+    return SimpleNamespace(config=info["config"], extractor=SimpleNamespace(model_revision=info.get("revision")))

@@ -30,6 +30,7 @@ published figure of both; per point is reported too.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import math
 import time
@@ -39,11 +40,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vidprop.errors import InputError
+from vidprop.engine import EngineOptions, open_engine
+from vidprop.errors import ConfigError, InputError
 from vidprop.eval.pairs import (
     ALPHAS,
     PckProtocol,
-    _dtype_name,
+    _is_loaded_matcher,
+    _wants_gpu,
     box_threshold,
     pck_correct,
     rescale_points,
@@ -67,6 +70,7 @@ __all__ = [
     "counts_to_records",
     "protocol_header",
     "summarise_protocols",
+    "check_engine",
 ]
 
 log = logging.getLogger(__name__)
@@ -249,33 +253,35 @@ def run_pfwillow(
     protocols: str | Sequence[str] | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    engine: EngineOptions | None = None,
 ) -> dict[str, Any]:
     """Match every source keypoint of every pair and score PCK (resumable per subset; see :mod:`vidprop.eval.runs`).
 
-    ``matcher``: a :class:`~vidprop.tasks.match.PairMatcher`; each image is
-    encoded once per subset (a joint backbone encodes each pair together).
-    ``attention``: an :class:`~vidprop.features.attention.AttentionMatcher` to
-    score Hedlin et al.'s method instead (``matcher`` is then unused).
+    ``matcher``: a :class:`~vidprop.tasks.match.PairMatcher`, or the
+    TaskConfig to load one from or a picklable callable that builds one (in
+    each engine worker); each image is encoded once per subset (a joint
+    backbone encodes each pair together).  ``attention``: an
+    :class:`~vidprop.features.attention.AttentionMatcher` to score Hedlin et
+    al.'s method instead (``matcher`` is then unused; in this process only).
+    ``engine``: where subsets run (default: in this process, one after the
+    other; ``EngineOptions(kind="ray")``: spread over Ray workers, each
+    loading the model once; the scores are the same).
 
     ``protocols``: names of :data:`WILLOW_PROTOCOLS`, or "both" (default: the
     method's own: "dift" for DIFT, "hedlin" for the attention method).  The
     first is the summary's main ``overall`` / ``per_category``; each is under
     ``protocols`` with its description and the published numbers it compares to.
     """
-    from vidprop.eval.pair_predict import PairPredictor
-    from vidprop.io.images import read_image
-    from vidprop.tasks.match import prompt_for
+    from vidprop.eval.pair_predict import GroupUnit, GroupWorker, PairJob, recorded_model
 
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
-    model = attention if attention is not None else matcher
+    elsewhere = check_engine(engine, matcher, attention)
+    if elsewhere:
+        root = Path(root).resolve()  # the workers read the images
     pairs = read_pfwillow(root, limit=limit, categories=categories)
     out = Path(out)
     main = WILLOW_PROTOCOLS[names[0]]
-    start_run(out, run_record("PF-WILLOW", root, model, pairs=len(pairs), limit=limit, categories=list(categories or []),
-                              category_prompt=use_category_prompt if attention is None else None, protocols=names,
-                              threshold=main.description, alphas=list(ALPHAS)),
-              overwrite=overwrite)
     header = ["pair", "category", "points"] + protocol_header(names)
     groups: dict[str, list[WillowPair]] = {}
     for p in pairs:
@@ -284,30 +290,42 @@ def run_pfwillow(
     encoded = matched = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=len(pairs), desc="PF-WILLOW", unit="pair", enabled=progress, leave=True)
+    factory = functools.partial(GroupWorker, matcher, attention=attention,
+                                on_pair=None if elsewhere else (lambda: bar.update(1)))
     try:
-        for cat, members in groups.items():
-            done = load_part(out, cat)
-            if done is not None and len(done) == len(members):
-                rows.extend(done)
-                bar.update(len(members))
-                continue
-            text = "" if attention is not None else prompt_for(
-                matcher.config.extractor.prompt, category_prompt_name(cat) if use_category_prompt else None)
-            predict = PairPredictor(matcher, attention=attention, prompt=text, group=cat)
-            part = []
-            for p in members:
-                src, trg = read_image(p.src_path, exif_transpose=False), read_image(p.trg_path, exif_transpose=False)
-                pred = predict(p.src_path, src, p.trg_path, trg, p.src_kps)
-                row = [p.name, cat, len(p.src_kps)]
-                for name in names:
-                    correct = willow_correct(name, pred, p.trg_kps, (trg.shape[1], trg.shape[0]))
-                    row += [int(correct[a].sum()) for a in ALPHAS]
-                part.append(row)
-                bar.update(1)
-            encoded += predict.encoded
-            matched += predict.points
-            save_part(out, cat, header, part)
-            rows.extend(part)
+        with open_engine(factory, engine, max_rows=len(groups), wants_gpu=_wants_gpu(matcher)) as eng:
+            info = eng.info
+            start_run(out, run_record("PF-WILLOW", root, recorded_model(info, attention), pairs=len(pairs), limit=limit,
+                                      categories=list(categories or []),
+                                      category_prompt=use_category_prompt if attention is None else None,
+                                      protocols=names, threshold=main.description, alphas=list(ALPHAS)),
+                      overwrite=overwrite)
+            units: list[GroupUnit] = []
+            for cat, members in groups.items():
+                done = load_part(out, cat)
+                if done is not None and len(done) == len(members):
+                    rows.extend(done)
+                    bar.update(len(members))
+                    continue
+                units.append(GroupUnit(cat, category_prompt_name(cat) if use_category_prompt else None,
+                                       tuple(PairJob(p.src_path, p.trg_path, p.src_kps) for p in members)))
+            for outcome in eng.map(units):
+                if outcome.error is not None:
+                    raise outcome.error
+                unit, result = units[outcome.index], outcome.value
+                part = []
+                for p, pred, (h, w) in zip(groups[unit.group], result.predictions, result.target_hw):
+                    row = [p.name, unit.group, len(p.src_kps)]
+                    for name in names:
+                        correct = willow_correct(name, pred, p.trg_kps, (w, h))
+                        row += [int(correct[a].sum()) for a in ALPHAS]
+                    part.append(row)
+                if elsewhere:
+                    bar.update(len(part))
+                encoded += result.encoded
+                matched += result.matched
+                save_part(out, unit.group, header, part)
+                rows.extend(part)
     finally:
         bar.close()
     order = {p.name: i for i, p in enumerate(pairs)}
@@ -327,16 +345,25 @@ def run_pfwillow(
         "per_category": scored[names[0]]["per_category"],
         "protocols": scored,
         "units": "percent",
-        "dtype": _dtype_name(model),
+        "dtype": info["dtype"],
         "images_encoded_this_run": encoded,
         "points_matched_this_run": matched,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    summary.update(_settings(matcher, attention))
+    summary.update(_settings(info, attention))
     pck = summary["overall"]["per_image"].get("0.1", math.nan)
     log.info("PF-WILLOW: %d pairs, PCK@0.1 per image (%s protocol) %.2f", len(rows), names[0], pck)
     write_results(out, *_with_pck(rows, names), summary)
     return summary
+
+
+def check_engine(engine: EngineOptions | None, matcher: Any, attention: Any) -> bool:
+    """Whether groups run on another engine than this process; refuses what cannot travel to Ray workers."""
+    elsewhere = engine is not None and engine.kind != "sequential"
+    if elsewhere and (attention is not None or _is_loaded_matcher(matcher)):
+        raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
+                          "worker calls it once); the attention method runs in this process only")
+    return elsewhere
 
 
 def _with_pck(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
@@ -354,12 +381,12 @@ def _with_pck(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[list
     return header, out
 
 
-def _settings(matcher: Any, attention: Any) -> dict[str, Any]:
-    """What ran, for the summary: the DIFT TaskConfig, or the attention settings and model."""
+def _settings(info: dict[str, Any], attention: Any) -> dict[str, Any]:
+    """What ran, for the summary: the DIFT TaskConfig the workers loaded (``info``), or the attention settings and model."""
     import dataclasses
 
     if attention is None:
-        return {"config": matcher.config.to_dict()}
+        return {"config": info["config"].to_dict()}
     settings = getattr(attention, "settings", None)
     return {"attention": dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else None,
             "model": None if getattr(attention, "model_id", None) is None else str(attention.model_id)}
