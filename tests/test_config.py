@@ -97,18 +97,19 @@ def test_bad_sequence_entries(tmp_path):
 
 
 def test_chunk_size_is_gone_and_old_run_records_still_resume():
-    from vidprop.eval.davis.runner import _comparable as davis_comparable
-    from vidprop.eval.jhmdb import _comparable as jhmdb_comparable
+    from vidprop.eval.records import comparable_config
 
     assert "chunk_size" not in {f.name for f in dataclasses.fields(PropagationConfig)}
     with pytest.raises(ConfigError, match="unknown key"):
         load_preset("davis").override(propagation={"chunk_size": 512})
-    for preset, comparable in (("davis", davis_comparable), ("jhmdb", jhmdb_comparable)):
+    for preset in ("davis", "jhmdb"):
         now = load_preset(preset).to_dict()
         old = {**now, "propagation": {**now["propagation"], "chunk_size": 1024}}  # written before its removal
-        assert comparable(old) == comparable(now)
+        assert comparable_config(old) == comparable_config(now) == comparable_config(load_preset(preset))
         changed = {**now, "propagation": {**now["propagation"], "topk": 3}}
-        assert comparable(changed) != comparable(now)
+        assert comparable_config(changed) != comparable_config(now)
+        runtime = {**now, "name": "mine", "extractor": {**now["extractor"], "device": "cuda:1", "batch_size": 4}}
+        assert comparable_config(runtime) == comparable_config(now)  # run-time fields and the name may differ
 
 
 def test_quick_preset_is_davis_fast_with_one_sample_and_a_smaller_side():

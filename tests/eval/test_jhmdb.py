@@ -211,7 +211,7 @@ def test_eval_jhmdb_cli_end_to_end_and_resume(tmp_path, tiny_sd_path, capsys, mo
     # other settings into the same folder: refused, one line
     assert main(["-q", *args, "--topk", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "holds predictions made with other settings" in err[0]
+    assert len(err) == 1 and "holds results made with other settings" in err[0]
 
 
 def test_eval_jhmdb_cli_bad_inputs_write_nothing(tmp_path, capsys):

@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from vidprop.batch.manifest import TASKS, BatchRow, Task, check_names, read_input
-from vidprop.config import RUNTIME_FIELDS, TaskConfig, load_preset
+from vidprop.config import TaskConfig, load_preset
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError, OutputExistsError, VidpropError
+from vidprop.eval.records import comparable_config
 from vidprop.io.atomic import atomic_file, remove_stale_partials
 from vidprop.progress import progress_bar
 
@@ -120,15 +121,6 @@ def _write_state(path: Path, **data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def _comparable(cfg: TaskConfig) -> dict[str, Any]:
-    d = cfg.to_dict()
-    for key in RUNTIME_FIELDS:
-        d["extractor"].pop(key, None)
-    for key in ("name", "description", "published"):
-        d.pop(key, None)
-    return d
-
-
 def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool, resize_mask: bool) -> str:
     """A hash of everything that decides a row's outputs: its inputs and effective settings."""
     doc = {
@@ -137,7 +129,7 @@ def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool, r
         "mask": str(row.mask.resolve()) if row.mask else None,
         "masks": (str(row.masks.resolve()) if isinstance(row.masks, Path) else list(row.masks)) if row.masks else None,
         "keypoints": str(row.keypoints.resolve()) if row.keypoints else None,
-        "config": _comparable(cfg),
+        "config": comparable_config(cfg),
         "overlay": overlay,
         "resize_mask": resize_mask if job_task == "segment" else None,
     }

@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import yaml
 
-from vidprop import __version__
 from vidprop.config import TaskConfig
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
+from vidprop.eval.records import check_run_settings, run_record, write_run_record
 from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.io.keypoints import read_jhmdb_mat
 from vidprop.io.driver import FrameRange, VideoDriver
@@ -69,10 +68,6 @@ JHMDB_JOINTS = (
 )  # fmt: skip
 #: PCK thresholds reported.
 ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5)
-
-#: Extractor fields that do not change the predictions (a re-run may change them).
-_RUNTIME_FIELDS = ("device", "batch_size", "channels_last", "compile")
-
 
 @dataclass(frozen=True)
 class JhmdbVideo:
@@ -249,46 +244,6 @@ def _load_prediction(path: Path, num_frames: int) -> dict[str, Any] | None:
     return data
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    from vidprop.config import with_defaults
-
-    c = {k: dict(v) if isinstance(v, dict) else v for k, v in with_defaults(config).items() if k != "name"}
-    for f in _RUNTIME_FIELDS:
-        c.get("extractor", {}).pop(f, None)
-    c.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
-    return c
-
-
-def _check_run_config(out: Path, config: TaskConfig) -> None:
-    path = out / "config.yaml"
-    if not path.is_file():
-        return
-    try:
-        old = (yaml.safe_load(path.read_text()) or {}).get("config", {})
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc}); remove it or pass --overwrite") from None
-    if _comparable(old) != _comparable(config.to_dict()):
-        raise ConfigError(
-            f"{out} holds predictions made with other settings (see {path}); "
-            "use another --out, or --overwrite to recompute every video"
-        )
-
-
-def _write_run_config(out: Path, config: TaskConfig, info: dict[str, Any], root: Path, split: Path) -> None:
-    doc = {
-        "vidprop_version": __version__,
-        "model": config.extractor.model,
-        "revision": info.get("revision") or config.extractor.revision,
-        "device": info["device"],
-        "dtype": info["dtype"],
-        "root": str(root),
-        "split": str(split),
-        "config": config.to_dict(),
-    }
-    with atomic_file(out / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
 def predict_video(tracker: Tracker, video: JhmdbVideo, gt: np.ndarray, path: Path, progress: bool = False) -> dict[str, Any]:
     """Propagate frame 0's ground truth through the clip's first ``len(gt)`` frames; write (T, J, 2) grid
     coordinates to ``path`` (propagation is causal: later frames cannot change these)."""
@@ -381,7 +336,7 @@ def evaluate_jhmdb(
     if loaded is not None:
         config = loaded.config
     if not overwrite and build is None:  # the settings are known before any model loads
-        _check_run_config(out, config)
+        check_run_settings(out / "config.yaml", config, "video", overwrite)
     preds: list[dict[str, Any] | None] = [
         None if overwrite else _load_prediction(_prediction_path(out, v.key), len(g)) for v, g in zip(items, gts)
     ]
@@ -401,9 +356,11 @@ def evaluate_jhmdb(
         try:
             with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
                 if not overwrite and build is not None:  # a built tracker's settings, before any video runs
-                    _check_run_config(out, eng.info["config"])
-                out.mkdir(parents=True, exist_ok=True)
-                _write_run_config(out, eng.info["config"], eng.info, root, split)
+                    check_run_settings(out / "config.yaml", eng.info["config"], "video", overwrite)
+                info = eng.info
+                write_run_record(out / "config.yaml", run_record(
+                    "JHMDB pose tracking", info["config"], info.get("revision"), root=root,
+                    split=str(Path(split).resolve()), device=info["device"], dtype=info["dtype"]))
                 for n, outcome in enumerate(eng.map(jobs), start=1):
                     if outcome.error is not None:
                         raise outcome.error

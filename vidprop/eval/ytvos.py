@@ -30,7 +30,6 @@ CodaLab, and the evaluation code of Cutie and XMem (see the README).
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import json
 import logging
@@ -41,6 +40,8 @@ from typing import Any, Sequence
 
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
+from vidprop.eval.davis.runner import SegmenterWorker
+from vidprop.eval.records import check_run_settings, run_record, write_run_record
 from vidprop.io.atomic import atomic_file
 from vidprop.io.video import IMAGE_EXTENSIONS
 from vidprop.progress import progress_bar
@@ -172,25 +173,8 @@ def _prepare(out: Path, v: YtvosVideo, overwrite: bool) -> Any:
                            name=v.name, overwrite=overwrite or target.exists())
 
 
-class VideoWorker:
-    """Propagates YouTube-VOS videos into one results folder; built once per engine worker (the model loads once)."""
-
-    def __init__(self, config: Any, out: str | Path, *, overwrite: bool = False, device: str | None = None,
-                 dtype: str | None = None, segmenter: Any = None, build: Any = None) -> None:
-        if segmenter is None:
-            if build is not None:
-                segmenter = build()
-            else:
-                from vidprop.tasks.segment import Segmenter
-
-                segmenter = Segmenter.from_pretrained(config=config, device=device, dtype=dtype)
-        self.segmenter = segmenter
-        self.out = Path(out)
-        self.overwrite = overwrite
-
-    def info(self) -> dict[str, Any]:
-        ext = getattr(self.segmenter, "extractor", None)
-        return {"config": self.segmenter.config, "revision": getattr(ext, "model_revision", None)}
+class VideoWorker(SegmenterWorker):
+    """Propagates YouTube-VOS videos into one results folder."""
 
     def __call__(self, v: YtvosVideo) -> tuple[int, str]:
         job = _prepare(self.out, v, self.overwrite)
@@ -228,11 +212,8 @@ def run_ytvos(
     ``segmenter``: a loaded Segmenter (in this process only) or a picklable
     callable returning one, called once in each worker.
     """
-    import yaml
-
-    from vidprop import __version__
     from vidprop.config import TaskConfig, load_preset
-    from vidprop.eval.davis.runner import _protocol_note, check_run_settings, split_task_argument  # as eval davis
+    from vidprop.eval.davis.runner import split_task_argument  # as eval davis
 
     cfg = config if isinstance(config, TaskConfig) else load_preset(config)
     cfg = cfg.override(extractor={"model": model, "device": device, "dtype": dtype})
@@ -263,24 +244,9 @@ def run_ytvos(
             cfg = eng.info["config"]
             if build is not None:  # a built segmenter's settings, checked before any video runs
                 check_run_settings(cfg_path, cfg, "video", overwrite)
-            record = {
-                "vidprop_version": __version__,
-                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "benchmark": "YouTube-VOS semi-supervised",
-                "split": split,
-                "root": str(Path(root).resolve()),
-                "videos": [v.name for v in items],
-                "all_frames": any(v.all_frames for v in items),
-                "annotation_mode": "objects",
-                "model": cfg.extractor.model,
-                "revision": eng.info.get("revision") or cfg.extractor.revision,
-                "preset": cfg.name,
-                "protocol_note": _protocol_note(cfg),
-                "config": cfg.to_dict(),
-            }
-            out.mkdir(parents=True, exist_ok=True)
-            with atomic_file(cfg_path, overwrite=True) as tmp:
-                tmp.write_text(yaml.safe_dump(record, sort_keys=False))
+            write_run_record(cfg_path, run_record(
+                "YouTube-VOS semi-supervised", cfg, eng.info.get("revision"), root=root, split=split,
+                videos=[v.name for v in items], all_frames=any(v.all_frames for v in items), annotation_mode="objects"))
             bar = progress_bar(total=len(todo), desc="YouTube-VOS propagate", unit="video", enabled=progress,
                                leave=True)
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import logging
 from pathlib import Path
@@ -14,10 +13,11 @@ from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.davis.dataset import VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
 from vidprop.eval.davis.scoring import DavisScores, score_davis
-from vidprop.io.atomic import atomic_file, check_writable_target
+from vidprop.eval.records import check_run_settings, run_record, write_run_record
+from vidprop.io.atomic import check_writable_target
 from vidprop.progress import progress_bar
 
-__all__ = ["sequence_is_complete", "run_davis", "run_note", "SequenceWorker", "propagate_sequence"]
+__all__ = ["sequence_is_complete", "run_davis", "run_note", "SegmenterWorker", "SequenceWorker", "propagate_sequence"]
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +31,6 @@ def sequence_is_complete(out_dir: str | Path, seq: DavisSequence) -> bool:
     return all(p.stem in have for p in seq.images)
 
 
-_EXECUTION_KEYS = ("device", "batch_size", "channels_last", "compile")
-
-
-def _comparable(cfg: dict) -> dict:
-    from vidprop.config import with_defaults
-
-    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in with_defaults(cfg).items()}
-    for key in _EXECUTION_KEYS:
-        cfg.get("extractor", {}).pop(key, None)
-    for key in ("name", "description", "published"):
-        cfg.pop(key, None)
-    cfg.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
-    cfg.setdefault("sequences", {})
-    return cfg
-
-
 def split_task_argument(task: Any, what: str) -> tuple[Any, Callable[[], Any] | None]:
     """A ``segmenter=`` / ``tracker=`` argument -> (loaded task or None, callable that builds one or None)."""
     from vidprop.tasks.base import PropagationTask
@@ -56,31 +40,6 @@ def split_task_argument(task: Any, what: str) -> tuple[Any, Callable[[], Any] | 
     if callable(task):
         return None, task
     raise ConfigError(f"{what} must be a loaded task or a callable returning one, got {type(task).__name__}")
-
-
-def check_run_settings(cfg_path: Path, cfg: Any, unit: str, overwrite: bool) -> None:
-    """Refuse to resume a results folder whose ``config.yaml`` holds other settings than ``cfg``."""
-    import yaml
-
-    if not cfg_path.is_file() or overwrite:
-        return
-    try:
-        old = yaml.safe_load(cfg_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{cfg_path}: not valid YAML ({exc})") from exc
-    if isinstance(old, dict) and "config" in old and _comparable(old["config"]) != _comparable(cfg.to_dict()):
-        raise ConfigError(
-            f"{cfg_path.parent} holds results made with other settings ({cfg_path}); "
-            f"choose another --out or pass --overwrite to recompute every {unit}"
-        )
-
-
-def _protocol_note(cfg: Any) -> str:
-    """One line saying whether ``cfg`` is a published protocol."""
-    if cfg.published:
-        return f"preset {cfg.name}: the published protocol" + (f" ({cfg.description})" if cfg.description else "")
-    return f"preset {cfg.name}: NOT the published protocol" + (
-        f" ({cfg.description})" if cfg.description else " (settings changed from a preset, or a custom config)")
 
 
 def run_note(results: str | Path) -> str | None:
@@ -132,9 +91,6 @@ def run_davis(
     returns one, called once in each worker (a custom feature extractor on
     Ray); default: ``Segmenter.from_pretrained`` with ``config``.
     """
-    import yaml
-
-    from vidprop import __version__
     from vidprop.config import TaskConfig, load_preset
 
     cfg = config if isinstance(config, TaskConfig) else load_preset(config)
@@ -165,26 +121,13 @@ def run_davis(
             cfg = eng.info["config"]
             if build is not None:  # a built segmenter's settings, checked before any sequence runs
                 check_run_settings(cfg_path, cfg, "sequence", overwrite)
-            record = {
-                "vidprop_version": __version__,
-                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "benchmark": "DAVIS-2017 semi-supervised",
-                "set": set,
-                "root": str(Path(root).resolve()),
-                "sequences": names,
-                "model": cfg.extractor.model,
-                "revision": eng.info.get("revision") or cfg.extractor.revision,
-                "preset": cfg.name,
-                "published": cfg.published,
-                "protocol_note": _protocol_note(cfg),
-                "config": cfg.to_dict(),
-                "per_sequence": {
-                    n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
-                    for n in names if cfg.sequence_changes(n)
-                },
+            record = run_record("DAVIS-2017 semi-supervised", cfg, eng.info.get("revision"), root=root, set=set,
+                                sequences=names)
+            record["per_sequence"] = {
+                n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
+                for n in names if cfg.sequence_changes(n)
             }
-            with atomic_file(cfg_path, overwrite=True) as tmp:
-                tmp.write_text(yaml.safe_dump(record, sort_keys=False))
+            write_run_record(cfg_path, record)
             _propagate(root, eng, todo, progress=progress)
     if set == "test-dev" or not score:
         if set == "test-dev":
@@ -193,8 +136,8 @@ def run_davis(
     return score_davis(root, out, set, sequences=names if sequences else None, workers=workers, progress=progress)
 
 
-class SequenceWorker:
-    """Propagates DAVIS sequences into one results folder; built once per engine worker (the model loads once).
+class SegmenterWorker:
+    """Holds one Segmenter for a results folder; built once per engine worker (the model loads once).
 
     ``config`` is the run's TaskConfig; ``segmenter`` an already loaded one
     (in-process runs only); ``build`` a callable returning one.
@@ -216,6 +159,10 @@ class SequenceWorker:
     def info(self) -> dict[str, Any]:
         ext = getattr(self.segmenter, "extractor", None)
         return {"config": self.segmenter.config, "revision": getattr(ext, "model_revision", None)}
+
+
+class SequenceWorker(SegmenterWorker):
+    """Propagates DAVIS sequences into one results folder."""
 
     def __call__(self, seq: DavisSequence) -> tuple[int, str]:
         return propagate_sequence(self.out, seq, self.segmenter, overwrite=self.overwrite)
