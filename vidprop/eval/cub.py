@@ -52,8 +52,8 @@ import numpy as np
 
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.pairs import ALPHAS, PckProtocol, _wants_gpu, pck_correct, rescale_points, resolve_protocols
-from vidprop.eval.pfwillow import HEDLIN_SPACE, _settings, check_engine, protocol_header, summarise_protocols
+from vidprop.eval.pairs import ALPHAS, PckProtocol, _wants_gpu, check_engine, pck_correct, rescale_points, resolve_protocols
+from vidprop.eval.pfwillow import HEDLIN_SPACE, _settings, protocol_header, summarise_protocols
 from vidprop.eval.runs import load_part, run_record, save_part, start_run, write_results
 from vidprop.progress import progress_bar
 

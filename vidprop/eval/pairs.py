@@ -39,6 +39,7 @@ from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.progress import progress_bar
 
 __all__ = [
+    "check_engine",
     "ALPHAS",
     "THRESHOLDS",
     "PckProtocol",
@@ -445,8 +446,13 @@ class SpairWorker:
         return rows, records, cache.computed
 
 
-def _runs_elsewhere(engine: EngineOptions | None) -> bool:
-    return engine is not None and engine.kind != "sequential"
+def check_engine(engine: EngineOptions | None, matcher: Any, attention: Any) -> bool:
+    """Whether groups run on another engine than this process; refuses what cannot travel to Ray workers."""
+    elsewhere = engine is not None and engine.kind != "sequential"
+    if elsewhere and (attention is not None or _is_loaded_matcher(matcher)):
+        raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
+                          "worker calls it once); the attention method runs in this process only")
+    return elsewhere
 
 
 def run_spair(
@@ -486,11 +492,9 @@ def run_spair(
 
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
-    if _runs_elsewhere(engine):
-        if attention is not None or _is_loaded_matcher(matcher):
-            raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
-                              "worker calls it once); the attention method runs in this process only")
-        root = Path(root).resolve()
+    elsewhere = check_engine(engine, matcher, attention)
+    if elsewhere:
+        root = Path(root).resolve()  # the workers read the images
     out = Path(out)
     _check_out(out, overwrite)
     pairs = read_spair(root, split, limit=limit, categories=categories)
@@ -505,7 +509,7 @@ def run_spair(
     encoded = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=len(pairs), desc="SPair-71k", unit="pair", enabled=progress, leave=True)
-    in_process = not _runs_elsewhere(engine)
+    in_process = not elsewhere
     factory = functools.partial(SpairWorker, matcher, protocols=names, use_category_prompt=use_category_prompt,
                                 attention=attention, on_pair=(lambda: bar.update(1)) if in_process else None)
     try:
@@ -839,10 +843,8 @@ def run_hpatches(
     workers, each loading the model once; the scores are the same).
     """
 
-    if _runs_elsewhere(engine):
-        if _is_loaded_matcher(matcher):
-            raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it "
-                              "(each worker calls it once)")
+    elsewhere = check_engine(engine, matcher, None)
+    if elsewhere:
         root = Path(root).resolve()
         keypoints = Path(keypoints).resolve() if keypoints is not None else None
     out = Path(out)
@@ -861,7 +863,7 @@ def run_hpatches(
     encoded = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=5 * len(seqs), desc="HPatches", unit="pair", enabled=progress, leave=True)
-    in_process = not _runs_elsewhere(engine)
+    in_process = not elsewhere
     factory = functools.partial(HpatchesWorker, matcher, keypoints=keypoints, max_keypoints=max_keypoints,
                                 method=method, threshold=threshold,
                                 on_pair=(lambda: bar.update(1)) if in_process else None)

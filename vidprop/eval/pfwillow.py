@@ -41,11 +41,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from vidprop.engine import EngineOptions, open_engine
-from vidprop.errors import ConfigError, InputError
+from vidprop.errors import InputError
 from vidprop.eval.pairs import (
     ALPHAS,
     PckProtocol,
-    _is_loaded_matcher,
+    check_engine,
     _wants_gpu,
     box_threshold,
     pck_correct,
@@ -70,7 +70,6 @@ __all__ = [
     "counts_to_records",
     "protocol_header",
     "summarise_protocols",
-    "check_engine",
 ]
 
 log = logging.getLogger(__name__)
@@ -355,15 +354,6 @@ def run_pfwillow(
     log.info("PF-WILLOW: %d pairs, PCK@0.1 per image (%s protocol) %.2f", len(rows), names[0], pck)
     write_results(out, *_with_pck(rows, names), summary)
     return summary
-
-
-def check_engine(engine: EngineOptions | None, matcher: Any, attention: Any) -> bool:
-    """Whether groups run on another engine than this process; refuses what cannot travel to Ray workers."""
-    elsewhere = engine is not None and engine.kind != "sequential"
-    if elsewhere and (attention is not None or _is_loaded_matcher(matcher)):
-        raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
-                          "worker calls it once); the attention method runs in this process only")
-    return elsewhere
 
 
 def _with_pck(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
