@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 
 from vidprop.config import load_preset
-from vidprop.errors import ConfigError, InputError, OutputExistsError
+from vidprop.errors import ConfigError, InputError
 from vidprop.eval.pairs import (
     HIGH_RES_SEQUENCES,
     PCK_PROTOCOLS,
@@ -229,7 +230,7 @@ def test_run_spair_encodes_each_image_once_and_scores(spair_root, tmp_path):
     m = PatchMatcher("semantic")
     out = tmp_path / "runs" / "spair"
     s = run_spair(m, spair_root, out)
-    assert s["images_encoded"] == 6 and len(m.calls) == 6  # 3 images per category, each encoded once
+    assert s["images_encoded_this_run"] == 6 and len(m.calls) == 6  # 3 images per category, each encoded once
     assert {p for _, p in m.calls} == {"a photo of a cat", "a photo of a dog"}
     assert s["per_category"]["cat"]["per_point"]["0.1"] == 100.0
     assert s["per_category"]["dog"]["per_point"]["0.1"] == pytest.approx(100 * 8 / 9)
@@ -241,8 +242,18 @@ def test_run_spair_encodes_each_image_once_and_scores(spair_root, tmp_path):
     assert s["published"] is True and s["differences_from_published"] == []
     assert json.loads((out / "summary.json").read_text())["overall"]["points"] == 18
     assert not list(out.glob(".*partial*"))
-    with pytest.raises(OutputExistsError):
-        run_spair(m, spair_root, out)
+    record = yaml.safe_load((out / "config.yaml").read_text())
+    assert record["benchmark"] == "SPair-71k" and record["preset"] == "semantic" and record["protocols"] == ["dift"]
+    # a rerun resumes: every category is finished, nothing is encoded again, the same results
+    (out / "parts" / "dog.csv").unlink()  # as if the run had been stopped during "dog"
+    again = run_spair(m, spair_root, out)
+    assert again["images_encoded_this_run"] == 3 and len(m.calls) == 9 and {p for _, p in m.calls[6:]} == {
+        "a photo of a dog"}
+    assert (out / "pairs.csv").read_text().splitlines() == rows
+    again.pop("seconds"), s.pop("seconds")
+    assert again == {**s, "images_encoded_this_run": 3}
+    with pytest.raises(ConfigError, match="other settings"):  # other settings into the same folder
+        run_spair(m, spair_root, out, limit=1)
     run_spair(m, spair_root, out, limit=1, overwrite=True)
     saved = json.loads((out / "summary.json").read_text())
     assert saved["overall"]["pairs"] == 1 and saved["differences_from_published"] == ["only the first 1 pair(s)"]
@@ -363,12 +374,19 @@ def test_read_hpatches_and_errors(hpatches_root, tmp_path):
 def test_run_hpatches_scores_and_counts_failures(hpatches_root, tmp_path):
     m = PatchMatcher("geometric")
     s = run_hpatches(m, hpatches_root, tmp_path / "out", max_keypoints=200)
-    assert s["images_encoded"] == 12 and len(m.calls) == 12  # image 1 of each sequence once
+    assert s["images_encoded_this_run"] == 12 and len(m.calls) == 12  # image 1 of each sequence once
     acc = s["accuracy"]
     assert acc["viewpoint"] == {"pairs": 5, "1px": 100.0, "3px": 100.0, "5px": 100.0}
     assert acc["illumination"]["pairs"] == 5 and acc["illumination"]["1px"] == 80.0  # the blank image fails
     rows = (tmp_path / "out" / "pairs.csv").read_text().splitlines()
     assert len(rows) == 11 and rows[5].endswith(",inf")
+    # resumable per sequence: a finished one is read back (its "inf" too), the missing one recomputed
+    (tmp_path / "out" / "parts" / "v_wall.csv").unlink()
+    again = run_hpatches(m, hpatches_root, tmp_path / "out", max_keypoints=200)
+    assert again["images_encoded_this_run"] == 6 and again["accuracy"] == acc
+    assert (tmp_path / "out" / "pairs.csv").read_text().splitlines() == rows
+    with pytest.raises(ConfigError, match="other settings"):
+        run_hpatches(m, hpatches_root, tmp_path / "out", max_keypoints=100)
 
 
 def test_keypoint_files_are_read_as_dift_reads_them(tmp_path):

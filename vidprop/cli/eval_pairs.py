@@ -23,9 +23,12 @@ PCK protocols (--pck-protocol; default: the method's own):
   hedlin  images and points rescaled to 512x512, alpha x max(h, w) of the SOURCE box in
           that space.  Compares to Hedlin et al.'s 28.9 @0.05 and 45.4 @0.1 (per image).
 
-output: OUT/pairs.csv (one row per pair, columns per protocol) and OUT/summary.json: PCK in
-percent at alpha 0.05 / 0.1 / 0.15, per image and per point, overall and per category, each
-under the protocol that produced it, with the precision (dtype) the model ran in.
+output: OUT/config.yaml (what ran: settings, model, revision, vidprop version, date; written
+first), OUT/parts/<category>.csv (one per finished category: a rerun into the same OUT with
+the same settings skips them; other settings are refused without --overwrite), OUT/pairs.csv
+(one row per pair, columns per protocol) and OUT/summary.json: PCK in percent at alpha
+0.05 / 0.1 / 0.15, per image and per point, overall and per category, each under the
+protocol that produced it, with the precision (dtype) the model ran in.
 """
 
 HPATCHES_EPILOG = """\
@@ -41,9 +44,11 @@ OpenCV SIFT keypoints.  The 8 high-resolution sequences the standard download re
 skipped (--include-high-res keeps them); the preset computes in float32 (--dtype float16 is
 faster on a GPU and is recorded in the results).
 
-output: OUT/pairs.csv (one row per pair 1-i) and OUT/summary.json: percent of pairs whose
-mean corner error is <= 1 / 3 / 5 px, for all (i_ and v_), illumination (i_) and viewpoint
-(v_) pairs.
+output: OUT/config.yaml (what ran; written first), OUT/parts/<sequence>.csv (one per finished
+sequence: a rerun with the same settings skips them; other settings are refused without
+--overwrite), OUT/pairs.csv (one row per pair 1-i) and OUT/summary.json: percent of pairs
+whose mean corner error is <= 1 / 3 / 5 px, for all (i_ and v_), illumination (i_) and
+viewpoint (v_) pairs.
 """
 
 
@@ -101,7 +106,7 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
         from vidprop.errors import ConfigError
 
         raise ConfigError("--method attention runs in this process only (--engine sequential)")
-    check_writable_target(Path(args.out) / "summary.json", args.overwrite, folder=False)  # before loading
+    check_writable_target(Path(args.out) / "summary.json", True, folder=False)  # writable, before loading (a rerun resumes)
     pairs = read_spair(args.root, args.split, limit=args.limit, categories=args.category)  # fail before loading
     protocols = resolve_protocols(args.method, args.pck_protocol)
     check_protocol_boxes(pairs, protocols, Path(args.root) / "PairAnnotation" / args.split)
@@ -137,7 +142,7 @@ def run_hpatches_cmd(args: argparse.Namespace) -> int:
     from vidprop.tasks.match import PairMatcher
 
     engine = engine_from_args(args)
-    check_writable_target(Path(args.out) / "summary.json", args.overwrite, folder=False)  # before loading
+    check_writable_target(Path(args.out) / "summary.json", True, folder=False)  # writable, before loading (a rerun resumes)
     seqs = read_hpatches(args.root, limit=args.limit, include_high_res=args.include_high_res)
     if args.keypoints is not None:  # every keypoint file readable before loading the model
         for seq in seqs:

@@ -18,7 +18,6 @@ results atomically:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import json
@@ -34,8 +33,10 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from vidprop.engine import EngineOptions, open_engine
+from vidprop.eval.pair_predict import recorded_model
+from vidprop.eval.runs import load_part, save_part, start_run, write_results
+from vidprop.eval.runs import run_record as runs_record
 from vidprop.errors import ConfigError, InputError
-from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.progress import progress_bar
 
 __all__ = [
@@ -313,24 +314,6 @@ class _FeatureCache:
         return self.items[key]
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Before any work: ``out/summary.json`` may be written (exists only with ``overwrite``; a writable folder)."""
-    check_writable_target(out / "summary.json", overwrite, folder=False)
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    with atomic_file(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            w.writerows(rows)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
-
-
 def spair_differences(method: str, config: Any, *, split: str = "test", limit: int | None = None,
                       categories: Sequence[str] | None = None, use_category_prompt: bool = True,
                       dtype: str | None = None) -> list[str]:
@@ -393,7 +376,8 @@ class SpairWorker:
     def info(self) -> dict[str, Any]:
         if self.attention is not None:
             return {"config": None, "dtype": _dtype_name(self.attention)}
-        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher)}
+        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
+                "revision": getattr(getattr(self.matcher, "extractor", None), "model_revision", None)}
 
     def _encode(self, key: str) -> tuple[Any, tuple[int, int]]:
         from vidprop.io.images import read_image
@@ -496,41 +480,55 @@ def run_spair(
     if elsewhere:
         root = Path(root).resolve()  # the workers read the images
     out = Path(out)
-    _check_out(out, overwrite)
     pairs = read_spair(root, split, limit=limit, categories=categories)
     check_protocol_boxes(pairs, names, Path(root) / "PairAnnotation" / split)
     order = sorted(range(len(pairs)), key=lambda i: (pairs[i].category, i))  # group by category
     units: dict[str, list[int]] = {}
     for i in order:
         units.setdefault(pairs[i].category, []).append(i)
-    groups = list(units.values())
-    records: dict[str, list] = {n: [None] * len(pairs) for n in names}
     rows: list[list[Any]] = [None] * len(pairs)  # type: ignore[list-item]
+    header = ["pair", "category", "points"]
+    for name in names:
+        header += [f"{name}:correct@{a:g}" for a in ALPHAS] + [f"{name}:pck@{a:g}" for a in ALPHAS]
     encoded = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=len(pairs), desc="SPair-71k", unit="pair", enabled=progress, leave=True)
-    in_process = not elsewhere
     factory = functools.partial(SpairWorker, matcher, protocols=names, use_category_prompt=use_category_prompt,
-                                attention=attention, on_pair=(lambda: bar.update(1)) if in_process else None)
+                                attention=attention, on_pair=None if elsewhere else (lambda: bar.update(1)))
     try:
-        with open_engine(factory, engine, max_rows=len(groups), wants_gpu=_wants_gpu(matcher)) as eng:
+        with open_engine(factory, engine, max_rows=len(units), wants_gpu=_wants_gpu(matcher)) as eng:
             info = eng.info
-            for outcome in eng.map([[pairs[i] for i in g] for g in groups]):
+            start_run(out, runs_record("SPair-71k", root, recorded_model(info, attention), split=split,
+                                       pairs=len(pairs), limit=limit, categories=list(categories or []),
+                                       category_prompt=use_category_prompt if attention is None else None,
+                                       protocols=names, alphas=list(ALPHAS)), overwrite=overwrite)
+            todo = []
+            for cat, members in units.items():
+                done = load_part(out, cat)
+                if done is not None and len(done) == len(members):
+                    for i, row in zip(members, done):
+                        rows[i] = row
+                    bar.update(len(members))
+                else:
+                    todo.append(cat)
+            for outcome in eng.map([[pairs[i] for i in units[cat]] for cat in todo]):
                 if outcome.error is not None:
                     raise outcome.error
-                unit_rows, unit_records, n_enc = outcome.value
+                cat = todo[outcome.index]
+                unit_rows, _, n_enc = outcome.value
                 encoded += n_enc
-                for k, i in enumerate(groups[outcome.index]):
-                    rows[i] = unit_rows[k]
-                    for name in names:
-                        records[name][i] = unit_records[name][k]
-                if not in_process:
+                for i, row in zip(units[cat], unit_rows):
+                    rows[i] = row
+                save_part(out, cat, header, unit_rows)
+                if elsewhere:
                     bar.update(len(unit_rows))
                 if progress:
-                    done = [r for r in records[names[0]] if r is not None]
-                    bar.set_postfix_str(f"PCK@0.1 ({names[0]}) {_pck_block(done, (0.1,))['per_image']['0.1']:.1f}")
+                    done_rows = [r for r in rows if r is not None]
+                    bar.set_postfix_str(f"PCK@0.1 ({names[0]}) "
+                                        f"{_pck_block(_row_records(done_rows, 0), (0.1,))['per_image']['0.1']:.1f}")
     finally:
         bar.close()
+    records = {name: _row_records(rows, k) for k, name in enumerate(names)}
     scored = {}
     for name in names:
         proto = PCK_PROTOCOLS[name]
@@ -556,7 +554,7 @@ def run_spair(
         "protocols": scored,
         "units": "percent",
         "dtype": dtype,
-        "images_encoded": encoded,
+        "images_encoded_this_run": encoded,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if attention is None:
@@ -564,13 +562,19 @@ def run_spair(
     else:
         summary["attention"] = dataclasses.asdict(attention.settings) if dataclasses.is_dataclass(
             getattr(attention, "settings", None)) else None
-    out.mkdir(parents=True, exist_ok=True)
-    header = ["pair", "category", "points"]
-    for name in names:
-        header += [f"{name}:correct@{a:g}" for a in ALPHAS] + [f"{name}:pck@{a:g}" for a in ALPHAS]
-    _write_csv(out / "pairs.csv", header, rows)
-    _write_json(out / "summary.json", summary)
+    write_results(out, header, rows, summary)
     return summary
+
+
+def _row_records(rows: Sequence[Sequence[Any]], k: int) -> list[tuple[str, dict[float, np.ndarray]]]:
+    """pairs.csv rows (fresh or read back from a part) -> protocol ``k``'s (category, {alpha: correct}) records;
+    a row holds per protocol its counts of correct points, then its PCK, per alpha."""
+    first = 3 + 2 * k * len(ALPHAS)
+    out = []
+    for r in rows:
+        n = int(r[2])
+        out.append((str(r[1]), {float(a): np.arange(n) < int(r[first + i]) for i, a in enumerate(ALPHAS)}))
+    return out
 
 
 def _is_loaded_matcher(matcher: Any) -> bool:
@@ -778,7 +782,8 @@ class HpatchesWorker:
         self.text = matcher.prompt(None, None)
 
     def info(self) -> dict[str, Any]:
-        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher)}
+        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
+                "revision": getattr(getattr(self.matcher, "extractor", None), "model_revision", None)}
 
     def _encode(self, key: str) -> tuple[Any, np.ndarray, tuple[int, int]]:
         from vidprop.io.images import read_image
@@ -848,7 +853,6 @@ def run_hpatches(
         root = Path(root).resolve()
         keypoints = Path(keypoints).resolve() if keypoints is not None else None
     out = Path(out)
-    _check_out(out, overwrite)
     seqs = read_hpatches(root, limit=limit, include_high_res=include_high_res)
     if keypoints is not None:
         kp_dir = Path(keypoints)
@@ -859,31 +863,45 @@ def run_hpatches(
                 if not (kp_dir / f"{seq.name}-{i}.kp").is_file():
                     raise InputError(f"{kp_dir / f'{seq.name}-{i}.kp'}: keypoint file not found (--keypoints "
                                      "must hold <sequence>-<i>.kp for every image)")
-    rows, errors, kinds = [], [], []
+    header = ["sequence", "kind", "image", "keypoints_1", "keypoints_i", "matches", "inliers", "corner_error"]
     encoded = 0
     t0 = time.perf_counter()
     bar = progress_bar(total=5 * len(seqs), desc="HPatches", unit="pair", enabled=progress, leave=True)
-    in_process = not elsewhere
     factory = functools.partial(HpatchesWorker, matcher, keypoints=keypoints, max_keypoints=max_keypoints,
                                 method=method, threshold=threshold,
-                                on_pair=(lambda: bar.update(1)) if in_process else None)
-    results: list[Any] = [None] * len(seqs)
+                                on_pair=None if elsewhere else (lambda: bar.update(1)))
+    parts: list[Any] = [None] * len(seqs)  # each sequence's rows
     try:
         with open_engine(factory, engine, max_rows=len(seqs), wants_gpu=_wants_gpu(matcher)) as eng:
             info = eng.info
-            for outcome in eng.map(seqs):
+            start_run(out, runs_record(
+                "HPatches", root, recorded_model(info), sequences=len(seqs), limit=limit,
+                keypoints=str(Path(keypoints).resolve()) if keypoints is not None else None,
+                max_keypoints=None if keypoints is not None else max_keypoints, include_high_res=include_high_res,
+                homography={"method": method, "threshold": float(threshold)}), overwrite=overwrite)
+            todo = []
+            for k, seq in enumerate(seqs):
+                done = load_part(out, seq.name)
+                if done is not None and len(done) == 5:
+                    parts[k] = done
+                    bar.update(5)
+                else:
+                    todo.append(k)
+            for outcome in eng.map([seqs[k] for k in todo]):
                 if outcome.error is not None:
                     raise outcome.error
-                results[outcome.index] = outcome.value
-                if not in_process:
+                k = todo[outcome.index]
+                seq_rows, _, n_enc = outcome.value
+                parts[k] = seq_rows
+                encoded += n_enc
+                save_part(out, seqs[k].name, header, seq_rows)
+                if elsewhere:
                     bar.update(5)
     finally:
         bar.close()
-    for seq, (seq_rows, seq_errors, n_enc) in zip(seqs, results):
-        rows += seq_rows
-        errors += seq_errors
-        kinds += [seq.kind] * len(seq_errors)
-        encoded += n_enc
+    rows = [row for part in parts for row in part]
+    errors = [float(r[7]) for r in rows]  # "inf" where no homography could be fitted
+    kinds = [str(r[1]) for r in rows]
     config, dtype = info["config"], info["dtype"]
     summary = homography_accuracy(errors, kinds)
     differences = hpatches_differences(config, keypoints, include_high_res, method, threshold, limit, dtype)
@@ -899,12 +917,9 @@ def run_hpatches(
         "high_res_sequences": "included" if include_high_res else "excluded",
         "dtype": dtype,
         "sequences": len(seqs),
-        "images_encoded": encoded,
+        "images_encoded_this_run": encoded,
         "seconds": round(time.perf_counter() - t0, 2),
         "config": config.to_dict(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "pairs.csv", ["sequence", "kind", "image", "keypoints_1", "keypoints_i", "matches",
-                                   "inliers", "corner_error"], rows)
-    _write_json(out / "summary.json", summary)
+    write_results(out, header, rows, summary)
     return summary
