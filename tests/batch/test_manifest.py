@@ -25,7 +25,7 @@ def test_jsonl_rows_paths_names_and_settings(tmp_path):
         "# a comment line",
         {"video": "/data/b.mp4", "mask": "/data/b.png", "name": "b-run2", "topk": 10, "temperature": 0.1,
          "overlay": False, "n_last": 3, "short_side": 64, "ensemble": 2, "config": "davis", "backend": "pyav"},
-        {"video": "clips/frames", "mask": "m.png", "overlay": "no", "t": 51.0},
+        {"video": "clips/frames", "mask": "m.png", "overlay": "no", "t": 51.0, "frames": " 5: ", "max_frames": "20"},
     ])
     rows = read_manifest(m)
     base = tmp_path.resolve()
@@ -39,7 +39,8 @@ def test_jsonl_rows_paths_names_and_settings(tmp_path):
         "extractor": {"ensemble": 2},
     }
     assert (b.option("overlay", True), b.option("backend", "auto"), rows[0].option("overlay", True)) == (False, "pyav", True)
-    assert rows[2].name == "clips" and rows[2].settings == {"overlay": False, "t": 51}
+    assert rows[2].name == "clips" and rows[2].settings == {"overlay": False, "t": 51, "frames": "5:", "max_frames": 20}
+    assert rows[2].config_changes() == {"extractor": {"t": 51}}  # a part of the video is not a model setting
 
 
 def test_csv_rows_with_empty_cells_and_track_columns(tmp_path):
@@ -84,6 +85,9 @@ def test_masks_column_takes_frame_items_or_a_folder(tmp_path):
         ([{"video": "a.mp4", "mask": "a.png", "overlay": "maybe"}], "line 1: column 'overlay': expected true or false"),
         ([{"video": "a.mp4", "mask": "a.png", "protocol": "xmem"}], "line 1: column 'protocol': expected one of dino, crw"),
         ([{"video": "a.mp4", "mask": "a.png", "crop": 256}], "line 1: column 'crop' is for track rows"),
+        ([{"video": "a.mp4", "mask": "a.png", "frames": "10"}], "line 1: column 'frames': '10': expected START:END"),
+        ([{"video": "a.mp4", "mask": "a.png", "frames": "9:3"}], "line 1: column 'frames': 9:3 selects no frame"),
+        ([{"video": "a.mp4", "mask": "a.png", "max_frames": 0}], "line 1: column 'max_frames': expected an integer >= 1"),
         ([{"video": "a.mp4", "keypoints": "a.json"}], "line 1: column 'keypoints' is for track rows"),
         ([{"video": "a.mp4", "mask": "a.png", "name": "../up"}], "line 1: '../up' cannot be an output folder name"),
         ([{"video": "a.mp4", "mask": "a.png", "name": ".hidden"}], "line 1: '.hidden' cannot be an output folder name"),

@@ -386,3 +386,29 @@ def test_masks_column_runs_as_segment_with_annotations_at_several_frames(footage
                   annotations={"0": d / "v0_mask.png", "2": tmp_path / "f2.png"}, progress=False)
     assert _files(tmp_path / "out") == _files(tmp_path / "ref")
     assert "v0/annotations.json" in _files(tmp_path / "out")
+
+
+def test_a_part_of_each_video_and_what_counts_as_other_settings(footage, tiny_sd_path, tmp_path, capsys):
+    """--max-frames / --frames (and the columns) run a part of each video, as `segment --max-frames` does;
+    a rerun with another part is other settings, adding --resize-mask is not (it never changes a result)."""
+    d, _ = footage
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"video": str(d / "v0.mp4"), "mask": str(d / "v0_mask.png")}) + "\n"
+                        + json.dumps({"video": str(d / "v2"), "mask": str(d / "v2_mask.png"), "frames": "1:"}) + "\n")
+    out = tmp_path / "out"
+    args = ["-q", "batch", str(manifest), "--out", str(out), "--model", str(tiny_sd_path), *FAST]
+    assert main([*args, "--max-frames", "2"]) == 0
+    assert sorted(p.name for p in (out / "v0").glob("*.png")) == ["00000.png", "00001.png"]
+    assert sorted(p.name for p in (out / "v2").glob("*.png")) == ["00001.png", "00002.png"]  # frames 1.. of 2
+    assert [r["frames"] for r in _report(out)["rows"]] == [2, 2]
+    single = tmp_path / "single"
+    assert main(["-q", "segment", str(d / "v0.mp4"), "--mask", str(d / "v0_mask.png"), "--out", str(single),
+                 "--model", str(tiny_sd_path), "--max-frames", "2", *FAST]) == 0
+    assert _files(single / "v0") == _files(out / "v0")  # as the single-video command writes it
+    capsys.readouterr()
+    assert main([*args, "--max-frames", "2", "--resize-mask"]) == 0
+    assert "0 done, 2 skipped (complete)" in capsys.readouterr().out
+    assert main([*args, "--max-frames", "3"]) == 2
+    assert "already exists and was not written by this batch with these settings" in capsys.readouterr().err
+    assert main([*args, "--frames", "x"]) == 2
+    assert "--frames 'x': expected START:END" in capsys.readouterr().err

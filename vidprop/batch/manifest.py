@@ -17,7 +17,8 @@ settings            per-row values of the command's flags, named like them:
                     ``short_side`` (segment), ``crop`` and ``keypoint_rule`` (track),
                     ``protocol``, ``topk``, ``temperature``, ``n_last``, ``radius``,
                     ``ensemble``, ``t``, ``up_ft_index``, ``seed``, ``overlay``,
-                    ``resize_mask`` (segment), ``backend``
+                    ``resize_mask`` (segment), ``backend``, ``frames`` ("START:END"),
+                    ``max_frames`` (a part of the video, as ``--frames`` / ``--max-frames``)
 ==================  =========================================================
 
 Relative paths are relative to the manifest's folder.  A row's settings
@@ -111,6 +112,26 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _frame_range(v: Any) -> str:
+    """``"START:END"`` (as ``--frames``), checked here so a bad value names its line before any work."""
+    from vidprop.errors import InputError
+    from vidprop.io.driver import parse_frame_range
+
+    s = _str(v)
+    try:
+        parse_frame_range(s)
+    except InputError as exc:
+        raise ValueError(str(exc).removeprefix("--frames ")) from None
+    return s
+
+
+def _positive_int(v: Any) -> int:
+    n = _int(v)
+    if n < 1:
+        raise ValueError("expected an integer >= 1")
+    return n
+
+
 def _str(v: Any) -> str:
     if isinstance(v, (dict, list, bool)):
         raise ValueError("expected a string")
@@ -145,6 +166,8 @@ SETTING_COLUMNS: dict[str, _Setting] = {
     "overlay": _Setting(_bool, None, "overlay"),
     "resize_mask": _Setting(_bool, None, "resize_mask", "segment"),
     "backend": _Setting(_choice(*BACKENDS), None, "backend"),
+    "frames": _Setting(_frame_range, None, "frames"),
+    "max_frames": _Setting(_positive_int, None, "max_frames"),
 }
 _INPUT_COLUMNS = {"video": None, "name": None, "mask": "segment", "masks": "segment", "keypoints": "track", "config": None}
 COLUMNS = tuple(_INPUT_COLUMNS) + tuple(SETTING_COLUMNS)
@@ -184,7 +207,8 @@ class BatchRow:
         return out
 
     def option(self, column: str, default: Any) -> Any:
-        """An output option of the row (``overlay``, ``resize_mask``, ``backend``), else ``default``."""
+        """An output option of the row (``overlay``, ``resize_mask``, ``backend``, ``frames``, ``max_frames``),
+        else ``default``."""
         return self.settings.get(column, default)
 
 

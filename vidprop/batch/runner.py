@@ -69,6 +69,8 @@ class RowJob:
     overlay: bool
     resize_mask: bool
     backend: str
+    frames: str | None = None  # "START:END" of the video, as --frames
+    max_frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,14 @@ def _write_state(path: Path, **data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool, resize_mask: bool) -> str:
-    """A hash of everything that decides a row's outputs: its inputs and effective settings."""
+def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool,
+                frames: str | None = None, max_frames: int | None = None) -> str:
+    """A hash of everything that decides a row's outputs: its inputs and effective settings.
+
+    Not ``resize_mask``: it never changes a written result (a mask of the frames' size is used as it is
+    with or without it, and one of another size fails without it), so adding it to fix one row's mask
+    does not make the rows already done count as other settings.
+    """
     doc = {
         "task": job_task,
         "video": str(row.video.resolve()),
@@ -131,8 +139,9 @@ def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool, r
         "keypoints": str(row.keypoints.resolve()) if row.keypoints else None,
         "config": comparable_config(cfg),
         "overlay": overlay,
-        "resize_mask": resize_mask if job_task == "segment" else None,
     }
+    if frames is not None or max_frames is not None:  # (absent otherwise: earlier fingerprints stay valid)
+        doc["frames"] = [frames, max_frames]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -242,12 +251,13 @@ class RowRunner:
                 kwargs["annotations"] = {frame: Path(path) for frame, _, path in (m.partition(":") for m in row.masks)}
             res = segment_video(row.video, row.mask, job.out, segmenter=task, name=row.name, overwrite=replace,
                                 overlay=job.overlay, resize_mask=job.resize_mask, backend=job.backend,
-                                progress=False, **kwargs)
+                                frames=job.frames, max_frames=job.max_frames, progress=False, **kwargs)
         else:
             from vidprop.tasks.track import track_video
 
             res = track_video(row.video, row.keypoints, job.out, tracker=task, name=row.name, overwrite=replace,
-                              overlay=job.overlay, backend=job.backend, progress=False)
+                              overlay=job.overlay, backend=job.backend, frames=job.frames, max_frames=job.max_frames,
+                              progress=False)
         return int(res.num_frames)
 
 
@@ -342,7 +352,8 @@ class BatchReport:
 # ====================================================================== the driver
 def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | str,
           overrides: Mapping[str, Mapping[str, Any]] | None, overlay: bool, resize_mask: bool, backend: str,
-          overwrite: bool, run_id: str) -> tuple[list[RowJob], dict[int, RowResult]]:
+          overwrite: bool, run_id: str, frames: str | None = None,
+          max_frames: int | None = None) -> tuple[list[RowJob], dict[int, RowResult]]:
     """Settings of every row, what is complete already, what to run; conflicts refused before any work."""
     jobs: list[RowJob] = []
     skipped: dict[int, RowResult] = {}
@@ -351,7 +362,8 @@ def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | st
         cfg = row_config(base, overrides, row)
         ov = bool(row.option("overlay", overlay))
         rm = bool(row.option("resize_mask", resize_mask))
-        fp = fingerprint(task, row, cfg, ov, rm)
+        fr, mf = row.option("frames", frames), row.option("max_frames", max_frames)
+        fp = fingerprint(task, row, cfg, ov, fr, mf)
         out_dir = out / row.name
         state = _read_state(_state_path(out, row.name)) or {}
         owned = state.get("fingerprint") == fp
@@ -365,7 +377,7 @@ def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | st
             continue
         jobs.append(RowJob(index=i, row=row, task=task, config=cfg, out=out, fingerprint=fp, run_id=run_id,
                            replace=out_dir.exists(), overlay=ov, resize_mask=rm,
-                           backend=str(row.option("backend", backend))))
+                           backend=str(row.option("backend", backend)), frames=fr, max_frames=mf))
     if conflicts:
         c = conflicts[0]
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
@@ -392,6 +404,8 @@ def run_batch(
     overlay: bool = True,
     resize_mask: bool = False,
     backend: str = "auto",
+    frames: str | None = None,
+    max_frames: int | None = None,
     overwrite: bool = False,
     engine: EngineOptions | None = None,
     progress: bool = True,
@@ -402,8 +416,9 @@ def run_batch(
     ``config``: the preset or TaskConfig of every row (default ``davis-fast`` for
     segment, ``jhmdb`` for track); ``overrides``: config sections the batch
     changes for every row (``{"propagation": {"topk": 10}}``), before a row's
-    own columns.  ``overlay``, ``resize_mask`` and ``backend`` are defaults a
-    row may change.  A failing row is reported (``results``, the report file
+    own columns.  ``overlay``, ``resize_mask``, ``backend``, ``frames``
+    ("START:END") and ``max_frames`` (a part of each video, as ``--frames`` /
+    ``--max-frames``) are defaults a row may change.  A failing row is reported (``results``, the report file
     and one log line) and the others go on; a malformed input, a model that
     does not load or an output folder that would be replaced without
     ``overwrite`` raises before any row runs.  Returns the report, also
@@ -424,7 +439,12 @@ def run_batch(
     options = engine or EngineOptions()
     base = config if config is not None else DEFAULT_PRESETS[task]
     run_id = uuid.uuid4().hex
-    jobs, skipped = _plan(rows, out, task, base, overrides, overlay, resize_mask, backend, overwrite, run_id)
+    if frames is not None or max_frames is not None:
+        from vidprop.io.driver import parse_frame_range
+
+        parse_frame_range(frames, max_frames)  # a bad value fails before any work
+    jobs, skipped = _plan(rows, out, task, base, overrides, overlay, resize_mask, backend, overwrite, run_id,
+                          frames, max_frames)
     results: dict[int, RowResult] = dict(skipped)
     engine_info: dict[str, Any] = {"kind": options.kind}
     if options.address:

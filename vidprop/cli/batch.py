@@ -7,6 +7,7 @@ import logging
 
 from vidprop.cli.common import (
     add_engine_args,
+    add_frame_range_args,
     add_model_args,
     add_progress_arg,
     add_propagation_args,
@@ -26,6 +27,7 @@ EPILOG = """\
 examples:
   vidprop batch videos.jsonl --out results/
   vidprop batch clips/ --out results/ --task segment --short-side 384
+  vidprop batch clips/ --out preview/ --max-frames 20 --config quick       # a quick look at every clip first
   vidprop batch people.csv --out tracks/ --task track --crop 320
   vidprop batch videos.jsonl --out results/ --engine ray                  # local Ray, one worker per GPU
   vidprop batch videos.jsonl --out results/ --engine ray --address auto   # the cluster of `ray start`
@@ -40,7 +42,8 @@ columns: video (required), name, mask | masks (segment: "FRAME:PATH" items or an
 annotations folder, as --mask FRAME:PATH / --masks DIR), keypoints (track), config
 (a preset for this row), and per-row settings named like the flags: short_side, crop,
 keypoint_rule, protocol, topk, temperature, n_last, radius, ensemble, t, up_ft_index,
-seed, overlay, resize_mask, backend.  A row's settings apply on top of the flags.
+seed, overlay, resize_mask, backend, frames (START:END), max_frames.  A row's settings
+apply on top of the flags.
 
 folder input: every video file and every sub-folder of frames, with its annotation
 beside it: clip.mp4 + clip.png or clip_mask.png (segment), clip.json or
@@ -73,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_video_output_args(p, batch=True)
     p.add_argument("--resize-mask", action="store_true",
                    help="segment: nearest-resize a mask whose size differs from the frames")
+    add_frame_range_args(p)
     add_progress_arg(p)
     add_engine_args(p)
     add_model_args(p, None, preset_help="davis-fast for segment, jhmdb for track")
@@ -117,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         overlay=not args.no_overlay,
         resize_mask=args.resize_mask,
         backend=args.backend,
+        frames=args.frames,
+        max_frames=args.max_frames,
         overwrite=args.overwrite,
         engine=engine,
         progress=progress_enabled(args),
