@@ -62,3 +62,17 @@ def test_default_presets():
     assert p.parse_args(["segment", "v.mp4", "--mask", "m.png"]).config == "davis-fast"  # no per-sequence quirks
     assert p.parse_args(["eval", "davis", "--root", "D"]).config == "davis"  # the published run
     assert p.parse_args(["track", "v.mp4", "--keypoints", "k.json"]).config == "jhmdb"
+
+
+@pytest.mark.parametrize("argv, verbose, quiet", [
+    (["segment", "v.mp4", "--mask", "a.png"], 0, False),
+    (["-q", "segment", "v.mp4", "--mask", "a.png"], 0, True),
+    (["segment", "v.mp4", "--mask", "a.png", "-q"], 0, True),  # after the command, as users type it
+    (["-vv", "segment", "v.mp4", "--mask", "a.png"], 2, False),
+    (["segment", "v.mp4", "-vv", "--mask", "a.png"], 2, False),
+    (["eval", "davis", "--root", "D", "--out", "o", "--quiet"], 0, True),
+    (["-q", "eval", "spair", "--root", "S", "--out", "o"], 0, True),  # given before, not reset by the command
+])
+def test_log_flags_before_or_after_the_command(argv, verbose, quiet):
+    args = build_parser().parse_args(argv)
+    assert (args.verbose, args.quiet) == (verbose, quiet)

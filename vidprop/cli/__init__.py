@@ -73,7 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
         ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
         for name in EVAL_COMMANDS:
             importlib.import_module(name).register_eval(ev_sub)
+    _accept_log_flags_anywhere(parser)
     return parser
+
+
+def _accept_log_flags_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``vidprop segment ... -q`` works as ``vidprop -q segment ...``: every command also takes -v / -q
+    (their default leaves what was given before the command in place)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                g = sub.add_argument_group("log output")
+                g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                               help="more log output (-vv for debug)")
+                g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                               help="only warnings and errors")
+                _accept_log_flags_anywhere(sub)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
