@@ -339,12 +339,13 @@ def test_several_annotations_are_passed_to_segment_video_when_it_takes_them(tmp_
 
     m = tmp_path / "m.jsonl"
     m.write_text(json.dumps({"video": "a.mp4", "masks": ["0:a0.png", "00040:sub/a40.png"]}) + "\n"
-                 + json.dumps({"video": "b.mp4", "masks": "ann/b"}) + "\n")
+                 + json.dumps({"video": "b.mp4", "masks": "ann/b", "frames": "10:", "max_frames": 5}) + "\n")
     calls = {}
 
     def fake_segment_video(video, mask, out, *, segmenter, name=None, overwrite=False, overlay=True,
-                           resize_mask=False, backend="auto", progress=True, annotations=None, masks=None):
-        calls[name] = (mask, annotations, masks)
+                           resize_mask=False, backend="auto", frames=None, max_frames=None, progress=True,
+                           annotations=None, masks=None):
+        calls[name] = (mask, annotations, masks, frames, max_frames)
         (Path(out) / name).mkdir(parents=True)
         return type("R", (), {"num_frames": 3})()
 
@@ -357,8 +358,8 @@ def test_several_annotations_are_passed_to_segment_video_when_it_takes_them(tmp_
     rep = run_batch(read_manifest(m), tmp_path / "out", progress=False, runner=NoModel)
     assert [r.status for r in rep.results] == ["done", "done"]
     base = tmp_path.resolve()
-    assert calls == {"a": (None, {"0": base / "a0.png", "00040": base / "sub/a40.png"}, None),
-                     "b": (None, None, base / "ann/b")}
+    assert calls == {"a": (None, {"0": base / "a0.png", "00040": base / "sub/a40.png"}, None, None, None),
+                     "b": (None, None, base / "ann/b", "10:", 5)}
 
 
 def test_masks_column_runs_as_segment_with_annotations_at_several_frames(footage, tmp_path):
