@@ -76,13 +76,15 @@ def test_attention_on_the_cub_release_with_both_protocols(tiny_sd_path, tmp_path
     assert "method: attention" in cfg and "- hedlin\n- dift" in cfg
 
 
-def test_engine_flags_reach_the_runners_and_ray_refuses_attention(tmp_path, capsys, monkeypatch):
-    """--engine ray hands the runners the TaskConfig (each Ray worker loads the model) and the engine options."""
+def test_engine_flags_reach_the_runners(tmp_path, capsys, monkeypatch):
+    """--engine ray hands the runners what builds the model (a TaskConfig, or the attention matcher's loader:
+    each Ray worker loads it once) and the engine options."""
     import pytest
 
     import vidprop.eval.cub as cub
     import vidprop.eval.pfwillow as pfwillow
     from vidprop.config import TaskConfig
+    from vidprop.features.attention import AttentionMatcher
 
     willow = tmp_path / "PF-WILLOW"
     paint(willow / "duck(S)" / "a.png", (64, 48), {1: [(4, 4)]})
@@ -102,6 +104,7 @@ def test_engine_flags_reach_the_runners_and_ray_refuses_attention(tmp_path, caps
     def record(cmd):
         def run(matcher, *a, **k):
             seen[cmd] = (matcher, k["engine"])
+            seen[cmd + ":attention"] = k.get("attention")
             raise Seen
         return run
 
@@ -113,9 +116,12 @@ def test_engine_flags_reach_the_runners_and_ray_refuses_attention(tmp_path, caps
                   "--workers", "3", "--gpus-per-worker", "0.5"])
         m, e = seen[cmd]
         assert isinstance(m, TaskConfig) and (e.kind, e.workers, e.gpus_per_worker) == ("ray", 3, 0.5)
-        assert main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / "att"), "--method", "attention",
-                     "--engine", "ray"]) == 2
-        assert "--method attention runs in this process only" in capsys.readouterr().err
+        with pytest.raises(Seen):  # the attention method too: each worker builds the matcher (nothing loads here)
+            main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / "att"), "--method", "attention",
+                  "--engine", "ray", "--model", str(tmp_path / "no-model"), "--steps", "3"])
+        att = seen[cmd + ":attention"]
+        assert att.func == AttentionMatcher.from_pretrained and att.args[0] == str(tmp_path / "no-model")
+        assert att.args[1].steps == 3 and seen[cmd][1].kind == "ray"
         assert main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / "w"), "--workers", "2"]) == 2
         assert "--workers: only with --engine ray" in capsys.readouterr().err
     assert not (tmp_path / "att").exists() and not (tmp_path / "w").exists()

@@ -102,6 +102,7 @@ def test_engine_flags_reach_the_pair_runners(tmp_path, capsys, monkeypatch):
     def record(cmd):
         def run(matcher, *a, **k):
             seen[cmd] = (matcher, k["engine"])
+            seen[cmd + ":attention"] = k.get("attention")
             raise Seen
         return run
 
@@ -113,6 +114,10 @@ def test_engine_flags_reach_the_pair_runners(tmp_path, capsys, monkeypatch):
                   "--workers", "3"])
         m, e = seen[cmd]
         assert isinstance(m, TaskConfig) and (e.kind, e.workers) == ("ray", 3)  # the workers load the model
-    assert main(["-q", "eval", "spair", "--root", str(spair), "--out", str(tmp_path / "att"), "--method", "attention",
-                 "--engine", "ray"]) == 2
-    assert "--method attention runs in this process only" in capsys.readouterr().err
+    with pytest.raises(Seen):  # the attention method: each worker builds the matcher, nothing loads here
+        main(["-q", "eval", "spair", "--root", str(spair), "--out", str(tmp_path / "att"), "--method", "attention",
+              "--engine", "ray", "--model", str(tmp_path / "no-model")])
+    from vidprop.features.attention import AttentionMatcher
+
+    att = seen["spair:attention"]
+    assert att.func == AttentionMatcher.from_pretrained and att.args[0] == str(tmp_path / "no-model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 from tests.eval.label_matcher import LabelAttention, LabelMatcher, paint
 from vidprop.errors import ConfigError, InputError
@@ -176,4 +177,18 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, willow, tmp_path)
     assert a == b and b["overall"]["per_image"]["0.1"] == pytest.approx(100 * (0.7 + 0.5 + 1) / 3)
     with pytest.raises(ConfigError, match="give the matcher's TaskConfig or a callable"):
         run_pfwillow(LabelMatcher(10), willow, tmp_path / "loaded", engine=engine)  # a loaded model cannot travel
+    with pytest.raises(ConfigError, match="give the matcher's TaskConfig or a callable"):
+        run_pfwillow(None, willow, tmp_path / "loaded", attention=LabelAttention(), engine=engine)
     assert not (tmp_path / "loaded").exists()
+    # Hedlin et al.'s method on Ray: each worker builds its attention matcher; same rows, scores and record
+    run_pfwillow(None, willow, tmp_path / "att-seq", attention=LabelAttention((1.5, 0)))
+    run_pfwillow(None, willow, tmp_path / "att-ray", attention=functools.partial(LabelAttention, (1.5, 0)),
+                 engine=engine)
+    seq, ray = tmp_path / "att-seq", tmp_path / "att-ray"
+    assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b and a["method"] == "attention" and a["protocol"] == "hedlin" and a["dtype"] == "float32"
+    ra, rb = (yaml.safe_load((d / "config.yaml").read_text()) for d in (seq, ray))
+    ra.pop("date"), rb.pop("date"), ra.pop("root"), rb.pop("root")
+    assert ra == rb and ra["method"] == "attention" and ra["dtype"] == "float32"

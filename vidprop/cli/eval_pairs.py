@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vidprop.cli.common import add_engine_args, engine_from_args, progress_enabled
-from vidprop.cli.match import add_attention_args, add_pair_model_args, load_attention, pair_config
+from vidprop.cli.match import add_attention_args, add_pair_model_args, attention_factory, load_attention, pair_config
 
 __all__ = ["register_eval"]
 
@@ -16,6 +16,7 @@ examples:
   vidprop eval spair --root SPair-71k/ --out runs/att --method attention --limit 20   # Hedlin et al.
   vidprop eval spair --root SPair-71k/ --out runs/both --pck-protocol both
   vidprop eval spair --root SPair-71k/ --out runs/spair --engine ray    # categories over Ray workers
+  vidprop eval spair --root SPair-71k/ --out runs/att --method attention --engine ray   # each GPU optimises a category
 
 PCK protocols (--pck-protocol; default: the method's own):
   dift    alpha x max(h, w) of the TARGET box, original image size.  Compares to DIFT's
@@ -102,17 +103,13 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     engine = engine_from_args(args)
-    if engine.kind != "sequential" and args.method == "attention":
-        from vidprop.errors import ConfigError
-
-        raise ConfigError("--method attention runs in this process only (--engine sequential)")
     check_writable_target(Path(args.out) / "summary.json", True, folder=False)  # writable, before loading (a rerun resumes)
     pairs = read_spair(args.root, args.split, limit=args.limit, categories=args.category)  # fail before loading
     protocols = resolve_protocols(args.method, args.pck_protocol)
     check_protocol_boxes(pairs, protocols, Path(args.root) / "PairAnnotation" / args.split)
     attention = matcher = None
-    if args.method == "attention":
-        attention = load_attention(args)
+    if args.method == "attention":  # on Ray, each worker loads it once
+        attention = attention_factory(args) if engine.kind != "sequential" else load_attention(args)
     elif engine.kind != "sequential":
         matcher = pair_config(args, "semantic")  # each Ray worker loads the model
     else:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from vidprop.cli.common import add_engine_args, engine_from_args, progress_enabled
-from vidprop.cli.match import add_attention_args, add_pair_model_args, load_attention, pair_config
+from vidprop.cli.match import add_attention_args, add_pair_model_args, attention_factory, load_attention, pair_config
 
 __all__ = ["register_eval"]
 
@@ -119,20 +119,15 @@ def _add_method_args(p: argparse.ArgumentParser) -> None:
 
 
 def _engine(args: argparse.Namespace):
-    """The engine of the --engine flags; the attention method runs in this process only."""
-    engine = engine_from_args(args)
-    if engine.kind != "sequential" and args.method == "attention":
-        from vidprop.errors import ConfigError
-
-        raise ConfigError("--method attention runs in this process only (--engine sequential)")
-    return engine
+    """The engine of the --engine flags."""
+    return engine_from_args(args)
 
 
 def _models(args: argparse.Namespace, engine) -> tuple[object, object]:
-    """(matcher, attention): the DIFT PairMatcher (its TaskConfig on Ray: each worker loads it) or Hedlin et
-    al.'s AttentionMatcher, as --method says."""
+    """(matcher, attention): the DIFT PairMatcher or Hedlin et al.'s AttentionMatcher, as --method says; on Ray
+    what builds it (each worker loads it once)."""
     if args.method == "attention":
-        return None, load_attention(args)
+        return None, attention_factory(args) if engine.kind != "sequential" else load_attention(args)
     if engine.kind != "sequential":
         return pair_config(args, "semantic"), None
     from vidprop.tasks.match import PairMatcher

@@ -92,13 +92,20 @@ def attention_settings(args: argparse.Namespace):
     )
 
 
-def load_attention(args: argparse.Namespace):
+def attention_factory(args: argparse.Namespace):
+    """A picklable callable that loads the attention matcher of the flags (in this process or in each Ray worker)."""
+    import functools
+
     from vidprop.features.attention import AttentionMatcher
 
     settings = attention_settings(args)
     dtype = args.dtype if args.dtype not in (None, "auto") else "float32"
-    return AttentionMatcher.from_pretrained(args.model, settings, revision=args.revision, device=args.device,
-                                            dtype=dtype)
+    return functools.partial(AttentionMatcher.from_pretrained, args.model, settings, revision=args.revision,
+                             device=args.device, dtype=dtype)
+
+
+def load_attention(args: argparse.Namespace):
+    return attention_factory(args)()
 
 
 def _heatmap_path(out: Path, i: int) -> Path:

@@ -311,8 +311,8 @@ def run_cub(
     see :func:`cub_layout`.  ``matcher``: a PairMatcher (DIFT features, each
     image encoded once per group), or the TaskConfig to load one from or a
     picklable callable that builds one (in each engine worker);
-    ``attention``: Hedlin et al.'s AttentionMatcher instead (in this process
-    only).  ``engine``: where groups run (default: in this process;
+    ``attention``: Hedlin et al.'s AttentionMatcher instead (on Ray, a
+    picklable callable that builds one in each worker).  ``engine``: where groups run (default: in this process;
     ``EngineOptions(kind="ray")``: over Ray workers, the same scores).  ``category_prompt``: the category put in the
     preset's prompt template ("a photo of a {category}"); None for the
     template's empty case.  ``protocols``: names of :data:`CUB_PROTOCOLS`, or

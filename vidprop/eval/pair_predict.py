@@ -131,23 +131,24 @@ class GroupWorker:
 
     ``matcher``: a loaded :class:`~vidprop.tasks.match.PairMatcher`, or the
     TaskConfig a worker loads one from, or a picklable callable that builds
-    one; ``attention``: Hedlin et al.'s AttentionMatcher instead (in this
-    process only).  ``on_pair``: called after each pair (progress, in process).
+    one; ``attention``: Hedlin et al.'s AttentionMatcher instead (or a
+    picklable callable that builds one).  ``on_pair``: called after each pair
+    (progress, in process).
     """
 
     def __init__(self, matcher: Any = None, *, attention: Any = None,
                  on_pair: Callable[[], None] | None = None) -> None:
-        from vidprop.eval.pairs import _load_matcher
+        from vidprop.eval.pairs import _load_matcher, load_attention_matcher
 
         self.matcher = _load_matcher(matcher) if attention is None else None
-        self.attention = attention
+        self.attention = load_attention_matcher(attention) if attention is not None else None
         self.on_pair = on_pair
 
     def info(self) -> dict[str, Any]:
-        from vidprop.eval.pairs import _dtype_name
+        from vidprop.eval.pairs import _dtype_name, attention_info
 
         if self.attention is not None:
-            return {"config": None, "dtype": _dtype_name(self.attention), "revision": None}
+            return attention_info(self.attention)
         ext = getattr(self.matcher, "extractor", None)
         return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
                 "revision": getattr(ext, "model_revision", None)}
@@ -176,8 +177,9 @@ class GroupWorker:
 
 
 def recorded_model(info: dict[str, Any], attention: Any = None) -> Any:
-    """What :func:`~vidprop.eval.runs.run_record` reads of the model that ran: the attention matcher, or a
-    stand-in with the config and revision the workers loaded (the matcher itself may live in another process)."""
+    """What :func:`~vidprop.eval.runs.run_record` reads of the model that ran, from what the workers report
+    (the model itself may live in another process): the attention settings, model and precision, or the
+    config and revision of the DIFT matcher."""
     if attention is not None:
-        return attention
+        return SimpleNamespace(settings=info.get("settings"), model_id=info.get("model_id"), dtype=info.get("dtype"))
     return SimpleNamespace(config=info["config"], extractor=SimpleNamespace(model_revision=info.get("revision")))

@@ -368,6 +368,8 @@ class SpairWorker:
                  attention: Any = None, on_pair: Callable[[], None] | None = None) -> None:
         if attention is None:
             matcher = _load_matcher(matcher)
+        else:
+            attention = load_attention_matcher(attention)
         self.matcher, self.attention = matcher, attention
         self.protocols = list(protocols)
         self.use_category_prompt = use_category_prompt
@@ -375,7 +377,7 @@ class SpairWorker:
 
     def info(self) -> dict[str, Any]:
         if self.attention is not None:
-            return {"config": None, "dtype": _dtype_name(self.attention)}
+            return attention_info(self.attention)
         return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
                 "revision": getattr(getattr(self.matcher, "extractor", None), "model_revision", None)}
 
@@ -431,12 +433,28 @@ class SpairWorker:
 
 
 def check_engine(engine: EngineOptions | None, matcher: Any, attention: Any) -> bool:
-    """Whether groups run on another engine than this process; refuses what cannot travel to Ray workers."""
+    """Whether groups run on another engine than this process; refuses a loaded model there (it cannot travel
+    to Ray workers: give a TaskConfig or a picklable callable that builds the matcher in each worker)."""
     elsewhere = engine is not None and engine.kind != "sequential"
-    if elsewhere and (attention is not None or _is_loaded_matcher(matcher)):
+    if elsewhere and (_is_loaded_attention(attention) if attention is not None else _is_loaded_matcher(matcher)):
         raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
-                          "worker calls it once); the attention method runs in this process only")
+                          "worker calls it once), not a loaded model")
     return elsewhere
+
+
+def _is_loaded_attention(attention: Any) -> bool:
+    return hasattr(attention, "match")
+
+
+def load_attention_matcher(attention: Any) -> Any:
+    """An AttentionMatcher from itself or from a picklable callable that builds one (in an engine worker)."""
+    return attention if _is_loaded_attention(attention) or not callable(attention) else attention()
+
+
+def attention_info(attention: Any) -> dict[str, Any]:
+    """What the driver records of a (worker's) attention matcher: its settings, model and precision."""
+    return {"config": None, "dtype": _dtype_name(attention), "revision": None,
+            "settings": getattr(attention, "settings", None), "model_id": getattr(attention, "model_id", None)}
 
 
 def run_spair(
@@ -460,7 +478,8 @@ def run_spair(
     "semantic" preset), or the TaskConfig to load one from or a picklable
     callable that builds one (in each engine worker); each image is encoded once per category (pairs are processed
     grouped by category).  ``attention``: an
-    :class:`~vidprop.features.attention.AttentionMatcher` to score Hedlin et
+    :class:`~vidprop.features.attention.AttentionMatcher` (or, on Ray, a
+    picklable callable that builds one in each worker) to score Hedlin et
     al.'s method instead (no feature cache: it optimises per point).
     ``engine``: where categories run (default: in this process, one after
     the other; ``EngineOptions(kind="ray")``: spread over Ray workers, each
@@ -538,7 +557,7 @@ def run_spair(
     dtype = info["dtype"]
     config = info["config"]
     differences = spair_differences(
-        method, getattr(attention, "settings", None) if attention is not None else config, split=split,
+        method, info.get("settings") if attention is not None else config, split=split,
         limit=limit, categories=categories, use_category_prompt=use_category_prompt, dtype=dtype)
     summary: dict[str, Any] = {
         "benchmark": "SPair-71k",
@@ -560,8 +579,8 @@ def run_spair(
     if attention is None:
         summary["config"] = config.to_dict()
     else:
-        summary["attention"] = dataclasses.asdict(attention.settings) if dataclasses.is_dataclass(
-            getattr(attention, "settings", None)) else None
+        summary["attention"] = dataclasses.asdict(info["settings"]) if dataclasses.is_dataclass(
+            info.get("settings")) else None
     write_results(out, header, rows, summary)
     return summary
 

@@ -261,7 +261,8 @@ def run_pfwillow(
     each engine worker); each image is encoded once per subset (a joint
     backbone encodes each pair together).  ``attention``: an
     :class:`~vidprop.features.attention.AttentionMatcher` to score Hedlin et
-    al.'s method instead (``matcher`` is then unused; in this process only).
+    al.'s method instead (``matcher`` is then unused; on Ray, a picklable
+    callable that builds one in each worker).
     ``engine``: where subsets run (default: in this process, one after the
     other; ``EngineOptions(kind="ray")``: spread over Ray workers, each
     loading the model once; the scores are the same).
@@ -372,11 +373,12 @@ def _with_pck(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[list
 
 
 def _settings(info: dict[str, Any], attention: Any) -> dict[str, Any]:
-    """What ran, for the summary: the DIFT TaskConfig the workers loaded (``info``), or the attention settings and model."""
+    """What ran, for the summary (from what the workers report): the DIFT TaskConfig, or the attention
+    settings and model."""
     import dataclasses
 
     if attention is None:
         return {"config": info["config"].to_dict()}
-    settings = getattr(attention, "settings", None)
+    settings = info.get("settings")
     return {"attention": dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else None,
-            "model": None if getattr(attention, "model_id", None) is None else str(attention.model_id)}
+            "model": None if info.get("model_id") is None else str(info["model_id"])}
