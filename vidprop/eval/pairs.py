@@ -483,7 +483,7 @@ def run_spair(
     al.'s method instead (no feature cache: it optimises per point).
     ``engine``: where categories run (default: in this process, one after
     the other; ``EngineOptions(kind="ray")``: spread over Ray workers, each
-    loading the model once, for DIFT; the scores are the same).
+    loading the model once; the scores are the same).
 
     ``protocols``: names of :data:`PCK_PROTOCOLS` to score, or "both"
     (default: the method's own, "dift" for DIFT and "hedlin" for the attention
