@@ -87,6 +87,17 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, torch_t
         a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
         a.pop("seconds"), b.pop("seconds")
         assert a == b
+    # Hedlin et al.'s method on SPair: each worker builds its attention matcher from a callable
+    from tests.eval.test_pairs import ShiftAttention
+
+    run_spair(None, spair, tmp_path / "att" / "seq", attention=ShiftAttention((2.0, -1.0)), protocols="both")
+    run_spair(None, spair, tmp_path / "att" / "ray", attention=functools.partial(ShiftAttention, (2.0, -1.0)),
+              protocols="both", engine=engine)
+    seq, ray = tmp_path / "att" / "seq", tmp_path / "att" / "ray"
+    assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b and a["method"] == "attention"
 
 
 def test_engine_flags_reach_the_pair_runners(tmp_path, capsys, monkeypatch):
