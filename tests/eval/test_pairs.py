@@ -389,6 +389,22 @@ def test_run_hpatches_scores_and_counts_failures(hpatches_root, tmp_path):
         run_hpatches(m, hpatches_root, tmp_path / "out", max_keypoints=100)
 
 
+def test_hpatches_scores_exact_corner_errors_also_when_resumed(hpatches_root, tmp_path, monkeypatch):
+    """An error a hair above 3 px is wrong at 3 px, in the first run and when read back from its part."""
+    import vidprop.eval.pairs as pairs
+
+    import itertools
+
+    errors = itertools.cycle([3.00004, 0.5, 2.99996, 7.0, 1.0])  # each sequence's 5 pairs
+    monkeypatch.setattr(pairs, "corner_error", lambda *a: next(errors))
+    out = tmp_path / "out"
+    s = run_hpatches(PatchMatcher("geometric"), hpatches_root, out, max_keypoints=50)
+    assert s["accuracy"]["all"]["3px"] == 60.0 and s["accuracy"]["all"]["1px"] == 40.0
+    (out / "parts" / "v_wall.csv").unlink()  # i_room is read back from its part
+    again = run_hpatches(PatchMatcher("geometric"), hpatches_root, out, max_keypoints=50)
+    assert again["accuracy"] == s["accuracy"]
+
+
 def test_keypoint_files_are_read_as_dift_reads_them(tmp_path):
     """float32 'x y' rows; duplicates removed with np.unique over rows, which sorts them by x then y."""
     f = tmp_path / "i_room-1.kp"

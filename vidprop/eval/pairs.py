@@ -41,6 +41,7 @@ from vidprop.progress import progress_bar
 
 __all__ = [
     "check_engine",
+    "counts_to_records",
     "ALPHAS",
     "THRESHOLDS",
     "PckProtocol",
@@ -390,15 +391,14 @@ class SpairWorker:
         text = prompt_for(self.matcher.config.extractor.prompt, cat if self.use_category_prompt else None)
         return self.matcher.features(img, index=image_index(f"{cat}/{Path(path).name}"), prompt=text), img.shape[:2]
 
-    def __call__(self, pairs: Sequence[SpairPair]) -> tuple[list[list[Any]], dict[str, list], int]:
-        """(csv row per pair, {protocol: [(category, correct)] per pair}, images encoded) of one category's pairs."""
+    def __call__(self, pairs: Sequence[SpairPair]) -> tuple[list[list[Any]], int]:
+        """(csv row per pair, images encoded) of one category's pairs."""
         from vidprop.io.images import read_image
         from vidprop.tasks.match import prompt_for, semantic_argmax
 
         cache = _FeatureCache(self._encode)
         images: dict[str, np.ndarray] = {}
         rows: list[list[Any]] = []
-        records: dict[str, list] = {n: [] for n in self.protocols}
         for p in pairs:
             if self.attention is None and getattr(self.matcher, "joint", False):  # a pair backbone: both images together
                 src, trg = read_image(p.src_path, exif_transpose=False), read_image(p.trg_path, exif_transpose=False)
@@ -423,13 +423,12 @@ class SpairWorker:
             for name in self.protocols:
                 correct = protocol_correct(name, pred, p.trg_kps, src_box=p.src_bbox, trg_box=p.trg_bbox,
                                            src_size=(src_hw[1], src_hw[0]), trg_size=(trg_hw[1], trg_hw[0]))
-                records[name].append((p.category, correct))
                 row += [int(correct[a].sum()) for a in ALPHAS] + [
                     f"{100.0 * correct[a].mean():.2f}" if n else "" for a in ALPHAS]
             rows.append(row)
             if self.on_pair is not None:
                 self.on_pair()
-        return rows, records, cache.computed
+        return rows, cache.computed
 
 
 def check_engine(engine: EngineOptions | None, matcher: Any, attention: Any) -> bool:
@@ -534,7 +533,7 @@ def run_spair(
                 if outcome.error is not None:
                     raise outcome.error
                 cat = todo[outcome.index]
-                unit_rows, _, n_enc = outcome.value
+                unit_rows, n_enc = outcome.value
                 encoded += n_enc
                 for i, row in zip(units[cat], unit_rows):
                     rows[i] = row
@@ -544,10 +543,10 @@ def run_spair(
                 if progress:
                     done_rows = [r for r in rows if r is not None]
                     bar.set_postfix_str(f"PCK@0.1 ({names[0]}) "
-                                        f"{_pck_block(_row_records(done_rows, 0), (0.1,))['per_image']['0.1']:.1f}")
+                                        f"{_pck_block(_spair_records(done_rows, 0), (0.1,))['per_image']['0.1']:.1f}")
     finally:
         bar.close()
-    records = {name: _row_records(rows, k) for k, name in enumerate(names)}
+    records = {name: _spair_records(rows, k) for k, name in enumerate(names)}
     scored = {}
     for name in names:
         proto = PCK_PROTOCOLS[name]
@@ -585,15 +584,20 @@ def run_spair(
     return summary
 
 
-def _row_records(rows: Sequence[Sequence[Any]], k: int) -> list[tuple[str, dict[float, np.ndarray]]]:
-    """pairs.csv rows (fresh or read back from a part) -> protocol ``k``'s (category, {alpha: correct}) records;
-    a row holds per protocol its counts of correct points, then its PCK, per alpha."""
-    first = 3 + 2 * k * len(ALPHAS)
+def counts_to_records(rows: Sequence[Sequence[Any]], group_col: int, n_col: int, first_count: int,
+                      alphas: Sequence[float] = ALPHAS) -> list[tuple[str, dict[float, np.ndarray]]]:
+    """Rows holding per-alpha counts of correct points -> (group, {alpha: bool array}) for summarise_pck."""
     out = []
     for r in rows:
-        n = int(r[2])
-        out.append((str(r[1]), {float(a): np.arange(n) < int(r[first + i]) for i, a in enumerate(ALPHAS)}))
+        n = int(r[n_col])
+        out.append((str(r[group_col]), {float(a): np.arange(n) < int(r[first_count + i]) for i, a in enumerate(alphas)}))
     return out
+
+
+def _spair_records(rows: Sequence[Sequence[Any]], k: int) -> list[tuple[str, dict[float, np.ndarray]]]:
+    """Protocol ``k``'s records from SPair rows (fresh or read back from a part): per protocol a row holds its
+    counts of correct points, then its PCK, per alpha."""
+    return counts_to_records(rows, 1, 2, 3 + 2 * k * len(ALPHAS))
 
 
 def _is_loaded_matcher(matcher: Any) -> bool:
@@ -816,25 +820,24 @@ class HpatchesWorker:
             kps = detect_sift(img, self.max_keypoints)
         return self.matcher.features(img, index=image_index(f"{seq}/{name}"), prompt=self.text), kps, img.shape[:2]
 
-    def __call__(self, seq: HpatchesSequence) -> tuple[list[list[Any]], list[float], int]:
-        """(csv row per pair, corner error per pair, images encoded) of one sequence."""
+    def __call__(self, seq: HpatchesSequence) -> tuple[list[list[Any]], int]:
+        """(csv row per pair, images encoded) of one sequence; a row's last cell is the corner error."""
         from vidprop.tasks.match import geometric_match_features
 
         cache = _FeatureCache(self._encode)
-        rows, errors = [], []
+        rows = []
         f1, k1, hw1 = cache.get(str(seq.images[0]), seq.name)
         for i in range(2, 7):
             fi, ki, hwi = cache.get(str(seq.images[i - 1]), seq.name)
             res = geometric_match_features(f1, fi, hw1, hwi, k1, ki, method=self.method, threshold=self.threshold,
                                            require_homography=False, convention="dift")
             err = corner_error(res.homography, seq.homographies[i - 2], hw1[1], hw1[0])
-            errors.append(err)
             n_in = int(res.inliers.sum()) if res.inliers is not None else 0
             rows.append([seq.name, seq.kind, i, len(k1), len(ki), len(res.source_points), n_in,
-                         f"{err:.4f}" if math.isfinite(err) else "inf"])
+                         repr(float(err))])  # exact (the accuracy of a resumed run reads it back); "inf": no homography
             if self.on_pair is not None:
                 self.on_pair()
-        return rows, errors, cache.computed
+        return rows, cache.computed
 
 
 def run_hpatches(
@@ -910,7 +913,7 @@ def run_hpatches(
                 if outcome.error is not None:
                     raise outcome.error
                 k = todo[outcome.index]
-                seq_rows, _, n_enc = outcome.value
+                seq_rows, n_enc = outcome.value
                 parts[k] = seq_rows
                 encoded += n_enc
                 save_part(out, seqs[k].name, header, seq_rows)
@@ -919,7 +922,7 @@ def run_hpatches(
     finally:
         bar.close()
     rows = [row for part in parts for row in part]
-    errors = [float(r[7]) for r in rows]  # "inf" where no homography could be fitted
+    errors = [float(r[7]) for r in rows]  # exact, also when read back from a part; inf: no homography fitted
     kinds = [str(r[1]) for r in rows]
     config, dtype = info["config"], info["dtype"]
     summary = homography_accuracy(errors, kinds)

@@ -46,6 +46,7 @@ from vidprop.eval.pairs import (
     ALPHAS,
     PckProtocol,
     check_engine,
+    counts_to_records,
     _wants_gpu,
     box_threshold,
     pck_correct,
@@ -228,16 +229,6 @@ def read_pfwillow(root: str | Path, *, limit: int | None = None, categories: Seq
     if not pairs:
         raise InputError(f"{path}: no pairs" + (f" of categories {sorted(wanted)}" if wanted else ""))
     return pairs
-
-
-def counts_to_records(rows: Sequence[Sequence[Any]], group_col: int, n_col: int, first_count: int,
-                      alphas: Sequence[float] = ALPHAS) -> list[tuple[str, dict[float, np.ndarray]]]:
-    """Rows holding per-alpha counts of correct points -> (group, {alpha: bool array}) for summarise_pck."""
-    out = []
-    for r in rows:
-        n = int(r[n_col])
-        out.append((str(r[group_col]), {float(a): np.arange(n) < int(r[first_count + i]) for i, a in enumerate(alphas)}))
-    return out
 
 
 def run_pfwillow(
