@@ -409,6 +409,8 @@ def test_a_part_of_each_video_and_what_counts_as_other_settings(footage, tiny_sd
     capsys.readouterr()
     assert main([*args, "--max-frames", "2", "--resize-mask"]) == 0
     assert "0 done, 2 skipped (complete)" in capsys.readouterr().out
+    assert main([*args, "--max-frames", "2", "--frames", "0:"]) == 0  # the same part, written another way
+    assert "0 done, 2 skipped (complete)" in capsys.readouterr().out
     assert main([*args, "--max-frames", "3"]) == 2
     assert "already exists and was not written by this batch with these settings" in capsys.readouterr().err
     assert main([*args, "--frames", "x"]) == 2

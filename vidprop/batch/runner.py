@@ -123,6 +123,14 @@ def _write_state(path: Path, **data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
+def _frame_span(frames: str | None, max_frames: int | None) -> list[int | None]:
+    """[start, stop, max_frames] of a row's part of the video ("0:10" and ":10" are the same part)."""
+    from vidprop.io.driver import parse_frame_range
+
+    r = parse_frame_range(frames, max_frames)
+    return [r.start, r.stop, r.max_frames]
+
+
 def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool,
                 frames: str | None = None, max_frames: int | None = None) -> str:
     """A hash of everything that decides a row's outputs: its inputs and effective settings.
@@ -139,9 +147,8 @@ def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool,
         "keypoints": str(row.keypoints.resolve()) if row.keypoints else None,
         "config": comparable_config(cfg),
         "overlay": overlay,
+        "frames": _frame_span(frames, max_frames),
     }
-    if frames is not None or max_frames is not None:  # (absent otherwise: earlier fingerprints stay valid)
-        doc["frames"] = [frames, max_frames]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
