@@ -108,6 +108,18 @@ def _send(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def _start_peak_memory(device: Any) -> Any:
+    """Reset the peak-memory mark of ``device`` (CUDA's counter, else the process RSS); returns a ``sync()``
+    that waits for the device's queued work (a no-op on the CPU) so timings cover it."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return lambda: torch.cuda.synchronize(device)
+    _rss_reset()
+    return lambda: None
+
+
 def _rss_reset() -> bool:
     """Free what malloc keeps, then reset the kernel's RSS high-water mark (Linux)."""
     try:
@@ -227,14 +239,7 @@ def _worker(args: argparse.Namespace) -> int:
     for blk in unet.up_blocks[args.up_ft_index + 1 :]:
         blk.register_forward_pre_hook(lambda _m, _i: counts.__setitem__("later_up_blocks", counts["later_up_blocks"] + 1))
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        _rss_reset()
+    sync = _start_peak_memory(device)
     _send({"ready": True, "attention": attn, "dtype": str(dtype).replace("torch.", ""), "per_call": per_call,
            "threads": torch.get_num_threads(), "device": str(device)})
 
@@ -461,14 +466,7 @@ def _backbone_worker(args: argparse.Namespace) -> int:
     g = torch.Generator().manual_seed(args.seed)
     frames = torch.randint(0, 256, ((args.warmup + args.frames) * n, 3, *size), generator=g, dtype=torch.uint8)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        _rss_reset()
+    sync = _start_peak_memory(device)
     times = []
     for k in range(args.warmup + args.frames):
         batch = frames[k * n : (k + 1) * n]
