@@ -32,7 +32,9 @@ __all__ = [
 ]
 
 
-def _open(path: str | Path):
+def _open(path: str | Path, *, load: bool = True):
+    """The PIL image at ``path`` (pixels decoded unless ``load=False``: the header only); InputError naming
+    the file when it is missing, a folder, or not a readable image."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -42,7 +44,8 @@ def _open(path: str | Path):
         raise InputError(f"{path}: is a folder, not an image file")
     try:
         im = Image.open(path)
-        im.load()
+        if load:
+            im.load()
     except UnidentifiedImageError:
         raise InputError(f"{path}: not a readable image (unknown or corrupt format)") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated files, bad headers ...
@@ -74,21 +77,9 @@ def read_image_size(path: str | Path, *, exif_transpose: bool = True) -> tuple[i
 
     Raises InputError (naming the file) when it is missing or not an image.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such image file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image file")
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            orientation = im.getexif().get(0x0112, 1) if exif_transpose else 1
-    except UnidentifiedImageError:
-        raise InputError(f"{path}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{path}: could not read the image: {exc}") from None
+    with _open(path, load=False) as im:
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1) if exif_transpose else 1
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
