@@ -35,6 +35,14 @@ def _check_stack(name: str, a: np.ndarray) -> np.ndarray:
     return a.astype(bool, copy=False)
 
 
+def _check_pair(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both (T, H, W) boolean stacks of the same shape."""
+    gt, pred = _check_stack("gt", gt), _check_stack("pred", pred)
+    if gt.shape != pred.shape:
+        raise ValueError(f"gt {gt.shape} and pred {pred.shape} shapes differ")
+    return gt, pred
+
+
 def db_eval_iou(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None) -> np.ndarray:
     """Region similarity J per frame: ``|gt & pred| / |gt | pred|``, 1 when both are empty.
 
@@ -45,10 +53,7 @@ def db_eval_iou(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None
     Returns:
         (T,) float64.
     """
-    gt = _check_stack("gt", gt)
-    pred = _check_stack("pred", pred)
-    if gt.shape != pred.shape:
-        raise ValueError(f"gt {gt.shape} and pred {pred.shape} shapes differ")
+    gt, pred = _check_pair(gt, pred)
     inter_m = gt & pred
     union_m = gt | pred
     if void is not None:
@@ -199,10 +204,7 @@ def db_eval_boundary(
     Returns:
         (T,) float64.
     """
-    gt = _check_stack("gt", gt)
-    pred = _check_stack("pred", pred)
-    if gt.shape != pred.shape:
-        raise ValueError(f"gt {gt.shape} and pred {pred.shape} shapes differ")
+    gt, pred = _check_pair(gt, pred)
     if void is not None:
         void = _check_stack("void", void)
         if void.shape != gt.shape:
