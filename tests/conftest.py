@@ -96,3 +96,25 @@ def torch_threads():
             torch.set_num_threads(saved)
 
     return use
+
+
+class RunnerCalled(Exception):
+    """Raised by a runner stubbed with :func:`stub_runner`: the command got as far as calling it."""
+
+
+@pytest.fixture
+def stub_runner(monkeypatch):
+    """``calls = stub_runner(module, "run_spair")``: the runner records what it was called with
+    (``calls["run_spair"] = (args, kwargs)``) and raises :class:`RunnerCalled` instead of running, to test a
+    command's wiring without a model."""
+    calls: dict = {}
+
+    def stub(module, name: str) -> dict:
+        def run(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            raise RunnerCalled(name)
+
+        monkeypatch.setattr(module, name, run)
+        return calls
+
+    return stub

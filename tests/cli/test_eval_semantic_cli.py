@@ -76,13 +76,14 @@ def test_attention_on_the_cub_release_with_both_protocols(tiny_sd_path, tmp_path
     assert "method: attention" in cfg and "- hedlin\n- dift" in cfg
 
 
-def test_engine_flags_reach_the_runners(tmp_path, capsys, monkeypatch):
+def test_engine_flags_reach_the_runners(tmp_path, capsys, stub_runner):
     """--engine ray hands the runners what builds the model (a TaskConfig, or the attention matcher's loader:
     each Ray worker loads it once) and the engine options."""
     import pytest
 
     import vidprop.eval.cub as cub
     import vidprop.eval.pfwillow as pfwillow
+    from tests.conftest import RunnerCalled
     from vidprop.config import TaskConfig
     from vidprop.features.attention import AttentionMatcher
 
@@ -96,32 +97,21 @@ def test_engine_flags_reach_the_runners(tmp_path, capsys, monkeypatch):
         paint(subsets / "cub_subset_0" / "images" / f"img_{k:03d}.png", (40, 40), {1: [(10, 12)]})
     (subsets / "cub_subset_0" / "pck").mkdir()
     torch.save(torch.tensor([[[10, 12, 1]]] * 2, dtype=torch.float32), subsets / "cub_subset_0" / "pck" / "keypoints.pt")
-    seen = {}
-
-    class Seen(Exception):
-        pass
-
-    def record(cmd):
-        def run(matcher, *a, **k):
-            seen[cmd] = (matcher, k["engine"])
-            seen[cmd + ":attention"] = k.get("attention")
-            raise Seen
-        return run
-
-    monkeypatch.setattr(pfwillow, "run_pfwillow", record("pf-willow"))
-    monkeypatch.setattr(cub, "run_cub", record("cub"))
-    for cmd, root in (("pf-willow", willow), ("cub", subsets)):
-        with pytest.raises(Seen):
+    stub_runner(pfwillow, "run_pfwillow")
+    calls = stub_runner(cub, "run_cub")
+    for cmd, root, runner in (("pf-willow", willow, "run_pfwillow"), ("cub", subsets, "run_cub")):
+        with pytest.raises(RunnerCalled):
             main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / cmd), "--engine", "ray",
                   "--workers", "3", "--gpus-per-worker", "0.5"])
-        m, e = seen[cmd]
+        (m, *_), k = calls[runner]
+        e = k["engine"]
         assert isinstance(m, TaskConfig) and (e.kind, e.workers, e.gpus_per_worker) == ("ray", 3, 0.5)
-        with pytest.raises(Seen):  # the attention method too: each worker builds the matcher (nothing loads here)
+        with pytest.raises(RunnerCalled):  # the attention method too: each worker builds the matcher (nothing loads here)
             main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / "att"), "--method", "attention",
                   "--engine", "ray", "--model", str(tmp_path / "no-model"), "--steps", "3"])
-        att = seen[cmd + ":attention"]
+        att, e = calls[runner][1]["attention"], calls[runner][1]["engine"]
         assert att.func == AttentionMatcher.from_pretrained and att.args[0] == str(tmp_path / "no-model")
-        assert att.args[1].steps == 3 and seen[cmd][1].kind == "ray"
+        assert att.args[1].steps == 3 and e.kind == "ray"
         assert main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / "w"), "--workers", "2"]) == 2
         assert "--workers: only with --engine ray" in capsys.readouterr().err
     assert not (tmp_path / "att").exists() and not (tmp_path / "w").exists()

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.eval.same_results import assert_same_results
 from tests.eval.test_pairs import make_hpatches, make_spair
 from vidprop.cli import main
 
@@ -83,10 +84,7 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, torch_t
             run(PatchMatcher(preset), root, tmp_path / name / "seq", **kw)
         run(functools.partial(PatchMatcher, preset), root, tmp_path / name / "ray", engine=engine, **kw)
         seq, ray = tmp_path / name / "seq", tmp_path / name / "ray"
-        assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
-        a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
-        a.pop("seconds"), b.pop("seconds")
-        assert a == b
+        assert_same_results(seq, ray)
     # Hedlin et al.'s method on SPair: each worker builds its attention matcher from a callable
     from tests.eval.test_pairs import ShiftAttention
 
@@ -94,41 +92,27 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, torch_t
     run_spair(None, spair, tmp_path / "att" / "ray", attention=functools.partial(ShiftAttention, (2.0, -1.0)),
               protocols="both", engine=engine)
     seq, ray = tmp_path / "att" / "seq", tmp_path / "att" / "ray"
-    assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
-    a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
-    a.pop("seconds"), b.pop("seconds")
-    assert a == b and a["method"] == "attention"
+    assert assert_same_results(seq, ray)["method"] == "attention"
 
 
-def test_engine_flags_reach_the_pair_runners(tmp_path, capsys, monkeypatch):
+def test_engine_flags_reach_the_pair_runners(tmp_path, capsys, stub_runner):
     import vidprop.eval.pairs as pairs
+    from tests.conftest import RunnerCalled
     from vidprop.config import TaskConfig
-
-    spair, hp = make_spair(tmp_path / "SPair-71k"), make_hpatches(tmp_path / "hpatches")
-    seen = {}
-
-    class Seen(Exception):
-        pass
-
-    def record(cmd):
-        def run(matcher, *a, **k):
-            seen[cmd] = (matcher, k["engine"])
-            seen[cmd + ":attention"] = k.get("attention")
-            raise Seen
-        return run
-
-    monkeypatch.setattr(pairs, "run_spair", record("spair"))
-    monkeypatch.setattr(pairs, "run_hpatches", record("hpatches"))
-    for cmd, root in (("spair", spair), ("hpatches", hp)):
-        with pytest.raises(Seen):
-            main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / cmd), "--engine", "ray",
-                  "--workers", "3"])
-        m, e = seen[cmd]
-        assert isinstance(m, TaskConfig) and (e.kind, e.workers) == ("ray", 3)  # the workers load the model
-    with pytest.raises(Seen):  # the attention method: each worker builds the matcher, nothing loads here
-        main(["-q", "eval", "spair", "--root", str(spair), "--out", str(tmp_path / "att"), "--method", "attention",
-              "--engine", "ray", "--model", str(tmp_path / "no-model")])
     from vidprop.features.attention import AttentionMatcher
 
-    att = seen["spair:attention"]
+    spair, hp = make_spair(tmp_path / "SPair-71k"), make_hpatches(tmp_path / "hpatches")
+    stub_runner(pairs, "run_spair")
+    calls = stub_runner(pairs, "run_hpatches")
+    for cmd, root in (("spair", spair), ("hpatches", hp)):
+        with pytest.raises(RunnerCalled):
+            main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / cmd), "--engine", "ray",
+                  "--workers", "3"])
+        (m, *_), k = calls[f"run_{cmd}"]
+        e = k["engine"]
+        assert isinstance(m, TaskConfig) and (e.kind, e.workers) == ("ray", 3)  # the workers load the model
+    with pytest.raises(RunnerCalled):  # the attention method: each worker builds the matcher, nothing loads here
+        main(["-q", "eval", "spair", "--root", str(spair), "--out", str(tmp_path / "att"), "--method", "attention",
+              "--engine", "ray", "--model", str(tmp_path / "no-model")])
+    att = calls["run_spair"][1]["attention"]
     assert att.func == AttentionMatcher.from_pretrained and att.args[0] == str(tmp_path / "no-model")

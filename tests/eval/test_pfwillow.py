@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.eval.same_results import assert_same_results
 from tests.eval.label_matcher import LabelAttention, LabelMatcher, paint
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.pairs import box_threshold
@@ -162,7 +163,6 @@ def test_hedlin_protocol_matches_a_plain_reference(willow, tmp_path):
 def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, willow, tmp_path):
     """Subsets spread over 2 Ray workers (each builds its matcher once): every row and score as in process."""
     import functools
-    import json
 
     from vidprop.engine import EngineOptions
 
@@ -171,10 +171,7 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, willow, tmp_path)
     s = run_pfwillow(functools.partial(LabelMatcher, 10), willow, tmp_path / "ray", protocols="both", engine=engine)
     assert s["images_encoded_this_run"] == 5  # each image once per subset, wherever the subset ran
     seq, ray = tmp_path / "seq", tmp_path / "ray"
-    assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
-    a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
-    a.pop("seconds"), b.pop("seconds")
-    assert a == b and b["overall"]["per_image"]["0.1"] == pytest.approx(100 * (0.7 + 0.5 + 1) / 3)
+    assert assert_same_results(seq, ray)["overall"]["per_image"]["0.1"] == pytest.approx(100 * (0.7 + 0.5 + 1) / 3)
     with pytest.raises(ConfigError, match="give the matcher's TaskConfig or a callable"):
         run_pfwillow(LabelMatcher(10), willow, tmp_path / "loaded", engine=engine)  # a loaded model cannot travel
     with pytest.raises(ConfigError, match="give the matcher's TaskConfig or a callable"):
@@ -185,10 +182,8 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, willow, tmp_path)
     run_pfwillow(None, willow, tmp_path / "att-ray", attention=functools.partial(LabelAttention, (1.5, 0)),
                  engine=engine)
     seq, ray = tmp_path / "att-seq", tmp_path / "att-ray"
-    assert (ray / "pairs.csv").read_text() == (seq / "pairs.csv").read_text()
-    a, b = (json.loads((d / "summary.json").read_text()) for d in (seq, ray))
-    a.pop("seconds"), b.pop("seconds")
-    assert a == b and a["method"] == "attention" and a["protocol"] == "hedlin" and a["dtype"] == "float32"
+    a = assert_same_results(seq, ray)
+    assert a["method"] == "attention" and a["protocol"] == "hedlin" and a["dtype"] == "float32"
     ra, rb = (yaml.safe_load((d / "config.yaml").read_text()) for d in (seq, ray))
     ra.pop("date"), rb.pop("date"), ra.pop("root"), rb.pop("root")
     assert ra == rb and ra["method"] == "attention" and ra["dtype"] == "float32"
