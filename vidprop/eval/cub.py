@@ -39,7 +39,6 @@ A point counts only where it is visible in both images.  The protocols
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import math
@@ -50,11 +49,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vidprop.engine import EngineOptions, open_engine
+from vidprop.engine import EngineOptions
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.pairs import ALPHAS, PckProtocol, _wants_gpu, check_engine, pck_correct, rescale_points, resolve_protocols
+from vidprop.eval.pairs import ALPHAS, PckProtocol, check_engine, pck_correct, rescale_points, resolve_protocols
 from vidprop.eval.pfwillow import HEDLIN_SPACE, _settings, protocol_header, summarise_protocols
-from vidprop.eval.runs import load_part, run_record, save_part, start_run, write_results
+from vidprop.eval.runs import run_record, write_results
 from vidprop.progress import progress_bar
 
 __all__ = [
@@ -318,7 +317,7 @@ def run_cub(
     template's empty case.  ``protocols``: names of :data:`CUB_PROTOCOLS`, or
     "both" (default: the method's own, "dift" for DIFT, "hedlin" for attention).
     """
-    from vidprop.eval.pair_predict import GroupUnit, GroupWorker, PairJob, recorded_model
+    from vidprop.eval.pair_predict import GroupResult, GroupUnit, PairJob, recorded_model, run_groups
 
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
@@ -339,54 +338,42 @@ def run_cub(
     n_pairs = sum(len(group_pairs(s)) for s in data)
     extra: dict[str, Any] = {"layout": layout, "subsets" if layout == "subsets" else "classes": [s.name for s in data]}
     header = [group_word, "source", "target", "points"] + protocol_header(names)
-    parts: list[list[list[Any]] | None] = [None] * len(data)  # each group's rows, in the order of data
-    encoded = matched = 0
+
+    def visible(s: CubSubset, i: int, j: int) -> np.ndarray:
+        return (s.keypoints[i, :, 2] > 0) & (s.keypoints[j, :, 2] > 0)
+
+    def unit(g: int) -> GroupUnit:
+        s = data[g]
+        return GroupUnit(s.name, category_prompt, tuple(
+            PairJob(s.images[i], s.images[j], s.keypoints[i, visible(s, i, j), :2]) for i, j in group_pairs(s)))
+
+    def score(g: int, result: GroupResult) -> list[list[Any]]:
+        s, part = data[g], []
+        for (i, j), pred, (h, w) in zip(group_pairs(s), result.predictions, result.target_hw):
+            vis = visible(s, i, j)
+            row = [s.name, s.images[i].name, s.images[j].name, int(vis.sum())]
+            for name in names:
+                correct = cub_correct(name, pred, s.keypoints[j, vis, :2], (w, h),
+                                      None if s.boxes is None else s.boxes[j], layout=layout)
+                row += [int(correct[a].sum()) for a in ALPHAS]
+            part.append(row)
+        return part
+
+    def record(info: dict[str, Any]) -> dict[str, Any]:
+        return run_record("CUB-200-2011", root, recorded_model(info, attention), **extra, pairs=n_pairs,
+                          category_prompt=category_prompt if attention is None else None, protocols=names,
+                          threshold=main.description, visibility="points visible in both images", alphas=list(ALPHAS))
+
     t0 = time.perf_counter()
     bar = progress_bar(total=n_pairs, desc="CUB", unit="pair", enabled=progress, leave=True)
-    factory = functools.partial(GroupWorker, matcher, attention=attention,
-                                on_pair=None if elsewhere else (lambda: bar.update(1)))
     try:
-        with open_engine(factory, engine, max_rows=len(data), wants_gpu=_wants_gpu(matcher)) as eng:
-            info = eng.info
-            start_run(out, run_record("CUB-200-2011", root, recorded_model(info, attention), **extra, pairs=n_pairs,
-                                 category_prompt=category_prompt if attention is None else None, protocols=names,
-                                 threshold=main.description, visibility="points visible in both images",
-                                 alphas=list(ALPHAS)),
-                      overwrite=overwrite)
-            units: list[tuple[int, GroupUnit, list[np.ndarray]]] = []  # (group index, unit, visible points per pair)
-            for g, s in enumerate(data):
-                pairs = group_pairs(s)
-                done = load_part(out, s.name)
-                if done is not None and len(done) == len(pairs):
-                    parts[g] = done
-                    bar.update(len(pairs))
-                    continue
-                visible = [(s.keypoints[i, :, 2] > 0) & (s.keypoints[j, :, 2] > 0) for i, j in pairs]
-                jobs = tuple(PairJob(s.images[i], s.images[j], s.keypoints[i, vis, :2])
-                             for (i, j), vis in zip(pairs, visible))
-                units.append((g, GroupUnit(s.name, category_prompt, jobs), visible))
-            for outcome in eng.map([u for _, u, _ in units]):
-                if outcome.error is not None:
-                    raise outcome.error
-                g, unit, visible = units[outcome.index]
-                s, result = data[g], outcome.value
-                part = []
-                for (i, j), vis, pred, (h, w) in zip(group_pairs(s), visible, result.predictions, result.target_hw):
-                    row = [s.name, s.images[i].name, s.images[j].name, int(vis.sum())]
-                    for name in names:
-                        correct = cub_correct(name, pred, s.keypoints[j, vis, :2], (w, h),
-                                              None if s.boxes is None else s.boxes[j], layout=layout)
-                        row += [int(correct[a].sum()) for a in ALPHAS]
-                    part.append(row)
-                if elsewhere:
-                    bar.update(len(part))
-                encoded += result.encoded
-                matched += result.matched
-                save_part(out, s.name, header, part)
-                parts[g] = part
+        run = run_groups(out, [(s.name, len(group_pairs(s))) for s in data], unit, score, header=header,
+                         record=record, matcher=matcher, attention=attention, engine=engine, elsewhere=elsewhere,
+                         overwrite=overwrite, bar=bar)
     finally:
         bar.close()
-    rows = [row for part in parts for row in (part or [])]
+    info, encoded, matched = run.info, run.encoded, run.matched
+    rows = [row for part in run.parts for row in part]
     scored = summarise_protocols(rows, names, table, 0, 3, 4)
     for name, block in scored.items():
         per_group = block["per_category"]

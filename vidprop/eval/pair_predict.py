@@ -18,19 +18,22 @@ a CUB subset or class) with either method:
 A :class:`GroupWorker` runs whole groups (:class:`GroupUnit`) on an engine
 (:mod:`vidprop.engine`): in this process, or on Ray workers that each load the
 matcher once; the driver scores what comes back, so the scores do not depend
-on where the groups ran.
+on where the groups ran.  :func:`run_groups` is that whole resumable run
+(record, finished groups read back, the others predicted, scored and saved).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["PairPredictor", "round_and_clip", "PairJob", "GroupUnit", "GroupResult", "GroupWorker", "recorded_model"]
+__all__ = ["PairPredictor", "round_and_clip", "PairJob", "GroupUnit", "GroupResult", "GroupWorker", "recorded_model",
+           "GroupRun", "run_groups"]
 
 
 def round_and_clip(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -183,3 +186,70 @@ def recorded_model(info: dict[str, Any], attention: Any = None) -> Any:
     if attention is not None:
         return SimpleNamespace(settings=info.get("settings"), model_id=info.get("model_id"), dtype=info.get("dtype"))
     return SimpleNamespace(config=info["config"], extractor=SimpleNamespace(model_revision=info.get("revision")))
+
+
+@dataclass
+class GroupRun:
+    """What :func:`run_groups` gives back: each group's rows (in the order of the groups), what the workers
+    reported (:meth:`GroupWorker.info`), and the images encoded and points matched in this run."""
+
+    parts: list[list[list[Any]]]
+    info: dict[str, Any]
+    encoded: int
+    matched: int
+
+
+def run_groups(
+    out: Path,
+    groups: Sequence[tuple[str, int]],
+    unit: Callable[[int], GroupUnit],
+    score: Callable[[int, GroupResult], list[list[Any]]],
+    *,
+    header: Sequence[str],
+    record: Callable[[dict[str, Any]], dict[str, Any]],
+    matcher: Any,
+    attention: Any,
+    engine: Any,
+    elsewhere: bool,
+    overwrite: bool,
+    bar: Any,
+) -> GroupRun:
+    """The resumable run of a group-wise pair benchmark (:mod:`vidprop.eval.runs`) on an engine.
+
+    ``groups``: (name, pairs) per group.  The engine's workers are built
+    (the model loads), ``record(info)`` starts or resumes the run in ``out``;
+    a group whose part is complete is read back, every other one is built by
+    ``unit(g)``, predicted by a :class:`GroupWorker` (in this process, or on
+    Ray workers when ``elsewhere``), scored by ``score(g, result)`` into its
+    rows and saved as its part.  ``bar``: the run's progress bar (pairs).
+    """
+    from vidprop.engine import open_engine
+    from vidprop.eval.pairs import _wants_gpu
+    from vidprop.eval.runs import load_part, save_part, start_run
+
+    factory = functools.partial(GroupWorker, matcher, attention=attention,
+                                on_pair=None if elsewhere else (lambda: bar.update(1)))
+    parts: list[list[list[Any]]] = [[] for _ in groups]
+    encoded = matched = 0
+    with open_engine(factory, engine, max_rows=len(groups), wants_gpu=_wants_gpu(matcher)) as eng:
+        info = eng.info
+        start_run(out, record(info), overwrite=overwrite)
+        todo = []
+        for g, (name, n) in enumerate(groups):
+            done = load_part(out, name)
+            if done is not None and len(done) == n:
+                parts[g] = done
+                bar.update(n)
+            else:
+                todo.append(g)
+        for outcome in eng.map([unit(g) for g in todo]):
+            if outcome.error is not None:
+                raise outcome.error
+            g, result = todo[outcome.index], outcome.value
+            parts[g] = score(g, result)
+            if elsewhere:
+                bar.update(len(parts[g]))
+            encoded += result.encoded
+            matched += result.matched
+            save_part(out, groups[g][0], header, parts[g])
+    return GroupRun(parts, info, encoded, matched)

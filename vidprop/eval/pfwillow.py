@@ -30,7 +30,6 @@ published figure of both; per point is reported too.
 from __future__ import annotations
 
 import csv
-import functools
 import logging
 import math
 import time
@@ -40,21 +39,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vidprop.engine import EngineOptions, open_engine
+from vidprop.engine import EngineOptions
 from vidprop.errors import InputError
 from vidprop.eval.pairs import (
     ALPHAS,
     PckProtocol,
     check_engine,
     counts_to_records,
-    _wants_gpu,
     box_threshold,
     pck_correct,
     rescale_points,
     resolve_protocols,
     summarise_pck,
 )
-from vidprop.eval.runs import load_part, run_record, save_part, start_run, write_results
+from vidprop.eval.runs import run_record, write_results
 from vidprop.progress import progress_bar
 
 __all__ = [
@@ -263,7 +261,7 @@ def run_pfwillow(
     first is the summary's main ``overall`` / ``per_category``; each is under
     ``protocols`` with its description and the published numbers it compares to.
     """
-    from vidprop.eval.pair_predict import GroupUnit, GroupWorker, PairJob, recorded_model
+    from vidprop.eval.pair_predict import GroupResult, GroupUnit, PairJob, recorded_model, run_groups
 
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
@@ -277,48 +275,39 @@ def run_pfwillow(
     groups: dict[str, list[WillowPair]] = {}
     for p in pairs:
         groups.setdefault(p.category, []).append(p)
-    rows: list[list[Any]] = []
-    encoded = matched = 0
+    names_of = list(groups)
+
+    def unit(g: int) -> GroupUnit:
+        cat = names_of[g]
+        return GroupUnit(cat, category_prompt_name(cat) if use_category_prompt else None,
+                         tuple(PairJob(p.src_path, p.trg_path, p.src_kps) for p in groups[cat]))
+
+    def score(g: int, result: GroupResult) -> list[list[Any]]:
+        part = []
+        for p, pred, (h, w) in zip(groups[names_of[g]], result.predictions, result.target_hw):
+            row = [p.name, p.category, len(p.src_kps)]
+            for name in names:
+                correct = willow_correct(name, pred, p.trg_kps, (w, h))
+                row += [int(correct[a].sum()) for a in ALPHAS]
+            part.append(row)
+        return part
+
+    def record(info: dict[str, Any]) -> dict[str, Any]:
+        return run_record("PF-WILLOW", root, recorded_model(info, attention), pairs=len(pairs), limit=limit,
+                          categories=list(categories or []),
+                          category_prompt=use_category_prompt if attention is None else None,
+                          protocols=names, threshold=main.description, alphas=list(ALPHAS))
+
     t0 = time.perf_counter()
     bar = progress_bar(total=len(pairs), desc="PF-WILLOW", unit="pair", enabled=progress, leave=True)
-    factory = functools.partial(GroupWorker, matcher, attention=attention,
-                                on_pair=None if elsewhere else (lambda: bar.update(1)))
     try:
-        with open_engine(factory, engine, max_rows=len(groups), wants_gpu=_wants_gpu(matcher)) as eng:
-            info = eng.info
-            start_run(out, run_record("PF-WILLOW", root, recorded_model(info, attention), pairs=len(pairs), limit=limit,
-                                      categories=list(categories or []),
-                                      category_prompt=use_category_prompt if attention is None else None,
-                                      protocols=names, threshold=main.description, alphas=list(ALPHAS)),
-                      overwrite=overwrite)
-            units: list[GroupUnit] = []
-            for cat, members in groups.items():
-                done = load_part(out, cat)
-                if done is not None and len(done) == len(members):
-                    rows.extend(done)
-                    bar.update(len(members))
-                    continue
-                units.append(GroupUnit(cat, category_prompt_name(cat) if use_category_prompt else None,
-                                       tuple(PairJob(p.src_path, p.trg_path, p.src_kps) for p in members)))
-            for outcome in eng.map(units):
-                if outcome.error is not None:
-                    raise outcome.error
-                unit, result = units[outcome.index], outcome.value
-                part = []
-                for p, pred, (h, w) in zip(groups[unit.group], result.predictions, result.target_hw):
-                    row = [p.name, unit.group, len(p.src_kps)]
-                    for name in names:
-                        correct = willow_correct(name, pred, p.trg_kps, (w, h))
-                        row += [int(correct[a].sum()) for a in ALPHAS]
-                    part.append(row)
-                if elsewhere:
-                    bar.update(len(part))
-                encoded += result.encoded
-                matched += result.matched
-                save_part(out, unit.group, header, part)
-                rows.extend(part)
+        run = run_groups(out, [(c, len(m)) for c, m in groups.items()], unit, score, header=header, record=record,
+                         matcher=matcher, attention=attention, engine=engine, elsewhere=elsewhere,
+                         overwrite=overwrite, bar=bar)
     finally:
         bar.close()
+    info, encoded, matched = run.info, run.encoded, run.matched
+    rows = [row for part in run.parts for row in part]
     order = {p.name: i for i, p in enumerate(pairs)}
     rows.sort(key=lambda r: order[r[0]])
     scored = summarise_protocols(rows, names, WILLOW_PROTOCOLS, 1, 2, 3)
