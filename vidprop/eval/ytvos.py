@@ -30,7 +30,6 @@ CodaLab, and the evaluation code of Cutie and XMem (see the README).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import zipfile
@@ -38,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from vidprop.engine import EngineOptions, open_engine
+from vidprop.engine import EngineOptions
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.davis.runner import SegmenterWorker
-from vidprop.eval.records import check_run_settings, run_record, write_run_record
+from vidprop.eval.davis.runner import SegmenterWorker, segment_run, segmenting_engine
+from vidprop.eval.records import run_record
 from vidprop.io.atomic import atomic_file
 from vidprop.io.video import IMAGE_EXTENSIONS
 from vidprop.progress import progress_bar
@@ -212,41 +211,23 @@ def run_ytvos(
     ``segmenter``: a loaded Segmenter (in this process only) or a picklable
     callable returning one, called once in each worker.
     """
-    from vidprop.config import TaskConfig, load_preset
-    from vidprop.eval.davis.runner import split_task_argument  # as eval davis
-
-    cfg = config if isinstance(config, TaskConfig) else load_preset(config)
-    cfg = cfg.override(extractor={"model": model, "device": device, "dtype": dtype})
-    loaded, build = split_task_argument(segmenter, "segmenter")
-    if loaded is not None:
-        cfg = loaded.config
-    engine = engine or EngineOptions()
-    if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
-        root, out = Path(root).resolve(), Path(out).resolve()
+    run = segment_run(config, model, device, dtype, segmenter, engine, root, out)  # as eval davis
+    root, out = run.root, run.out
     items = find_videos(root, split, videos=videos, all_frames=all_frames)
-    out = Path(out)
     todo = [v for v in items if overwrite or not video_is_complete(out, v)]
     skipped = tuple(v.name for v in items if v not in todo)
     log.info("YouTube-VOS %s: %d video(s), %d to propagate into %s", split, len(items), len(todo), out)
-    cfg_path = out / "config.yaml"
+
+    def record(cfg: Any, revision: str | None) -> dict[str, Any]:
+        return run_record("YouTube-VOS semi-supervised", cfg, revision, root=root, split=split,
+                          videos=[v.name for v in items], all_frames=any(v.all_frames for v in items),
+                          annotation_mode="objects")
+
     if todo:
-        if build is None:  # the settings are known before any model loads
-            check_run_settings(cfg_path, cfg, "video", overwrite)
         for v in todo:  # every video's frames and annotations are checked before the model loads (not kept)
             _prepare(out, v, overwrite)
-        if loaded is not None and engine.kind != "sequential":
-            raise ConfigError("a Segmenter object stays in this process: give config= or a callable that builds "
-                              "the segmenter (segmenter=) to propagate on Ray workers")
-        factory = functools.partial(VideoWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype,
-                                    segmenter=loaded, build=build)
-        wants_gpu = not str(device or cfg.extractor.device).startswith("cpu")
-        with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
-            cfg = eng.info["config"]
-            if build is not None:  # a built segmenter's settings, checked before any video runs
-                check_run_settings(cfg_path, cfg, "video", overwrite)
-            write_run_record(cfg_path, run_record(
-                "YouTube-VOS semi-supervised", cfg, eng.info.get("revision"), root=root, split=split,
-                videos=[v.name for v in items], all_frames=any(v.all_frames for v in items), annotation_mode="objects"))
+        with segmenting_engine(run, VideoWorker, len(todo), "video", record, overwrite=overwrite, device=device,
+                               dtype=dtype) as eng:
             bar = progress_bar(total=len(todo), desc="YouTube-VOS propagate", unit="video", enabled=progress,
                                leave=True)
             try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -17,7 +19,8 @@ from vidprop.eval.records import check_run_settings, run_record, write_run_recor
 from vidprop.io.atomic import check_writable_target
 from vidprop.progress import progress_bar
 
-__all__ = ["sequence_is_complete", "run_davis", "run_note", "SegmenterWorker", "SequenceWorker", "propagate_sequence"]
+__all__ = ["sequence_is_complete", "run_davis", "run_note", "SegmenterWorker", "SequenceWorker", "propagate_sequence",
+           "SegmentRun", "segment_run", "segmenting_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,65 @@ def split_task_argument(task: Any, what: str) -> tuple[Any, Callable[[], Any] | 
     if callable(task):
         return None, task
     raise ConfigError(f"{what} must be a loaded task or a callable returning one, got {type(task).__name__}")
+
+
+@dataclass(frozen=True)
+class SegmentRun:
+    """The settings of a segmentation benchmark run, resolved before any model loads."""
+
+    config: Any  # TaskConfig
+    loaded: Any  # a Segmenter given loaded (in this process only), or None
+    build: Callable[[], Any] | None  # a callable building one in each worker, or None
+    engine: EngineOptions
+    root: Path
+    out: Path
+
+
+def segment_run(config: Any, model: str | None, device: str | None, dtype: str | None, segmenter: Any,
+                engine: EngineOptions | None, root: str | Path, out: str | Path) -> SegmentRun:
+    """The run's TaskConfig (a preset name or TaskConfig with the model flags; a loaded segmenter's own), what
+    builds the segmenter, and the paths (absolute when workers may run on other machines)."""
+    from vidprop.config import TaskConfig, load_preset
+
+    cfg = config if isinstance(config, TaskConfig) else load_preset(config)
+    cfg = cfg.override(extractor={"model": model, "device": device, "dtype": dtype})
+    loaded, build = split_task_argument(segmenter, "segmenter")
+    if loaded is not None:
+        cfg = loaded.config
+    engine = engine or EngineOptions()
+    if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
+        root, out = Path(root).resolve(), Path(out).resolve()
+    return SegmentRun(cfg, loaded, build, engine, Path(root), Path(out))
+
+
+@contextlib.contextmanager
+def segmenting_engine(run: SegmentRun, worker: type, units: int, unit_word: str,
+                      record: Callable[[Any, str | None], dict[str, Any]], *, overwrite: bool,
+                      device: str | None = None, dtype: str | None = None) -> Iterator[Any]:
+    """The engine whose ``worker`` s (a :class:`SegmenterWorker` subclass) propagate into ``run.out``.
+
+    Before any model loads: the settings are checked against an earlier run's
+    (a built segmenter's once it is built), a loaded segmenter is refused on
+    Ray, ``run.out`` must be writable.  Then ``record(config, revision)`` is
+    written to ``run.out/config.yaml``.  ``unit_word``: "sequence", "video"
+    (for the messages).
+    """
+    cfg_path = run.out / "config.yaml"
+    if run.build is None:  # the settings are known before any model loads
+        check_run_settings(cfg_path, run.config, unit_word, overwrite)
+    if run.loaded is not None and run.engine.kind != "sequential":
+        raise ConfigError("a Segmenter object stays in this process: give config= or a callable that builds "
+                          "the segmenter (segmenter=) to propagate on Ray workers")
+    check_writable_target(run.out, True, folder=True)
+    factory = functools.partial(worker, run.config, str(run.out), overwrite=overwrite, device=device, dtype=dtype,
+                                segmenter=run.loaded, build=run.build)
+    wants_gpu = not str(device or run.config.extractor.device).startswith("cpu")
+    with open_engine(factory, run.engine, max_rows=units, wants_gpu=wants_gpu) as eng:
+        cfg = eng.info["config"]
+        if run.build is not None:  # a built segmenter's settings, checked before any unit runs
+            check_run_settings(cfg_path, cfg, unit_word, overwrite)
+        write_run_record(cfg_path, record(cfg, eng.info.get("revision")))
+        yield eng
 
 
 def run_note(results: str | Path) -> str | None:
@@ -91,43 +153,24 @@ def run_davis(
     returns one, called once in each worker (a custom feature extractor on
     Ray); default: ``Segmenter.from_pretrained`` with ``config``.
     """
-    from vidprop.config import TaskConfig, load_preset
-
-    cfg = config if isinstance(config, TaskConfig) else load_preset(config)
-    cfg = cfg.override(extractor={"model": model, "device": device, "dtype": dtype})
-    loaded, build = split_task_argument(segmenter, "segmenter")
-    if loaded is not None:
-        cfg = loaded.config
-    engine = engine or EngineOptions()
-    if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
-        root, out = Path(root).resolve(), Path(out).resolve()
+    run = segment_run(config, model, device, dtype, segmenter, engine, root, out)
+    root, out = run.root, run.out
     names = list(sequences) if sequences else read_set(root, set)
     seqs = find_sequences(root, names, need="first")
-    out = Path(out)
     todo = [s for s in seqs if overwrite or not sequence_is_complete(out, s)]
     log.info("DAVIS %s: %d sequence(s), %d to propagate into %s", set, len(seqs), len(todo), out)
-    cfg_path = out / "config.yaml"
+
+    def record(cfg: Any, revision: str | None) -> dict[str, Any]:
+        doc = run_record("DAVIS-2017 semi-supervised", cfg, revision, root=root, set=set, sequences=names)
+        doc["per_sequence"] = {
+            n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
+            for n in names if cfg.sequence_changes(n)
+        }
+        return doc
+
     if todo:
-        if build is None:  # the settings are known before any model loads
-            check_run_settings(cfg_path, cfg, "sequence", overwrite)
-        if loaded is not None and engine.kind != "sequential":
-            raise ConfigError("a Segmenter object stays in this process: give config= or a callable that builds "
-                              "the segmenter (segmenter=) to propagate on Ray workers")
-        check_writable_target(out, True, folder=True)  # before loading the model
-        factory = functools.partial(SequenceWorker, cfg, str(out), overwrite=overwrite, device=device, dtype=dtype,
-                                    segmenter=loaded, build=build)
-        wants_gpu = not str(device or cfg.extractor.device).startswith("cpu")
-        with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
-            cfg = eng.info["config"]
-            if build is not None:  # a built segmenter's settings, checked before any sequence runs
-                check_run_settings(cfg_path, cfg, "sequence", overwrite)
-            record = run_record("DAVIS-2017 semi-supervised", cfg, eng.info.get("revision"), root=root, set=set,
-                                sequences=names)
-            record["per_sequence"] = {
-                n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
-                for n in names if cfg.sequence_changes(n)
-            }
-            write_run_record(cfg_path, record)
+        with segmenting_engine(run, SequenceWorker, len(todo), "sequence", record, overwrite=overwrite,
+                               device=device, dtype=dtype) as eng:
             _propagate(root, eng, todo, progress=progress)
     if set == "test-dev" or not score:
         if set == "test-dev":
