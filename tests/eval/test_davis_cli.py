@@ -110,23 +110,28 @@ def test_help_teaches(capsys):
 # ------------------------------------------------------------------ propagation, end to end
 
 
-@pytest.fixture(scope="module")
-def scene_davis(tmp_path_factory):
-    """Two short sequences of real synthetic footage (96x64 JPEG frames) with their masks."""
+def write_scene_davis(root, names, *, frames: int, objects, seed: int):
+    """A DAVIS layout (ImageSets/2017/val.txt, JPEGImages/480p, Annotations/480p) of synthetic 96x64 scenes:
+    sequence i has ``objects[i]`` objects and seed ``seed + i``."""
     from vidprop.io.synthetic import SyntheticScene
 
-    root = tmp_path_factory.mktemp("scene") / "DAVIS"
-    names = ["alpha", "beta"]
     (root / "ImageSets" / "2017").mkdir(parents=True)
     (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(names) + "\n")
     for i, name in enumerate(names):
-        scene = SyntheticScene(width=96, height=64, num_frames=5, num_objects=1 + i, seed=10 + i)
+        scene = SyntheticScene(width=96, height=64, num_frames=frames, num_objects=objects[i], seed=seed + i)
         (root / "JPEGImages" / "480p" / name).mkdir(parents=True)
         (root / "Annotations" / "480p" / name).mkdir(parents=True)
         for t, (img, mask) in enumerate(scene.frames()):
             Image.fromarray(img).save(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", quality=95)
             write_indexed_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", mask)
     return root
+
+
+@pytest.fixture(scope="module")
+def scene_davis(tmp_path_factory):
+    """Two short sequences of real synthetic footage (96x64 JPEG frames) with their masks."""
+    return write_scene_davis(tmp_path_factory.mktemp("scene") / "DAVIS", ["alpha", "beta"], frames=5,
+                             objects=[1, 2], seed=10)
 
 
 def test_propagate_then_score_end_to_end_and_resume(scene_davis, tiny_sd_path, tmp_path, capsys):
@@ -176,20 +181,8 @@ def test_propagate_then_score_end_to_end_and_resume(scene_davis, tiny_sd_path, t
 @pytest.fixture(scope="module")
 def shooting_davis(tmp_path_factory):
     """A synthetic DAVIS layout with a sequence named `shooting` (the one DIFT's script treats apart)."""
-    from vidprop.io.synthetic import SyntheticScene
-
-    root = tmp_path_factory.mktemp("shooting") / "DAVIS"
-    names = ["shooting", "beta"]
-    (root / "ImageSets" / "2017").mkdir(parents=True)
-    (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(names) + "\n")
-    for i, name in enumerate(names):
-        scene = SyntheticScene(width=96, height=64, num_frames=4, num_objects=1, seed=20 + i)
-        (root / "JPEGImages" / "480p" / name).mkdir(parents=True)
-        (root / "Annotations" / "480p" / name).mkdir(parents=True)
-        for t, (img, mask) in enumerate(scene.frames()):
-            Image.fromarray(img).save(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", quality=95)
-            write_indexed_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", mask)
-    return root
+    return write_scene_davis(tmp_path_factory.mktemp("shooting") / "DAVIS", ["shooting", "beta"], frames=4,
+                             objects=[1, 1], seed=20)
 
 
 @pytest.fixture
