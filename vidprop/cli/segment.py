@@ -33,6 +33,7 @@ examples:
   vidprop segment clip.mp4 --mask first.png --max-frames 20
   vidprop segment clip.mp4 --mask first.png --backbone adm --weights 256x256_diffusion_uncond.pt  # davis-adm
   vidprop segment clip.mp4 --mask first.png --backbone dino                      # DINO ViT-B/8, davis-dino
+  vidprop segment clip.mp4 --mask first.png --backbone dinov3                    # DINOv3 ViT-L/16, davis-dinov3
 
 masks: an indexed (P) PNG (indices = object ids), a greyscale PNG with a few
 integer ids ({0,255} = one object), an anti-aliased greyscale mask (one object,
@@ -70,7 +71,9 @@ def segment_config_from_args(args: argparse.Namespace):
 
 
 def add_short_side_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--short-side", type=int, help="resize frames so the short side is this (multiple of 32)")
+    p.add_argument("--short-side", type=int,
+                   help="resize frames so the short side is this (a multiple of the preset's frames.multiple, 32 "
+                        "for most; dinov3 presets round any value UP to a multiple of 16, as its notebook)")
 
 
 def add_annotation_args(p: argparse.ArgumentParser) -> None:
