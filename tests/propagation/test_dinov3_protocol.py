@@ -145,3 +145,43 @@ def test_circle_window_boundary_by_hand():
     out = propagate_context(q, [(q[None], labels)], temperature=0.2, topk=49, radius=2.5, window="circle",
                             keep_ties=True)
     assert out[1, 3, 3].item() == pytest.approx(2 / 21)  # 21 cells within 2.5, both labelled inside
+
+
+def _largest_tensor(fn):
+    """Run ``fn``; the element count of the largest tensor any torch operation made meanwhile."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Watch(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    Watch.largest = max(Watch.largest, t.numel())
+            return out
+
+    with Watch():
+        fn()
+    return Watch.largest
+
+
+def test_circle_window_is_gathered_within_protocol_a_bound():
+    # DAVIS at 960 is a 60x107 grid for DINOv3; protocol A at 480 a 60x104 grid: the same window, the same bound
+    from vidprop.propagation.propagator import Propagator
+
+    C, K, n_last, radius, tile = 4, 3, 2, 12, 8  # the bound is per context frame: two queued frames show it
+    g = torch.Generator().manual_seed(0)
+    largest = {}
+    for window, (h, w) in (("circle", (60, 107)), ("square", (60, 104))):
+        prop = Propagator(PropagationConfig(protocol="dino", topk=5, n_last_frames=n_last, radius=radius, tile=tile,
+                                            window=window))
+        prop.reset(torch.randn(C, h, w, generator=g), torch.rand(K, h, w, generator=g))
+        for _ in range(n_last):
+            prop.push(torch.randn(C, h, w, generator=g), torch.rand(K, h, w, generator=g))
+        query = torch.randn(C, h, w, generator=g)
+        largest[window] = _largest_tensor(lambda: prop.predict(query))
+    frames, reach = 1 + n_last, (tile + 2 * radius) ** 2
+    bound = frames * reach * max(C, K, tile * tile)  # the windowed tile: (tile + 2r)^2 keys per context frame
+    assert largest["circle"] <= largest["square"] <= bound
+    assert largest["circle"] < (60 * 107) ** 2 // 50  # far from a dense hw x hw affinity
