@@ -128,3 +128,24 @@ def test_model_sizes_and_published_numbers(tiny_dinov3, tmp_path):
     note = published_note(DINOV3_MODELS["L"], 960, "davis-dinov3")
     assert "J&F 79.9" in note and "davis-dinov3 is the authors' notebook" in note
     assert "no published DAVIS" in published_note(str(tiny_dinov3), 960, "davis-dinov3")
+
+
+@pytest.mark.weights
+def test_real_vitl16_gives_1024_channels_and_matches_a_shifted_copy():
+    """With the real ViT-L/16 (VIDPROP_TEST_DINOV3=/path/to/dinov3-vitl16-pretrain-lvd1689m; skipped otherwise)."""
+    import os
+
+    import numpy as np
+
+    from vidprop.io.synthetic import SyntheticScene
+
+    path = os.environ.get("VIDPROP_TEST_DINOV3")
+    if not path or not os.path.isdir(path):
+        pytest.skip("real DINOv3 weights are not available (set VIDPROP_TEST_DINOV3 to a local folder)")
+    ext = Dinov3Extractor.from_pretrained(path, config=load_preset("davis-dinov3").extractor, device="cpu")
+    assert model_size(path) == "L" and ext.channels == 1024 and ext.prefix_tokens == 5
+    img = SyntheticScene(width=320, height=256, seed=2).frame(0)[0]
+    moved = np.roll(img, 64, axis=1)  # 4 cells of stride 16
+    f = ext.extract(torch.from_numpy(np.stack([img, moved])).permute(0, 3, 1, 2))  # (2, 1024, 16, 20)
+    sim = torch.einsum("chw,cyx->hwyx", f[1], f[0]).reshape(16, 20, -1).argmax(-1)
+    assert ((sim[:, 8:16] % 20) == torch.arange(4, 12)).float().mean() > 0.5
