@@ -101,6 +101,24 @@ def test_gated_repo_gives_one_line(monkeypatch):
     assert is_gated_error(wrapped) and not is_gated_error(OSError("no file named config.json"))
 
 
+def test_offline_hub_line_says_the_repo_is_gated(monkeypatch):
+    from transformers import DINOv3ViTModel
+
+    from vidprop.features.hub import HubUnavailableError
+
+    def not_cached(*_a, **_k):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(DINOv3ViTModel, "from_pretrained", not_cached)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubUnavailableError) as info:
+        Dinov3Extractor.from_pretrained(device="cpu")
+    msg = str(info.value)
+    assert "\n" not in msg and "HF_HUB_OFFLINE=1" in msg and "hf download facebook/dinov3-vitl16" in msg
+    assert msg.endswith("(the repo is gated: accept the DINOv3 licence on "
+                        "https://huggingface.co/facebook/dinov3-vitl16-pretrain-lvd1689m and log in there first)")
+
+
 def test_missing_folder_and_wrong_ids_are_refused_before_loading(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         Dinov3Extractor.from_pretrained(str(tmp_path / "none"), device="cpu")

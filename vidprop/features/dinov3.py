@@ -33,7 +33,7 @@ from torch import nn
 from vidprop.config import BACKBONE_DEFAULT_MODELS, ExtractorConfig
 from vidprop.errors import ConfigError, ModelLoadError
 from vidprop.features.dift import resolve_device, resolve_dtype
-from vidprop.features.hub import load_from_hub
+from vidprop.features.hub import HubUnavailableError, load_from_hub
 from vidprop.features.vit import VitExtractor
 
 __all__ = [
@@ -188,6 +188,9 @@ def load_dinov3(model: str, *, revision: str | None = None, dtype: torch.dtype =
                 if is_gated_error(exc):
                     raise
                 net = load_from_hub(model, _gated_first(load, model), revision=revision, what="DINOv3 model")
+    except HubUnavailableError as exc:  # offline: the download elsewhere needs the licence accepted too
+        raise HubUnavailableError(f"{exc} (the repo is gated: accept the DINOv3 licence on "
+                                  f"https://huggingface.co/{model} and log in there first)") from None
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - OSError, hub errors, config errors
