@@ -243,17 +243,13 @@ class PropagationConfig:
     max_anchors: int = 8
     #: Queries per tile side of the windowed computation.
     tile: int = 8
-    #: The protocol's choices, None = the protocol's own (A: square, stride, min-max, nearest;
-    #: B: disc, bilinear, no min-max, bilinear).  ``window``: "square" (|dy|, |dx| <= radius),
-    #: "disc" (distance < radius) or "circle" (distance <= radius, DINOv3's notebook).
+    #: The protocol's choices (None: the protocol's own; docs/propagation.md): the window ("square":
+    #: |dy|, |dx| <= r; "disc": distance < r; "circle": distance <= r), the decode ("stride": x stride,
+    #: argmax, NEAREST to the frame; "nearest" / "bilinear": straight to the frame's size), the
+    #: per-channel min-max, and the label resize ("nearest" PIL, "nearest-exact" torch, "bilinear").
     window: Literal["square", "disc", "circle"] | None = None
-    #: How soft labels become the output: "stride" (upsample by the stride, then argmax and a NEAREST
-    #: resize to the frame), "nearest" / "bilinear" (straight to the frame's size, then argmax).
     decode: Literal["stride", "nearest", "bilinear"] | None = None
-    #: Per-channel min-max normalisation of the decoded map before the argmax.
     minmax: bool | None = None
-    #: How an index mask becomes labels on the feature grid: "nearest" (PIL), "nearest-exact" (torch's,
-    #: DINOv3's notebook), both then one-hot; "bilinear" (one-hot, then bilinear).
     label_resize: Literal["nearest", "nearest-exact", "bilinear"] | None = None
 
     def __post_init__(self) -> None:
