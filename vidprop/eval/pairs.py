@@ -33,7 +33,16 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from vidprop.engine import EngineOptions, open_engine
-from vidprop.eval.pair_predict import recorded_model
+from vidprop.eval.pair_models import (
+    attention_info,
+    dtype_name,
+    is_loaded_attention,
+    is_loaded_matcher,
+    load_attention_matcher,
+    load_matcher,
+    recorded_model,
+    wants_gpu,
+)
 from vidprop.eval.runs import load_part, save_part, start_run, write_results
 from vidprop.eval.runs import run_record as runs_record
 from vidprop.errors import ConfigError, InputError
@@ -347,15 +356,6 @@ def spair_differences(method: str, config: Any, *, split: str = "test", limit: i
     return out
 
 
-def _dtype_name(obj: Any) -> str | None:
-    """The precision a model actually computes in (``float32``, ``float16`` ...), when it says."""
-    for holder in (obj, getattr(obj, "extractor", None)):
-        dt = getattr(holder, "dtype", None)
-        if dt is not None:
-            return str(dt).replace("torch.", "")
-    return None
-
-
 class SpairWorker:
     """Matches and scores SPair-71k pairs one category at a time; built once per engine worker.
 
@@ -368,7 +368,7 @@ class SpairWorker:
     def __init__(self, matcher: Any, *, protocols: Sequence[str], use_category_prompt: bool = True,
                  attention: Any = None, on_pair: Callable[[], None] | None = None) -> None:
         if attention is None:
-            matcher = _load_matcher(matcher)
+            matcher = load_matcher(matcher)
         else:
             attention = load_attention_matcher(attention)
         self.matcher, self.attention = matcher, attention
@@ -379,7 +379,7 @@ class SpairWorker:
     def info(self) -> dict[str, Any]:
         if self.attention is not None:
             return attention_info(self.attention)
-        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
+        return {"config": self.matcher.config, "dtype": dtype_name(self.matcher),
                 "revision": getattr(getattr(self.matcher, "extractor", None), "model_revision", None)}
 
     def _encode(self, key: str) -> tuple[Any, tuple[int, int]]:
@@ -435,25 +435,10 @@ def check_engine(engine: EngineOptions | None, matcher: Any, attention: Any) -> 
     """Whether groups run on another engine than this process; refuses a loaded model there (it cannot travel
     to Ray workers: give a TaskConfig or a picklable callable that builds the matcher in each worker)."""
     elsewhere = engine is not None and engine.kind != "sequential"
-    if elsewhere and (_is_loaded_attention(attention) if attention is not None else _is_loaded_matcher(matcher)):
+    if elsewhere and (is_loaded_attention(attention) if attention is not None else is_loaded_matcher(matcher)):
         raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
                           "worker calls it once), not a loaded model")
     return elsewhere
-
-
-def _is_loaded_attention(attention: Any) -> bool:
-    return hasattr(attention, "match")
-
-
-def load_attention_matcher(attention: Any) -> Any:
-    """An AttentionMatcher from itself or from a picklable callable that builds one (in an engine worker)."""
-    return attention if _is_loaded_attention(attention) or not callable(attention) else attention()
-
-
-def attention_info(attention: Any) -> dict[str, Any]:
-    """What the driver records of a (worker's) attention matcher: its settings, model and precision."""
-    return {"config": None, "dtype": _dtype_name(attention), "revision": None,
-            "settings": getattr(attention, "settings", None), "model_id": getattr(attention, "model_id", None)}
 
 
 def run_spair(
@@ -514,7 +499,7 @@ def run_spair(
     factory = functools.partial(SpairWorker, matcher, protocols=names, use_category_prompt=use_category_prompt,
                                 attention=attention, on_pair=None if elsewhere else (lambda: bar.update(1)))
     try:
-        with open_engine(factory, engine, max_rows=len(units), wants_gpu=_wants_gpu(matcher)) as eng:
+        with open_engine(factory, engine, max_rows=len(units), wants_gpu=wants_gpu(matcher)) as eng:
             info = eng.info
             start_run(out, runs_record("SPair-71k", root, recorded_model(info, attention), split=split,
                                        pairs=len(pairs), limit=limit, categories=list(categories or []),
@@ -598,31 +583,6 @@ def _spair_records(rows: Sequence[Sequence[Any]], k: int) -> list[tuple[str, dic
     """Protocol ``k``'s records from SPair rows (fresh or read back from a part): per protocol a row holds its
     counts of correct points, then its PCK, per alpha."""
     return counts_to_records(rows, 1, 2, 3 + 2 * k * len(ALPHAS))
-
-
-def _is_loaded_matcher(matcher: Any) -> bool:
-    return hasattr(matcher, "features")
-
-
-def _load_matcher(matcher: Any) -> Any:
-    """A PairMatcher from itself, a TaskConfig (loaded) or a callable that builds one."""
-    from vidprop.config import TaskConfig
-
-    if isinstance(matcher, TaskConfig):
-        from vidprop.tasks.match import PairMatcher
-
-        return PairMatcher.from_pretrained(config=matcher)
-    if not _is_loaded_matcher(matcher) and callable(matcher):
-        return matcher()
-    return matcher
-
-
-def _wants_gpu(matcher: Any) -> bool:
-    from vidprop.config import TaskConfig
-
-    if isinstance(matcher, TaskConfig):
-        return not str(matcher.extractor.device).startswith("cpu")
-    return True
 
 
 def _clip_points(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -796,7 +756,7 @@ class HpatchesWorker:
 
     def __init__(self, matcher: Any, *, keypoints: str | Path | None = None, max_keypoints: int = 1000,
                  method: str = "lmeds", threshold: float = 3.0, on_pair: Callable[[], None] | None = None) -> None:
-        matcher = _load_matcher(matcher)
+        matcher = load_matcher(matcher)
         self.matcher = matcher
         self.keypoints = keypoints
         self.max_keypoints = max_keypoints
@@ -805,7 +765,7 @@ class HpatchesWorker:
         self.text = matcher.prompt(None, None)
 
     def info(self) -> dict[str, Any]:
-        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
+        return {"config": self.matcher.config, "dtype": dtype_name(self.matcher),
                 "revision": getattr(getattr(self.matcher, "extractor", None), "model_revision", None)}
 
     def _encode(self, key: str) -> tuple[Any, np.ndarray, tuple[int, int]]:
@@ -894,7 +854,7 @@ def run_hpatches(
                                 on_pair=None if elsewhere else (lambda: bar.update(1)))
     parts: list[Any] = [None] * len(seqs)  # each sequence's rows
     try:
-        with open_engine(factory, engine, max_rows=len(seqs), wants_gpu=_wants_gpu(matcher)) as eng:
+        with open_engine(factory, engine, max_rows=len(seqs), wants_gpu=wants_gpu(matcher)) as eng:
             info = eng.info
             start_run(out, runs_record(
                 "HPatches", root, recorded_model(info), sequences=len(seqs), limit=limit,

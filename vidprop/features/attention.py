@@ -328,13 +328,13 @@ class AttentionMatcher:
 
     def __init__(self, unet: Any, vae: Any, scheduler: Any, settings: AttentionSettings | None = None, *,
                  device: str | torch.device | None = None, dtype: str | torch.dtype | None = "float32") -> None:
-        from vidprop.features.dift import _move, resolve_device, resolve_dtype
+        from vidprop.features.dift import move_module, resolve_device, resolve_dtype
 
         self.settings = settings or AttentionSettings()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.unet = _move(unet, self.device, self.dtype).eval().requires_grad_(False)
-        self.vae = _move(vae, self.device, self.dtype).eval().requires_grad_(False)
+        self.unet = move_module(unet, self.device, self.dtype).eval().requires_grad_(False)
+        self.vae = move_module(vae, self.device, self.dtype).eval().requires_grad_(False)
         self.scheduler = scheduler
         self._abar = scheduler.alphas_cumprod.to(torch.float64)
         self.layer_names = resolve_layers(self.unet, self.settings.layers)

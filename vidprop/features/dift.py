@@ -33,7 +33,7 @@ from vidprop.errors import ConfigError, ModelLoadError
 from vidprop.features.base import check_images
 from vidprop.features.hub import HubUnavailableError, download_hint, load_from_hub
 
-__all__ = ["DiftExtractor", "resolve_device", "resolve_dtype", "frame_generator", "load_sd_components"]
+__all__ = ["DiftExtractor", "move_module", "resolve_device", "resolve_dtype", "frame_generator", "load_sd_components"]
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def frame_generator(seed: int, index: int, device: torch.device) -> torch.Genera
     return gen
 
 
-def _move(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
+def move_module(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
     """Move a model, casting only when its dtype differs (avoids diffusers' cast warning)."""
     param = next(module.parameters(), None)
     if param is not None and param.dtype != dtype:
@@ -244,8 +244,8 @@ class DiftExtractor:
         self.config = config or ExtractorConfig()
         self.device = resolve_device(device if device is not None else self.config.device)
         self.dtype = resolve_dtype(dtype if dtype is not None else self.config.dtype, self.device)
-        self.unet = _move(unet, self.device, self.dtype).eval().requires_grad_(False)
-        self.vae = _move(vae, self.device, self.dtype).eval().requires_grad_(False)
+        self.unet = move_module(unet, self.device, self.dtype).eval().requires_grad_(False)
+        self.vae = move_module(vae, self.device, self.dtype).eval().requires_grad_(False)
         self.scheduler = scheduler
         if self.config.channels_last:
             self.unet.to(memory_format=torch.channels_last)

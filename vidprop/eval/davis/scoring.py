@@ -14,7 +14,7 @@ import numpy as np
 
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.davis.dataset import SETS, VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
-from vidprop.eval.davis.metrics import BOUND_TH, _jf_frame, boundary_radius, db_statistics, disk
+from vidprop.eval.davis.metrics import BOUND_TH, jf_frame, boundary_radius, db_statistics, disk
 from vidprop.progress import progress_bar
 
 __all__ = ["ObjectScore", "SequenceScore", "DavisScores", "score_sequence", "score_davis"]
@@ -145,7 +145,7 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
     objects = []
     for k in range(1, k_objects + 1):
         for t in range(n):
-            j_all[k - 1, t], f_all[k - 1, t] = _jf_frame(gt[t] == k, pr[t] == k, kernel)
+            j_all[k - 1, t], f_all[k - 1, t] = jf_frame(gt[t] == k, pr[t] == k, kernel)
         jm, jr, jd = db_statistics(j_all[k - 1])
         fm, fr, fd = db_statistics(f_all[k - 1])
         objects.append(ObjectScore(seq.name, k, jm, jr, jd, fm, fr, fd))
