@@ -238,8 +238,33 @@ def test_bad_annotations_fail_before_the_model_loads(annotated, tmp_path, capsys
     assert rc != 0 and "afile: is a file, not a folder" in err[-1] and len(err) == 1
 
 
-def test_an_annotation_past_the_end_of_a_video_file_is_reported_when_it_ends(annotated, tiny_sd_path, tmp_path,
-                                                                              capsys):
+@pytest.mark.parametrize("backend", ["pyav", "auto"])
+def test_an_annotation_past_the_end_of_a_video_file_is_refused_before_the_model_loads(annotated, tmp_path, capsys,
+                                                                                       monkeypatch, backend):
+    """The container reports 8 frames (decord / PyAV): --mask 20:... is refused before any work."""
+    from vidprop.tasks.segment import Segmenter
+
+    d, masks = annotated
+    monkeypatch.setattr(Segmenter, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("model loaded")))
+    m0 = tmp_path / "m0.png"
+    write_indexed_png(m0, masks[0])
+    out = tmp_path / "out"
+    rc = main(["segment", str(d / "clip.mp4"), "--mask", str(m0), "--mask", f"20:{m0}", "--out", str(out),
+               "--backend", backend, *QUICK])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert f"{m0}: annotates frame 20 but {d / 'clip.mp4'} has 8 frames (0..7, as its " \
+           "container reports)" in err[0]
+    assert not out.exists()
+
+
+def test_an_annotation_past_the_end_of_a_video_of_unknown_length_is_reported_when_it_ends(annotated, tiny_sd_path,
+                                                                                           tmp_path, capsys,
+                                                                                           monkeypatch):
+    """A container that reports no frame count: the error comes when the video ends, and nothing is written."""
+    from vidprop.io import video as video_mod
+
+    monkeypatch.setattr(video_mod, "_probe", lambda path, backend: (None, None))
     d, masks = annotated
     m0 = tmp_path / "m0.png"
     write_indexed_png(m0, masks[0])
@@ -247,5 +272,5 @@ def test_an_annotation_past_the_end_of_a_video_file_is_reported_when_it_ends(ann
     rc = main(["segment", str(d / "clip.mp4"), "--mask", str(m0), "--mask", f"20:{m0}", "--out", str(out),
                "--model", str(tiny_sd_path), *QUICK])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0 and "annotates frame 20 but the video ended after frame 7 (8 frames)" in err[-1]
+    assert rc == 2 and "annotates frame 20 but the video ended after frame 7 (8 frames)" in err[-1]
     assert not out.exists() or not any(out.iterdir())  # nothing half-written

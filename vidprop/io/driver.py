@@ -141,6 +141,16 @@ class VideoDriver:
         return self.info.num_frames if self.length_known else None
 
     @property
+    def reported_length(self) -> int | None:
+        """Frames in the whole video as far as known before reading: a folder's count (exact), or the count a
+        video file's container reports through decord or PyAV (its index / header; OpenCV's estimate is not
+        used); None when unknown (a stream without a frame count)."""
+        if self.length_known:
+            return self.info.num_frames
+        n = self.info.num_frames
+        return n if n and self.info.backend in ("decord", "pyav") else None
+
+    @property
     def num_frames(self) -> int | None:
         """Frames this driver yields: exact for a folder, the container's report (may be wrong) for a file."""
         n = self.info.num_frames
@@ -166,11 +176,14 @@ class VideoDriver:
         return None
 
     def contains(self, index: int) -> bool | None:
-        """Whether frame ``index`` is read by this driver (None: unknown until the video ends)."""
+        """Whether frame ``index`` is read by this driver (None: unknown until the video ends).
+
+        Beyond the video's :attr:`reported_length` is outside (a container's count included, so that an
+        annotation past the end is refused before any work)."""
         end = self.range.end
         if index < self.range.start or (end is not None and index >= end):
             return False
-        n = self.video_length
+        n = self.reported_length
         return None if n is None else index < n
 
     # ----------------------------------------------------------- reading
