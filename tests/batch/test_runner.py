@@ -415,3 +415,31 @@ def test_a_part_of_each_video_and_what_counts_as_other_settings(footage, tiny_sd
     assert "already exists and was not written by this batch with these settings" in capsys.readouterr().err
     assert main([*args, "--frames", "x"]) == 2
     assert "--frames 'x': expected START:END" in capsys.readouterr().err
+
+
+def test_a_full_disk_on_one_row_fails_that_row_with_the_reason_and_the_others_go_on(footage, tiny_sd_path, tmp_path,
+                                                                                    monkeypatch, capsys):
+    import errno
+
+    from vidprop.tasks import segment as segmod
+
+    d, manifest = footage
+    real = segmod.write_indexed_png
+
+    def full_for_v1(path, mask):
+        if Path(path).parent.name.startswith(".v1.partial-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, mask)
+
+    monkeypatch.setattr(segmod, "write_indexed_png", full_for_v1)
+    out = tmp_path / "out"
+    rc = main(["batch", str(manifest), "--out", str(out), "--model", str(tiny_sd_path), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    rep = _report(out)
+    assert [r["status"] for r in rep["rows"]] == ["done", "failed", "done", "failed"]
+    reason = (f"{out.resolve() / 'v1'}: could not be written: no space left on device (the partial folder was "
+              "removed); free some space or choose another output folder, then run the same command again")
+    assert rep["rows"][1]["error"] == reason
+    assert f"{manifest}: line 2 (v1): {reason}" in err
+    assert sorted(p.name for p in out.iterdir()) == [".vidprop-batch", "batch_report.json", "v0", "v2"]

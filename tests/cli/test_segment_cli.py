@@ -274,3 +274,41 @@ def test_an_annotation_past_the_end_of_a_video_of_unknown_length_is_reported_whe
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "annotates frame 20 but the video ended after frame 7 (8 frames)" in err[-1]
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+# ---------------------------------------------------------------- a full disk
+def _fail_on_call(real, n):
+    """``real`` that raises ENOSPC on its ``n``-th call, as a writer on a disk that fills up."""
+    import errno
+
+    calls = {"n": 0}
+
+    def writer(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    return writer
+
+
+@pytest.mark.parametrize("where", ["png", "overlay"])
+def test_a_full_disk_is_one_line_naming_the_folder_exit_2_and_nothing_left(footage, tiny_sd_path, tmp_path, capsys,
+                                                                           monkeypatch, where):
+    from vidprop.io.writers import VideoWriter
+    from vidprop.tasks import segment as segmod
+
+    d, _ = footage
+    if where == "png":
+        monkeypatch.setattr(segmod, "write_indexed_png", _fail_on_call(segmod.write_indexed_png, 3))
+    else:
+        monkeypatch.setattr(VideoWriter, "write", _fail_on_call(VideoWriter.write, 2))
+    out = tmp_path / "out"
+    rc = main(["segment", str(d / "clip.mp4"), "--mask", str(d / "mask.png"), "--out", str(out),
+               "--model", str(tiny_sd_path), *FAST])
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("INFO: ")]
+    assert rc == 2 and len(err) == 1, err
+    assert err[0] == (f"vidprop: error: {out / 'clip'}: could not be written: no space left on device (the partial "
+                      "folder was removed); free some space or choose another output folder, then run the same "
+                      "command again")
+    assert list(out.iterdir()) == []  # no partial folder, no final one

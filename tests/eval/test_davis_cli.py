@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -282,3 +284,32 @@ def test_engine_flags_reach_the_runner(scene_davis, tmp_path, capsys, monkeypatc
     rc, _, err = _run(capsys, ["eval", "davis", "--root", str(scene_davis), "--out", str(tmp_path),
                                "--gpus-per-worker", "1"])
     assert rc == 2 and "--gpus-per-worker: only with --engine ray" in err
+
+
+# ------------------------------------------------------------------ a full disk
+def test_a_sequence_that_fills_the_disk_fails_alone_and_the_others_are_written(scene_davis, tmp_path, monkeypatch):
+    import errno
+
+    from vidprop.config import load_preset
+    from vidprop.errors import WriteError
+    from vidprop.eval.davis import run_davis
+    from vidprop.tasks import segment as segmod
+
+    real = segmod.write_indexed_png
+
+    def full_for_alpha(path, mask):
+        if Path(path).parent.name.startswith(".alpha.partial-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, mask)
+
+    monkeypatch.setattr(segmod, "write_indexed_png", full_for_alpha)
+    cfg = load_preset("davis").override(frames={"short_side": 64}, propagation={"n_last_frames": 3})
+    out = tmp_path / "run"
+    with pytest.raises(WriteError) as info:
+        run_davis(scene_davis, out, config=cfg, segmenter=colour_segmenter(cfg), progress=False)
+    assert str(info.value) == (
+        f"1 of 2 sequence(s) could not be written, nothing scored: {out / 'alpha'}: could not be written: no space "
+        "left on device (the partial folder was removed); free some space or choose another output folder, then "
+        "run the same command again; the other sequences are complete and a re-run redoes only these")
+    assert sorted(p.name for p in out.iterdir()) == ["beta", "config.yaml"]
+    assert len(list((out / "beta").glob("*.png"))) == 5

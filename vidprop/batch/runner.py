@@ -237,7 +237,10 @@ class RowRunner:
                 log.debug("%s failed", row.where, exc_info=True)
             _release_memory(exc)
             error = describe_error(exc)
-            _write_state(state_path, state="failed", error=error, **state)
+            try:
+                _write_state(state_path, state="failed", error=error, **state)
+            except VidpropError as state_exc:  # a full disk fails this too: the row's own error is the one told
+                log.warning("%s: %s", row.where, state_exc)
             return RowResult(job.index, row.name, "failed", error=error, seconds=time.perf_counter() - t0,
                              attempts=attempt, worker=self.worker_id)
         seconds = time.perf_counter() - t0
