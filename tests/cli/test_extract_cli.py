@@ -141,3 +141,16 @@ def test_a_pair_backbone_is_refused(data, tiny_sd_path, capsys):
     rc, _, err = _run(capsys, data / "photos" / "cat.png", "--out", data / "x.pt", "--backbone", "sd+dinov2",
                       "--no-progress")
     assert rc == 2 and len(err) == 1 and "computes the features of an image PAIR" in err[0]
+
+
+def test_a_huge_size_is_refused_before_the_model_loads(data, capsys):
+    """--model /nope: the size is checked first (a model that cannot load would be the error otherwise)."""
+    for inputs, flags, want in [
+        ([data / "photos" / "cat.png"], ["--size", "100000"], "--size 100000x100000: the model input would be "
+                                                               "100000x100000 (from the image, 80x48), which needs"),
+        ([data / "judo" / "frames", "--video"], ["--short-side", "99968"], "--short-side 99968: the model input "
+                                                                          "would be 149952x99968"),
+    ]:
+        rc, _, err = _run(capsys, *inputs, "--out", data / "feats", "--model", "/nope", "--device", "cpu", *flags)
+        assert rc == 2 and len(err) == 1 and want in err[0], err
+    assert not (data / "feats").exists()

@@ -312,3 +312,34 @@ def test_a_full_disk_is_one_line_naming_the_folder_exit_2_and_nothing_left(foota
                       "folder was removed); free some space or choose another output folder, then run the same "
                       "command again")
     assert list(out.iterdir()) == []  # no partial folder, no final one
+
+
+# ---------------------------------------------------------------- sizes and flags said as flags
+def test_a_huge_short_side_or_zero_is_refused_before_the_model_loads_in_flag_words(footage, tmp_path, capsys,
+                                                                                    monkeypatch):
+    from vidprop.tasks.segment import Segmenter
+
+    d, _ = footage
+    monkeypatch.setattr(Segmenter, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("model loaded")))
+    base = ["segment", str(d / "clip.mp4"), "--mask", str(d / "mask.png"), "--out", str(tmp_path / "o"),
+            "--device", "cpu", "--no-progress"]
+    rc, err = _run_err(capsys, [*base, "--short-side", "100000"])
+    assert rc == 2 and err.startswith("vidprop: error: --short-side 100000: the model input would be 177760x100000 "
+                                      f"(from {d / 'clip.mp4'}, 128x72), which needs at least ")
+    assert err.endswith("; this machine's RAM has " + err.split("this machine's RAM has ")[1]) and "smaller size" in err
+    rc, err = _run_err(capsys, [*base, "--short-side", "0"])
+    assert rc == 2 and err == "vidprop: error: --short-side must be positive, got 0"
+    rc, err = _run_err(capsys, [*base, "--ensemble", "0"])
+    assert rc == 2 and err == "vidprop: error: --ensemble must be >= 1, got 0"
+    assert not (tmp_path / "o").exists()
+    # an existing result: the flag, not the keyword argument
+    (tmp_path / "o" / "clip").mkdir(parents=True)
+    rc, err = _run_err(capsys, [*base])
+    assert rc == 2 and err == f"vidprop: error: {tmp_path / 'o' / 'clip'} already exists; pass --overwrite to replace it"
+
+
+def test_segment_logs_the_model_input_size(footage, tiny_sd_path, tmp_path, capsys):
+    d, _ = footage
+    assert main(["segment", str(d / "clip.mp4"), "--mask", str(d / "mask.png"), "--out", str(tmp_path),
+                 "--model", str(tiny_sd_path), *QUICK]) == 0
+    assert f"INFO: segmenting {d / 'clip.mp4'} (128x72 -> model input 96x64, 6 frames)" in capsys.readouterr().err

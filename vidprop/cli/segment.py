@@ -64,7 +64,8 @@ mode and direction) when the run had more than a first-frame mask.
 
 def segment_config_from_args(args: argparse.Namespace):
     """The preset with the flags of ``segment`` (and ``eval davis``, ``eval youtube-vos``) applied."""
-    frames = {"mode": "short_side", "short_side": args.short_side} if getattr(args, "short_side", None) else None
+    short = getattr(args, "short_side", None)
+    frames = {"mode": "short_side", "short_side": short} if short is not None else None  # 0 is refused, not ignored
     cfg = config_from_args(args, "davis-fast", frames=frames)
     return cfg.override(propagation={"max_anchors": getattr(args, "max_anchors", None)})
 
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from vidprop.errors import InputError
     from vidprop.io.annotations import parse_mask_arg
     from vidprop.io.exports import parse_formats
+    from vidprop.tasks.budget import check_model_input
     from vidprop.tasks.segment import Segmenter, prepare_segment
 
     cfg = segment_config_from_args(args)
@@ -130,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name, overwrite=args.overwrite, resize_mask=args.resize_mask, backend=args.backend,
         frames=args.frames, max_frames=args.max_frames,
     )
+    check_model_input(cfg, *job.driver.size, source=str(job.driver.path))  # a huge size: refused before loading
     seg = Segmenter.from_pretrained(config=cfg)
     res = job.run(seg, overlay=not args.no_overlay, direction=args.direction, formats=formats,
                   progress=progress_enabled(args))

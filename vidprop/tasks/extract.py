@@ -64,6 +64,7 @@ from vidprop.io.video import Backend, list_frames, open_video
 from vidprop.io.writers import BackgroundWriter
 from vidprop.progress import progress_bar
 from vidprop.tasks.base import resize_frame
+from vidprop.tasks.budget import check_model_input, device_memory
 
 __all__ = [
     "IMAGE_PRESET",
@@ -391,14 +392,14 @@ def plan_images(
         if out.exists() and not out.is_dir():
             raise InputError(f"{out}: exists and is not a folder; give a folder (or a .pt/.safetensors/.npz file for one image)")
     settings = saver.settings()
-    frames_cfg = saver.config.frames
+    memory = device_memory(saver.config.extractor.device)[0]
     jobs: list[_ImageJob] = []
     seen: dict[Path, Path] = {}
     conflicts: list[tuple[Path, FileStatus]] = []
     for p in paths:
         size = read_image_size(p)
         try:
-            model_size = frames_cfg.target_size(*size)
+            model_size = check_model_input(saver.config, *size, source="the image", memory=memory)
         except ConfigError as exc:
             raise InputError(f"{p}: {exc}") from None
         target = out if single else out / f"{p.stem}.{fmt}"
@@ -599,7 +600,7 @@ def extract_video(
         raise InputError(f"{out_dir}: exists and is not a folder")
     size = (vinfo.width, vinfo.height)
     try:  # a preset's per-sequence frame sizes apply, as in segment
-        model_size = saver.config.for_sequence(name).frames.target_size(*size)
+        model_size = check_model_input(saver.config.for_sequence(name), *size)  # a huge size: before loading
     except ConfigError as exc:
         raise InputError(f"{video}: {exc}") from None
     chunk = int(options.chunk)

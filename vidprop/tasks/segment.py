@@ -67,6 +67,7 @@ from vidprop.propagation.labels import object_ids
 from vidprop.propagation.propagator import Propagator
 from vidprop.propagation.protocol import get_protocol
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder, resize_frame
+from vidprop.tasks.budget import check_model_input
 
 __all__ = [
     "Segmenter",
@@ -514,11 +515,11 @@ class SegmentJob:
                      segmenter.config.sequence_changes(name))
             segmenter = type(segmenter)(segmenter.extractor, segmenter.config.for_sequence(name))
         vinfo = driver.info
-        target = segmenter.config.frames.target_size(vinfo.width, vinfo.height)
+        target = check_model_input(segmenter.config, vinfo.width, vinfo.height, source=str(vinfo.path))
         n_objects = len({i for a in self.annotations.values() for i in a.ids})
         log.info(
-            "segmenting %s (%dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
-            vinfo.path, vinfo.width, vinfo.height,
+            "segmenting %s (%dx%d -> model input %dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
+            vinfo.path, vinfo.width, vinfo.height, target[0], target[1],
             f", {driver.num_frames} frames" if driver.num_frames else "", n_objects, len(self.annotations), out_dir,
         )
         names: list[str] = []

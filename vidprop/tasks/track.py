@@ -46,6 +46,7 @@ from vidprop.io.video import Backend
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder
+from vidprop.tasks.budget import check_model_input
 from vidprop.progress import progress_bar
 
 __all__ = ["Tracker", "TrackFrame", "TrackJob", "TrackResult", "prepare_track", "track_video"]
@@ -202,7 +203,7 @@ class TrackJob:
         """Track and write ``out_dir`` atomically (see :func:`track_video`)."""
         driver, kps, out_dir = self.driver, self.keypoints, self.out_dir
         vinfo = driver.info
-        target = tracker.config.frames.target_size(vinfo.width, vinfo.height)
+        target = check_model_input(tracker.config, vinfo.width, vinfo.height, source=str(vinfo.path))
         log.info(
             "tracking %d keypoint(s) through %s (%dx%d%s) -> %s",
             len(kps), vinfo.path, vinfo.width, vinfo.height,
