@@ -313,3 +313,26 @@ def test_a_sequence_that_fills_the_disk_fails_alone_and_the_others_are_written(s
         "run the same command again; the other sequences are complete and a re-run redoes only these")
     assert sorted(p.name for p in out.iterdir()) == ["beta", "config.yaml"]
     assert len(list((out / "beta").glob("*.png"))) == 5
+
+
+def test_a_run_that_failed_before_any_result_does_not_bind_the_corrected_one(scene_davis, tmp_path):
+    """A size the frames cannot take fails at the first sequence and leaves only config.yaml: the corrected
+    re-run (other settings) runs, and records its own settings."""
+    from vidprop.config import load_preset
+    from vidprop.errors import ConfigError
+    from vidprop.eval.davis import run_davis
+
+    out = tmp_path / "run"
+    bad = load_preset("davis").override(frames={"short_side": 99968}, propagation={"n_last_frames": 3})
+    with pytest.raises(ConfigError, match="the model input would be 149952x99968"):
+        run_davis(scene_davis, out, config=bad, segmenter=colour_segmenter(bad), progress=False, score=False)
+    assert [p.name for p in out.iterdir()] == ["config.yaml"]
+    good = bad.override(frames={"short_side": 64})
+    run_davis(scene_davis, out, config=good, segmenter=colour_segmenter(good), progress=False, score=False)
+    assert sorted(p.name for p in out.iterdir()) == ["alpha", "beta", "config.yaml"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["config"]["frames"]["short_side"] == 64
+    # with results there, other settings are refused as before
+    (out / "alpha" / "00004.png").unlink()
+    other = good.override(propagation={"topk": 3})
+    with pytest.raises(ConfigError, match="holds results made with other settings"):
+        run_davis(scene_davis, out, config=other, segmenter=colour_segmenter(other), progress=False, score=False)
