@@ -336,3 +336,17 @@ def test_a_run_that_failed_before_any_result_does_not_bind_the_corrected_one(sce
     other = good.override(propagation={"topk": 3})
     with pytest.raises(ConfigError, match="holds results made with other settings"):
         run_davis(scene_davis, out, config=other, segmenter=colour_segmenter(other), progress=False, score=False)
+
+
+def test_the_scoring_benchmarks_synthetic_layout_is_one_eval_davis_propagates_on(tmp_path):
+    from vidprop.bench.davis_scoring import make_synthetic_davis
+    from vidprop.config import load_preset
+    from vidprop.eval.davis import run_davis
+
+    names = make_synthetic_davis(tmp_path / "DAVIS", tmp_path / "pred", num_sequences=2, num_frames=3, height=160,
+                                 width=240)
+    cfg = load_preset("davis").override(frames={"short_side": 64}, propagation={"n_last_frames": 3})
+    run_davis(tmp_path / "DAVIS", tmp_path / "run", config=cfg, segmenter=colour_segmenter(cfg), progress=False,
+              score=False)
+    for name in names:
+        assert len(list((tmp_path / "run" / name).glob("*.png"))) == 3
