@@ -487,8 +487,9 @@ class SegmentJob:
 
     @property
     def first_only(self) -> bool:
-        """One annotation, on the first frame of a whole-video run (today's first-frame runs)."""
-        return list(self.annotations) == [0] and self.driver.range.is_all and self.mode == "objects"
+        """One annotation, on the run's first frame (the video's, or START of ``frames``): a first-frame run,
+        whatever the mode and direction (one annotation on the first frame leaves them nothing to change)."""
+        return list(self.annotations) == [self.driver.range.start]
 
     def run(
         self,
@@ -553,7 +554,7 @@ class SegmentJob:
                 exports["coco"] = out_dir / COCO_FILE
             if yt_dir is not None:
                 exports["youtube-vos"] = youtube_vos_folder(out_dir, name)
-            if not self.first_only or direction != "forward":
+            if not self.first_only:  # README: only runs with annotations beyond a first-frame mask
                 record = annotation_record(self.annotations, mode=self.mode, direction=direction, frames=indices)
                 writer.submit(write_annotation_record, tmp / "annotations.json", record)
                 record_path = out_dir / "annotations.json"
