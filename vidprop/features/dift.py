@@ -33,7 +33,7 @@ from vidprop.errors import ConfigError, ModelLoadError
 from vidprop.features.base import check_images
 from vidprop.features.hub import HubUnavailableError, download_hint, load_from_hub
 
-__all__ = ["DiftExtractor", "move_module", "resolve_device", "resolve_dtype", "frame_generator", "load_sd_components"]
+__all__ = ["DiftExtractor", "accelerate_available", "move_module", "resolve_device", "resolve_dtype", "frame_generator", "load_sd_components"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,13 @@ def frame_generator(seed: int, index: int, device: torch.device) -> torch.Genera
     gen = torch.Generator(device=device)
     gen.manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
     return gen
+
+
+def accelerate_available() -> bool:
+    """Whether ``accelerate`` is installed (diffusers then loads models without a throw-away random init)."""
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
 
 
 def move_module(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
@@ -171,9 +178,14 @@ def load_sd_components(
         )
     source = str(local) if is_local else model
     kwargs: dict[str, Any] = {} if is_local else {"revision": revision}
+    # diffusers' models load faster with accelerate; without it, say so here instead of diffusers' notice on
+    # every model (twice per load: U-Net and VAE), which asks for low_cpu_mem_usage only when it can be had
+    fast = {"low_cpu_mem_usage": accelerate_available()}
     loaders = {
-        "unet": lambda kw: UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype, **kw),
-        "vae": lambda kw: AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype, **kw),
+        "unet": lambda kw: UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype,
+                                                                **fast, **kw),
+        "vae": lambda kw: AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype, **fast,
+                                                        **kw),
         "scheduler": lambda kw: DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kw),
         "tokenizer": lambda kw: CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kw),
         "text_encoder": lambda kw: CLIPTextModel.from_pretrained(source, subfolder="text_encoder",
