@@ -203,6 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_match(args: argparse.Namespace) -> int:
     from vidprop.errors import ConfigError, InputError
     from vidprop.io.images import check_points_inside, draw_matches, heatmap_overlay, parse_points, write_image
+    from vidprop.tasks.budget import check_model_input
     from vidprop.tasks.match import MatchResult, PairMatcher
 
     out = Path(args.out)
@@ -235,6 +236,7 @@ def run_match(args: argparse.Namespace) -> int:
                                 "final_loss": [float(l[:, -1].mean()) for l in am.losses]})
     else:
         cfg = pair_config(args, "geometric" if args.mode == "geometric" else "semantic")
+        check_model_input(cfg, src.shape[1], src.shape[0], source=str(args.source))  # a huge --size: before loading
         matcher = PairMatcher.from_pretrained(config=cfg)
         if args.mode == "semantic":
             res = matcher.match_semantic(src, tgt, pts, category=args.category, prompt=args.prompt,
@@ -274,6 +276,7 @@ def run_match(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- edit
 def run_edit(args: argparse.Namespace) -> int:
     from vidprop.io.images import parse_point, read_rgba, write_image
+    from vidprop.tasks.budget import check_model_input
     from vidprop.tasks.match import PairMatcher, sticker_layer
 
     out = Path(args.out)
@@ -283,6 +286,7 @@ def run_edit(args: argparse.Namespace) -> int:
     at = parse_point(args.at, "--at") if args.at else None
     sticker_layer(sticker, src.shape[:2], at, name=args.sticker)  # check before loading the model
     cfg = pair_config(args, "semantic")
+    check_model_input(cfg, src.shape[1], src.shape[0], source=str(args.source))  # a huge --size: before loading
     matcher = PairMatcher.from_pretrained(config=cfg)
     res = matcher.edit(src, tgt, sticker, at=at, category=args.category, prompt=args.prompt,
                        max_points=args.max_points, threshold=args.threshold, composite=args.composite,
