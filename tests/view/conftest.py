@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from starlette.testclient import TestClient
 
 from vidprop.io.keypoints import write_tracks_json
 from vidprop.io.masks import write_indexed_png
@@ -27,6 +28,7 @@ from vidprop.io.source import write_source_record
 from vidprop.io.synthetic import SyntheticScene, write_frame_folder, write_video
 from vidprop.io.video import open_video
 from vidprop.io.writers import VideoWriter, overlay_mask
+from vidprop.view.security import PageGuard
 
 T = 8
 IDS = (1, 3)
@@ -96,6 +98,25 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
     (root / "global_results-val.csv").write_text(
         "J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n0.625,0.633,0.667,0.100,0.617,0.667,0.050\n")
     return Tree(root, src, outside, scene, video, joints)
+
+
+#: the address the test clients use: a real loopback Host header, as a browser sends it
+TEST_PORT = 8765
+TEST_ORIGIN = f"http://127.0.0.1:{TEST_PORT}"
+
+
+def guarded_client(app, **options) -> TestClient:
+    """A test client on ``app`` behind a page guard (as every served page is), that has opened the page as its
+    user does: the URL with the token first (303 to the clean address, a cookie), then the cookie alone.
+    ``client.guard`` is the guard."""
+    guard = PageGuard.for_server("127.0.0.1", TEST_PORT, **options)
+    client = TestClient(guard.wrap(app), base_url=TEST_ORIGIN)
+    if guard.token is not None:
+        r = client.get(guard.open_url("/"), follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/", r.headers
+        assert client.cookies.get(guard.cookie_name) == guard.cookie_value
+    client.guard = guard
+    return client
 
 
 def same_feature(p: tuple[int, int], q: tuple[int, int], grid: tuple[int, int], size: tuple[int, int]) -> bool:

@@ -1,37 +1,42 @@
-"""Serving the view app with uvicorn: a socket bound first (so "a free port" is known), then the server.
+"""Serving a local page with uvicorn, always behind its guard (:mod:`vidprop.view.security`).
 
-    from vidprop.view.server import bind, serve, BackgroundServer
-    sock = bind("127.0.0.1", 0)                      # port 0: a free one
-    serve(app, sock)                                 # blocks until Ctrl+C
+Every page (``vidprop view``, ``vidprop annotate``, ...) is served through a
+:class:`PageServer`: it checks the options, binds the socket first (so a taken
+port fails before a model loads, and "a free port" is known), builds the
+:class:`~vidprop.view.security.PageGuard` for that port and wraps every app it
+serves with it.  There is no way to serve an app through this module without
+the guard::
 
-    with BackgroundServer(app) as url:               # a thread (notebooks, tests)
-        ...
+    from vidprop.view.server import PageServer
+    server = PageServer("127.0.0.1", 0)            # port 0: a free one; a new token
+    server.url, server.open_url                    # 'http://127.0.0.1:PORT/', '...?token=...' (what to open)
+    server.serve(app)                              # blocks until Ctrl+C
+
+    with PageServer().start(app) as server:        # on a thread (notebooks, tests)
+        ...                                        # server.open_url
+    with BackgroundServer(app) as server: ...      # the same in one line
+
+Options (ConfigError, before anything is bound, when they do not fit):
+``token`` (a chosen token; default a new one), ``no_token`` (loopback hosts
+only), ``allow_hosts`` (more ``Host`` names, like ``myhost`` or
+``myhost.lan:8080``).  uvicorn's access log is off unless ``access_log``; it
+never shows the token (the guard takes it out of the query string first).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from vidprop.errors import ConfigError
+from vidprop.view.security import PageGuard, check_options, is_loopback
 
-__all__ = ["bind", "url_of", "is_loopback", "serve", "BackgroundServer"]
+__all__ = ["bind", "url_of", "is_loopback", "PageServer", "BackgroundServer"]
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -57,6 +62,7 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 
 def url_of(sock: socket.socket) -> str:
+    """The page's address (a wildcard bind is opened through the loopback address)."""
     host, port = sock.getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
@@ -65,41 +71,89 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}/"
 
 
-def _server(app: Any) -> Any:
+def _uvicorn(app: Any, access_log: bool) -> Any:
     try:
         import uvicorn
     except ImportError:  # pragma: no cover
-        raise ConfigError("vidprop view needs uvicorn: pip install 'vidprop[view]'") from None
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1)
+        raise ConfigError("serving a page needs uvicorn: pip install 'vidprop[view]'") from None
+    config = uvicorn.Config(app, log_level="warning", access_log=access_log, lifespan="off",
+                            timeout_graceful_shutdown=1)
     return uvicorn.Server(config)
 
 
-def serve(app: Any, sock: socket.socket) -> None:
-    """Serve ``app`` on the bound socket until interrupted (Ctrl+C)."""
-    server = _server(app)
-    server.run(sockets=[sock])
+class PageServer:
+    """A bound socket and the guard in front of every app served on it.
 
+    ``token``: the token to ask for (default: a new random one); ``no_token``: ask for none (loopback only);
+    ``allow_hosts``: more ``Host`` names to answer.  ConfigError for a bad option or a port that cannot be bound.
+    """
 
-class BackgroundServer:
-    """Serve an app on a thread: ``with BackgroundServer(app) as url: ...`` (127.0.0.1, a free port)."""
-
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None, no_token: bool = False,
+                 allow_hosts: Iterable[str] = ()) -> None:
+        allow_hosts = tuple(allow_hosts)
+        token = check_options(host, token=token, no_token=no_token, allow_hosts=allow_hosts)
+        self.host = host
         self.sock = bind(host, port)
-        self.url = url_of(self.sock)
-        self._server = _server(app)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.sock]},
-                                        name="vidprop-view", daemon=True)
+        self.port: int = self.sock.getsockname()[1]
+        self.guard = PageGuard.for_server(host, self.port, token=token, no_token=no_token, allow_hosts=allow_hosts)
+        self.url = url_of(self.sock)  # the clean address
+        self.open_url = self.guard.open_url(self.url)  # with the token: what the user opens
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> str:
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def wrap(self, app: Any) -> Any:
+        """``app`` behind this server's guard."""
+        return self.guard.wrap(app)
+
+    def serve(self, app: Any, *, access_log: bool = False) -> None:
+        """Serve ``app`` (guarded) until interrupted; Ctrl+C ends it with KeyboardInterrupt."""
+        self._server = _uvicorn(self.wrap(app), access_log)
+        self._server.run(sockets=[self.sock])
+
+    def start(self, app: Any, *, access_log: bool = False) -> "PageServer":
+        """Serve ``app`` (guarded) on a thread; returns once it answers.  ``stop()`` (or ``with``) ends it."""
+        self._server = _uvicorn(self.wrap(app), access_log)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.sock]},
+                                        name="vidprop-page", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the view server did not start")
+                self.stop()
+                raise RuntimeError("the page server did not start")
             time.sleep(0.01)
-        return self.url
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "PageServer":
+        return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self.sock.close()
+        self.stop()
+
+
+class BackgroundServer:
+    """``with BackgroundServer(app) as server: ...``: a :class:`PageServer` serving ``app`` on a thread."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
+        self.app = app
+        self.server = PageServer(host, port, **options)
+
+    def __enter__(self) -> PageServer:
+        return self.server.start(self.app, access_log=False)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.stop()
