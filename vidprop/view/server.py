@@ -76,7 +76,7 @@ def _uvicorn(app: Any, access_log: bool) -> Any:
         import uvicorn
     except ImportError:  # pragma: no cover
         raise ConfigError("serving a page needs uvicorn: pip install 'vidprop[view]'") from None
-    config = uvicorn.Config(app, log_level="warning", access_log=access_log, lifespan="off",
+    config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log, lifespan="off",
                             timeout_graceful_shutdown=1)
     return uvicorn.Server(config)
 
