@@ -10,6 +10,9 @@
   evil       a symlink to a folder of masks outside results/ (must not be listed or served)
   .clip.partial-x/  a run in progress (hidden: not listed)
   per-sequence_results-val.csv, global_results-val.csv
+
+:func:`guarded_client` is a test client behind the page guard that has opened the page with its token;
+:func:`notes_app` a small page with write endpoints (as ``vidprop annotate`` has) for the guard's tests.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 
 from vidprop.io.keypoints import write_tracks_json
@@ -117,6 +124,32 @@ def guarded_client(app, **options) -> TestClient:
         assert client.cookies.get(guard.cookie_name) == guard.cookie_value
     client.guard = guard
     return client
+
+
+def notes_app(path: Path):
+    """GET / a page, GET /notes the file, POST / PUT /notes write it, DELETE /notes empties it, /ws echoes."""
+    path.write_text("original")
+
+    async def page(request: Request):
+        return HTMLResponse('<!doctype html><title>notes</title><p>notes</p>')
+
+    async def read(request: Request):
+        return FileResponse(path, media_type="text/plain")
+
+    async def write(request: Request):
+        if request.method == "DELETE":
+            path.write_text("")
+        else:
+            path.write_bytes(await request.body())
+        return JSONResponse({"ok": True}, headers={"Content-Security-Policy": "default-src *"})  # ours replaces it
+
+    async def echo(ws):
+        await ws.accept()
+        await ws.send_text(await ws.receive_text())
+        await ws.close()
+
+    return Starlette(routes=[Route("/", page), Route("/notes", read), Route("/notes", write, methods=["POST", "PUT", "DELETE"]),
+                             WebSocketRoute("/ws", echo)])
 
 
 def same_feature(p: tuple[int, int], q: tuple[int, int], grid: tuple[int, int], size: tuple[int, int]) -> bool:

@@ -1,7 +1,7 @@
 """The page guard with Starlette's test client and raw ASGI calls: Host allowlist, token and cookie, Origin on writes,
 headers on every answer, the token in no answer and no log line.
 
-``notes_app`` stands for a page with write endpoints (as ``vidprop annotate``): it
+``notes_app`` (conftest) stands for a page with write endpoints (as ``vidprop annotate``): it
 keeps a file on disk that POST / PUT / DELETE change, so "changes nothing" is
 checked on the disk itself.
 """
@@ -13,14 +13,10 @@ import json
 import logging
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from tests.view.conftest import TEST_ORIGIN, TEST_PORT, guarded_client
+from tests.view.conftest import TEST_ORIGIN, TEST_PORT, guarded_client, notes_app
 from vidprop.errors import ConfigError
 from vidprop.view.app import create_app
 from vidprop.view.security import (CONTENT_SECURITY_POLICY, PageGuard, allowed_hosts, check_token, host_entry,
@@ -28,32 +24,6 @@ from vidprop.view.security import (CONTENT_SECURITY_POLICY, PageGuard, allowed_h
 
 HEADERS = {"x-content-type-options": "nosniff", "content-security-policy": CONTENT_SECURITY_POLICY,
            "referrer-policy": "no-referrer", "cross-origin-resource-policy": "same-origin"}
-
-
-def notes_app(path):
-    """GET / a page, GET /notes the file, POST / PUT /notes write it, DELETE /notes empties it, /ws echoes."""
-    path.write_text("original")
-
-    async def page(request: Request):
-        return HTMLResponse('<!doctype html><title>notes</title><p>notes</p>')
-
-    async def read(request: Request):
-        return FileResponse(path, media_type="text/plain")
-
-    async def write(request: Request):
-        if request.method == "DELETE":
-            path.write_text("")
-        else:
-            path.write_bytes(await request.body())
-        return JSONResponse({"ok": True}, headers={"Content-Security-Policy": "default-src *"})  # ours replaces it
-
-    async def echo(ws):
-        await ws.accept()
-        await ws.send_text(await ws.receive_text())
-        await ws.close()
-
-    return Starlette(routes=[Route("/", page), Route("/notes", read), Route("/notes", write, methods=["POST", "PUT", "DELETE"]),
-                             WebSocketRoute("/ws", echo)])
 
 
 @pytest.fixture()
