@@ -272,3 +272,10 @@ def test_tokens():
     # two pages on two ports of one host: two cookies (a browser sends both to either port), two secrets
     g2 = PageGuard.for_server("127.0.0.1", 8001)
     assert (g.cookie_name, g2.cookie_name) == ("vidprop-8000", "vidprop-8001") and g.cookie_value != g2.cookie_value
+
+
+def test_the_view_page_only_reads(tree):
+    """No state change on GET, and the view page has nothing else: every route is GET (HEAD) only."""
+    app = create_app(results=tree.root)
+    methods = set().union(*(getattr(r, "methods", None) or set() for r in app.routes))
+    assert methods == {"GET", "HEAD"}

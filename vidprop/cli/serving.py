@@ -13,7 +13,8 @@ A page command adds the flags in one line and serves its app in one call::
 (so a bad flag or a taken port fails before a model loads), warns about a
 host other than loopback and about ``--no-token``, prints one line with the
 URL to open (the token in it), opens it with ``--open`` and serves until
-Ctrl+C.  :data:`SERVER_HELP` is a paragraph for the command's epilog.
+Ctrl+C (:meth:`vidprop.view.server.PageServer.run`; a library caller uses
+:func:`vidprop.view.server.serve`).  :data:`SERVER_HELP` is a paragraph for the command's epilog.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ import argparse
 import logging
 import os
 import sys
-import threading
 from typing import Any, Callable
 
 from vidprop.view.server import PageServer
 
-__all__ = ["add_server_args", "open_server", "serve_page", "run_page", "SERVER_HELP", "TOKEN_ENV"]
+__all__ = ["add_server_args", "open_server", "run_page", "SERVER_HELP", "TOKEN_ENV"]
 
 log = logging.getLogger("vidprop")
 
@@ -78,28 +78,15 @@ def open_server(args: argparse.Namespace) -> PageServer:
     return server
 
 
-def serve_page(server: PageServer, app: Any, name: str, *, open_browser: bool = False,
-               access_log: bool = False) -> int:
-    """Print ``NAME: URL`` (with the token), open it if asked, serve ``app`` until Ctrl+C; 0."""
-    print(f"{name}: {server.open_url}  (Ctrl+C to stop)", flush=True)
-    if open_browser:
-        import webbrowser
-
-        threading.Timer(0.5, webbrowser.open, args=(server.open_url,)).start()
-    try:
-        server.serve(app, access_log=access_log)
-    except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
-        pass
+def run_page(args: argparse.Namespace, name: str, make_app: Callable[[], Any]) -> int:
+    """Bind (flags checked) before ``make_app`` runs, print the URL line, serve until Ctrl+C; 0."""
+    with open_server(args) as server:
+        app = make_app()
+        server.run(app, name=name, open_browser=args.open, announce=_say,
+                   access_log=getattr(args, "verbose", 0) > 1)  # -vv: uvicorn's access log (without the token)
     print(f"{name}: stopped", file=sys.stderr)
     return 0
 
 
-def run_page(args: argparse.Namespace, name: str, make_app: Callable[[], Any]) -> int:
-    """Bind (flags checked) before ``make_app`` runs, then :func:`serve_page`; the socket is closed at the end."""
-    server = open_server(args)
-    try:
-        app = make_app()
-        return serve_page(server, app, name, open_browser=args.open,
-                          access_log=getattr(args, "verbose", 0) > 1)
-    finally:
-        server.close()
+def _say(line: str) -> None:
+    print(line, flush=True)

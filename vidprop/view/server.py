@@ -7,10 +7,13 @@ port fails before a model loads, and "a free port" is known), builds the
 serves with it.  There is no way to serve an app through this module without
 the guard::
 
-    from vidprop.view.server import PageServer
-    server = PageServer("127.0.0.1", 0)            # port 0: a free one; a new token
+    from vidprop.view.server import PageServer, serve
+    serve(app, "127.0.0.1", 0, open_browser=True)  # one call: bind, announce the URL, open it, serve until Ctrl+C
+
+    server = PageServer("127.0.0.1", 0)            # bound first (port 0: a free one; a new token) ...
     server.url, server.open_url                    # 'http://127.0.0.1:PORT/', '...?token=...' (what to open)
-    server.serve(app)                              # blocks until Ctrl+C
+    app = ...                                      # ... then the slow part (a model) ...
+    server.run(app, name="vidprop view", announce=print)  # ... then "vidprop view: URL  (Ctrl+C to stop)", serve
 
     with PageServer().start(app) as server:        # on a thread (notebooks, tests)
         ...                                        # server.open_url
@@ -29,12 +32,12 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from vidprop.errors import ConfigError
 from vidprop.view.security import PageGuard, check_options, is_loopback
 
-__all__ = ["bind", "url_of", "is_loopback", "PageServer", "BackgroundServer"]
+__all__ = ["bind", "url_of", "is_loopback", "PageServer", "serve", "BackgroundServer"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,21 @@ class PageServer:
         self._server = _uvicorn(self.wrap(app), access_log)
         self._server.run(sockets=[self.sock])
 
+    def run(self, app: Any, *, name: str = "vidprop", open_browser: bool = False,
+            announce: Callable[[str], None] | None = None, access_log: bool = False) -> None:
+        """Announce ``NAME: URL  (Ctrl+C to stop)`` (the URL with the token), open it in the browser if asked,
+        serve ``app`` until Ctrl+C (which ends it quietly).  ``announce`` gets that one line (the CLI prints
+        it; by default it is logged as a warning, so that a notebook shows it)."""
+        (announce or log.warning)(f"{name}: {self.open_url}  (Ctrl+C to stop)")
+        if open_browser:
+            import webbrowser
+
+            threading.Timer(0.5, webbrowser.open, args=(self.open_url,)).start()
+        try:
+            self.serve(app, access_log=access_log)
+        except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
+            pass
+
     def start(self, app: Any, *, access_log: bool = False) -> "PageServer":
         """Serve ``app`` (guarded) on a thread; returns once it answers.  ``stop()`` (or ``with``) ends it."""
         self._server = _uvicorn(self.wrap(app), access_log)
@@ -143,6 +161,18 @@ class PageServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def serve(app: Any, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None, no_token: bool = False,
+          allow_hosts: Iterable[str] = (), open_browser: bool = False, name: str = "vidprop",
+          announce: Callable[[str], None] | None = None, access_log: bool = False) -> None:
+    """Bind, guard and serve ``app`` until Ctrl+C, in one call (:class:`PageServer`, then :meth:`PageServer.run`).
+
+    A command that loads a model first binds with ``PageServer(...)`` (a taken port fails at once), then
+    calls ``server.run(app, ...)``: :func:`vidprop.cli.serving.run_page` does both.
+    """
+    with PageServer(host, port, token=token, no_token=no_token, allow_hosts=allow_hosts) as server:
+        server.run(app, name=name, open_browser=open_browser, announce=announce, access_log=access_log)
 
 
 class BackgroundServer:
