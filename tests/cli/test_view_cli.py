@@ -80,7 +80,8 @@ def _serve_nothing(monkeypatch) -> list:
     from vidprop.view.server import PageServer
 
     served: list = []
-    monkeypatch.setattr(PageServer, "serve", lambda self, app, access_log=False: served.append((self, app, access_log)))
+    monkeypatch.setattr(PageServer, "serve", lambda self, app, access_log=False: served.append(
+        (self, app, access_log, self.sock.getsockname()[:2])))
     return served
 
 
@@ -94,7 +95,7 @@ def test_url_printed_warning_off_loopback_and_open(results, capsys, monkeypatch)
     cap = capsys.readouterr()
     server = served[0][0]
     port, token = server.port, server.guard.token
-    assert server.host == "0.0.0.0" and port > 0 and len(token) >= 40
+    assert served[0][3] == ("0.0.0.0", port) and port > 0 and len(token) >= 40
     # one line: the address to open, with the token (as Jupyter prints it)
     assert cap.out.splitlines() == [f"vidprop view: http://127.0.0.1:{port}/?token={token}  (Ctrl+C to stop)"]
     assert "serving on 0.0.0.0: anyone who can reach this machine" in cap.err
@@ -104,7 +105,7 @@ def test_url_printed_warning_off_loopback_and_open(results, capsys, monkeypatch)
     assert opened == [f"http://127.0.0.1:{port}/?token={token}"]  # --open opens the URL with the token
     assert main(["view", str(results)]) == 0  # loopback by default: no warning, a new token each run
     cap = capsys.readouterr()
-    assert "anyone" not in cap.err and served[1][0].host == "127.0.0.1"
+    assert "anyone" not in cap.err and served[1][3][0] == "127.0.0.1"
     assert served[1][0].guard.token != token and served[1][0].guard.token in cap.out
 
 

@@ -111,7 +111,7 @@ def new_token() -> str:
 
 
 def check_token(token: str) -> str:
-    """``token`` if it is usable in a URL and long enough to guess; ConfigError naming --token otherwise."""
+    """``token`` if it fits in a URL and is too long to guess; ConfigError naming --token otherwise."""
     if not _TOKEN_CHARS.fullmatch(token or ""):
         raise ConfigError("--token may use only letters, digits and - _ . ~ (it goes into a URL); "
                           "make one with: python -c 'import secrets; print(secrets.token_urlsafe())'")
