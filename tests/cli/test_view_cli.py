@@ -99,6 +99,7 @@ def test_url_printed_warning_off_loopback_and_open(results, capsys, monkeypatch)
     # one line: the address to open, with the token (as Jupyter prints it)
     assert cap.out.splitlines() == [f"vidprop view: http://127.0.0.1:{port}/?token={token}  (Ctrl+C to stop)"]
     assert "serving on 0.0.0.0: anyone who can reach this machine" in cap.err
+    assert "add the name or address others open it by with --allow-host NAME" in cap.err
     deadline = time.monotonic() + 5
     while not opened and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -73,6 +73,9 @@ def open_server(args: argparse.Namespace) -> PageServer:
     if not server.loopback:
         log.warning("serving on %s: anyone who can reach this machine on port %d can reach the page; the token "
                     "keeps them out (an SSH tunnel to 127.0.0.1 is safer: see --help)", args.host, server.port)
+        if args.host in ("0.0.0.0", "::") and not args.allow_host:
+            log.warning("the page answers the names 127.0.0.1, localhost and [::1] only: add the name or address "
+                        "others open it by with --allow-host NAME")
     if args.no_token:
         log.warning("--no-token: every program and user on this machine can open %s", server.url)
     return server
