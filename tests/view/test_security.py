@@ -178,7 +178,9 @@ def test_websockets_need_the_cookie_and_the_origin(client):
 
 
 # ------------------------------------------------------------------ raw ASGI: what a test client cannot send
-def raw(guard: PageGuard, app, path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict, bytes]:
+def raw(guard: PageGuard, app, path: bytes, query: bytes, headers: list[tuple[bytes, bytes]],
+        scope_seen: list | None = None) -> tuple[int, dict, bytes]:
+    """One request through the guarded app; ``scope_seen`` gets the scope afterwards (what a server logs)."""
     sent: list[dict] = []
     calls = []
 
@@ -195,6 +197,8 @@ def raw(guard: PageGuard, app, path: bytes, query: bytes, headers: list[tuple[by
              "path": path.decode("latin-1"), "raw_path": path, "query_string": query, "root_path": "", "headers": headers,
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", TEST_PORT)}
     asyncio.run(guard.wrap(app)(scope, receive, send))
+    if scope_seen is not None:
+        scope_seen.append(scope)
     start = next(m for m in sent if m["type"] == "http.response.start")
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, b"".join(m.get("body", b"") for m in sent[1:])
 
@@ -279,3 +283,15 @@ def test_the_view_page_only_reads(tree):
     app = create_app(results=tree.root)
     methods = set().union(*(getattr(r, "methods", None) or set() for r in app.routes))
     assert methods == {"GET", "HEAD"}
+
+
+@pytest.mark.parametrize("host,status", [(f"127.0.0.1:{TEST_PORT}", 303), ("evil.example.com", 403), (None, 403)])
+def test_the_token_leaves_the_query_string_whatever_the_answer(notes, host, status):
+    """uvicorn's access log writes the scope's query string after the answer: it must have lost the token."""
+    guard = PageGuard.for_server("127.0.0.1", TEST_PORT)
+    seen: list = []
+    headers = [(b"host", host.encode())] if host else []
+    for query in (f"a=1&token={guard.token}", f"token={guard.token}x&b=2"):
+        got, _, _ = raw(guard, notes_app(notes), b"/notes", query.encode(), headers, seen)
+        assert got == (status if "x&" not in query else 403)
+        assert seen[-1]["query_string"] in (b"a=1", b"b=2") and guard.token.encode() not in seen[-1]["query_string"]

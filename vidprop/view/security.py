@@ -296,6 +296,11 @@ class GuardedApp:
     def _check(self, scope: Scope) -> str | None:
         """None to go on, a location to redirect to (the token was right); _Refused otherwise."""
         g = self.guard
+        query = scope.get("query_string", b"").decode("latin-1")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        given = [v for k, v in pairs if k == TOKEN_PARAM]
+        if given:  # out of the scope before anything else sees (or logs) it, whatever the answer
+            scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != TOKEN_PARAM]).encode("latin-1")
         headers = list(scope.get("headers", []))
         host = _header(headers, b"host")
         if host is None:
@@ -303,11 +308,6 @@ class GuardedApp:
         if host.lower() not in g.hosts:
             raise _Refused(f"Host {_printable(host)} is not one this page answers to (start it with "
                            f"--allow-host NAME to add a name)")
-        query = scope.get("query_string", b"").decode("latin-1")
-        pairs = parse_qsl(query, keep_blank_values=True)
-        given = [v for k, v in pairs if k == TOKEN_PARAM]
-        if given:  # out of the scope before anything else sees (or logs) it
-            scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != TOKEN_PARAM]).encode("latin-1")
         method = scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET"
         if g.token is not None:
             if given:
