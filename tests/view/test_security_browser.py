@@ -86,9 +86,9 @@ def test_writes_only_from_the_page_itself(browser, tmp_path):
             status = page.evaluate("fetch('/notes', {method: 'POST', body: 'from the page'}).then(r => r.status)")
             assert status == 200 and notes.read_text() == "from the page"
             # an HTML form post under Referrer-Policy: no-referrer carries "Origin: null": refused (pages use fetch)
-            page.evaluate("""() => { const f = document.createElement('form'); f.method = 'post'; f.action = '/notes';
-                document.body.append(f); f.submit(); }""")
-            page.wait_for_load_state()
+            with page.expect_navigation():
+                page.evaluate("""() => { const f = document.createElement('form'); f.method = 'post';
+                    f.action = '/notes'; document.body.append(f); f.submit(); }""")
             assert "must come from the page itself" in page.inner_text("body") and notes.read_text() == "from the page"
 
             page2 = ctx.new_page()  # another port of 127.0.0.1: same site, so the cookie goes along
@@ -106,9 +106,9 @@ def test_writes_only_from_the_page_itself(browser, tmp_path):
                         i.onerror = () => res('blocked'); i.src = u; });
                     return out; }"""
                 assert page2.evaluate(js, target) == {"read": "blocked", "img": "blocked"}
-                page2.evaluate("""u => { const f = document.createElement('form'); f.method = 'post'; f.action = u;
-                    document.body.append(f); f.submit(); }""", target)
-                page2.wait_for_load_state()
+                with page2.expect_navigation():
+                    page2.evaluate("""u => { const f = document.createElement('form'); f.method = 'post';
+                        f.action = u; document.body.append(f); f.submit(); }""", target)
                 assert "must come from the page itself" in page2.inner_text("body")
             assert notes.read_text() == "from the page"  # nothing another page sent changed it
         finally:
