@@ -13,6 +13,8 @@ dataclasses below.  Unknown keys are an error (a typo must not be ignored).
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -21,11 +23,15 @@ import yaml
 
 from vidprop.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_MODEL",
     "BACKBONES",
     "BACKBONE_DEFAULT_MODELS",
     "fit_frames",
+    "fit_backbone_frames",
+    "BACKBONE_MULTIPLES",
     "backbone_preset",
     "FrameConfig",
     "ExtractorConfig",
@@ -66,11 +72,19 @@ class FrameConfig:
     """How frames are resized before feature extraction.
 
     ``mode="short_side"``: the short side becomes ``short_side`` and the long
-    side is scaled in proportion and floored to a multiple of ``multiple``
-    (854x480 -> 832x480).  ``mode="square"``: every frame is resized to
-    ``size x size`` (aspect ratio not kept, the JHMDB protocol).
-    ``mode="fixed"``: resized to ``width x height``.  ``mode="original"``:
-    not resized (each side must already be a multiple of ``multiple``).
+    side is scaled in proportion and made a multiple of ``multiple`` by
+    ``rounding`` (854x480 -> 832x480 with the default floor; DINO's video
+    script floors the long side to 64: ``multiple: 64``).  ``mode="square"``:
+    every frame is resized to ``size x size`` (aspect ratio not kept, the
+    JHMDB protocol).  ``mode="fixed"``: resized to ``width x height``.
+    ``mode="original"``: not resized (each side must already be a multiple of
+    ``multiple``).
+
+    ``multiple`` and ``rounding`` apply to the sides computed from the
+    frame's (the long side of ``short_side``); the sides given
+    (``short_side``, ``size``, ``width``, ``height``) must be multiples of
+    the backbone's input multiple, which :func:`fit_frames` ensures (floored,
+    logged once) before the model loads.
     """
 
     mode: Literal["short_side", "square", "fixed", "original"] = "short_side"
@@ -79,6 +93,8 @@ class FrameConfig:
     width: int = 768
     height: int = 768
     multiple: int = 32
+    #: How each computed side becomes a multiple of ``multiple``: "floor", "ceil" or "nearest".
+    rounding: Literal["floor", "ceil", "nearest"] = "floor"
 
     def __post_init__(self) -> None:
         if self.mode not in ("short_side", "square", "fixed", "original"):
@@ -86,6 +102,17 @@ class FrameConfig:
         for name in ("short_side", "size", "width", "height", "multiple"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"frames.{name} must be positive, got {getattr(self, name)}")
+        if self.rounding not in ("floor", "ceil", "nearest"):
+            raise ConfigError(f"frames.rounding must be floor, ceil or nearest, got {self.rounding!r}")
+
+    def round_side(self, value: float) -> int:
+        """``value`` (a computed side, in pixels) made a multiple of ``multiple`` by ``rounding``."""
+        m = self.multiple
+        if self.rounding == "ceil":
+            return int(math.ceil(value / m)) * m
+        if self.rounding == "nearest":
+            return int(math.floor(value / m + 0.5)) * m
+        return int(value) // m * m  # floor (DINO's read_frame: int((tw // 64) * 64))
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) a ``width x height`` frame is resized to."""
@@ -99,18 +126,18 @@ class FrameConfig:
         else:
             s = self.short_side
             if width >= height:
-                h, w = s, int(s * width / height) // m * m
+                h, w = s, self.round_side(s * width / height)
             else:
-                w, h = s, int(s * height / width) // m * m
+                w, h = s, self.round_side(s * height / width)
         if self.mode == "original" and (w % m or h % m or w <= 0 or h <= 0):
             raise ConfigError(
                 f"frame size {w}x{h} is not a multiple of {m} on each side, which the model needs "
                 f"unresized (frames.mode original); choose a size (multiples of {m}) to resize to"
             )
-        if w % m or h % m or w <= 0 or h <= 0:
+        if w <= 0 or h <= 0:
             raise ConfigError(
-                f"frame size {w}x{h} (from {width}x{height}) is not a positive multiple of {m}; "
-                f"choose frames.short_side/size as a multiple of {m}"
+                f"frame size {w}x{h} (from {width}x{height}) has an empty side once the long side is made a "
+                f"multiple of {m}; choose a larger frames.short_side"
             )
         return w, h
 
@@ -379,21 +406,61 @@ def _check_sequences(data: Any, source: str) -> dict[str, dict[str, dict[str, An
     return out
 
 
-def fit_frames(frames: FrameConfig, multiple: int) -> FrameConfig:
+#: The input multiple of each backbone's published architecture (image sides must be multiples of it):
+#: SD's U-Net needs /32 of the image (its coarsest up-block), ADM /32, the ViTs their patch, SD + DINOv2 /64.
+#: Used to fit frame sizes before a model loads; the loaded extractor's own ``multiple`` is checked again.
+BACKBONE_MULTIPLES = {"sd": 32, "adm": 32, "dino": 8, "clip": 14, "dinov2": 14, "sd+dinov2": 64, "cleandift": 32}
+
+_SIZE_FIELDS = {"short_side": ("short_side",), "square": ("size",), "fixed": ("width", "height"), "original": ()}
+
+
+def fit_frames(frames: FrameConfig, multiple: int, *, backbone: str = "") -> FrameConfig:
     """``frames`` with sides that are multiples of ``multiple`` (an extractor's input multiple).
 
-    Unchanged when ``frames.multiple`` already is a multiple of it; otherwise
-    ``multiple`` replaces it and every size is floored to it (short side 480
-    for a patch-14 ViT becomes 476).
+    The sides the config gives (``short_side``, ``size``, ``width``,
+    ``height``) are floored to ``multiple`` when they are not multiples of it
+    (short side 480 for a patch-14 ViT becomes 476; 250 for SD becomes 224),
+    and ``frames.multiple`` (the computed sides' multiple) is replaced by
+    ``multiple`` unless it already is a multiple of it (DINO's 64 for a
+    patch-8 model stays).  The change is logged (once per call that makes
+    it).  A side used by the mode that is smaller than ``multiple`` cannot be
+    made valid: :class:`~vidprop.errors.ConfigError`.
     """
-    if multiple <= 1 or frames.multiple % multiple == 0:
+    if multiple <= 1:
         return frames
+    used = _SIZE_FIELDS[frames.mode]
+    for name in used:
+        value = getattr(frames, name)
+        if value < multiple:
+            flag = {"short_side": "--short-side", "size": "--size/--crop"}.get(name, f"frames.{name}")
+            raise ConfigError(f"{flag} {value} is smaller than {multiple}, the smallest frame side the "
+                              f"{backbone or 'chosen'} backbone accepts (sides must be multiples of {multiple})")
 
     def floor(v: int) -> int:
         return max(multiple, v // multiple * multiple)
 
-    return replace(frames, multiple=multiple, short_side=floor(frames.short_side), size=floor(frames.size),
-                   width=floor(frames.width), height=floor(frames.height))
+    changes = {k: floor(getattr(frames, k)) for k in ("short_side", "size", "width", "height")
+               if getattr(frames, k) % multiple}
+    if frames.multiple % multiple:
+        changes["multiple"] = multiple
+    if not changes:
+        return frames
+    fitted = replace(frames, **changes)
+    shown = [f"{k} {getattr(frames, k)} -> {v}" for k, v in changes.items() if k in used]
+    if shown:
+        log.info("frame sizes must be multiples of %d for the %s backbone: %s (floored)", multiple,
+                 backbone or "chosen", ", ".join(shown))
+    return fitted
+
+
+def fit_backbone_frames(cfg: "TaskConfig") -> "TaskConfig":
+    """``cfg`` with frame sizes fitted to its backbone's published input multiple, before any model loads.
+
+    Raises :class:`~vidprop.errors.ConfigError` for a size that cannot be made valid.
+    """
+    backbone = cfg.extractor.backbone
+    frames = fit_frames(cfg.frames, BACKBONE_MULTIPLES.get(backbone, 1), backbone=backbone)
+    return cfg if frames == cfg.frames else replace(cfg, frames=frames)
 
 
 def _build(klass: type, values: Mapping[str, Any], where: str) -> Any:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidprop.config import TaskConfig, load_preset
+from vidprop.config import TaskConfig, fit_backbone_frames, load_preset
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.images import resize_image
 
@@ -587,6 +587,7 @@ class PairMatcher:
         cfg = load_preset(config) if isinstance(config, str) else config
         if model is not None:
             cfg = cfg.override(extractor={"model": str(model)})
+        cfg = fit_backbone_frames(cfg)  # sizes that cannot be made valid are refused before the model loads
         ext = build_extractor(cfg.extractor, device=device, dtype=dtype, keep_text_encoder=True)
         return cls(ext, fit_to_extractor(cfg, ext))
 
