@@ -247,6 +247,10 @@ class PropagationConfig:
     max_anchors: int = 8
     #: Queries per tile side of the windowed computation.
     tile: int = 8
+    #: DAVIS evaluation: the value 255 (void) in a sequence's first annotation is "background"
+    #: (vidprop) or an "object" of its own that is propagated and written back as 255 (DIFT's
+    #: eval_davis.py and DINO's eval_video_segmentation.py one-hot every value, 255 included).
+    void_label: Literal["background", "object"] = "background"
 
     def __post_init__(self) -> None:
         if self.protocol not in ("dino", "crw"):
@@ -265,6 +269,8 @@ class PropagationConfig:
             raise ConfigError(f"propagation.max_anchors must be >= 1, got {self.max_anchors}")
         if self.tile < 1:
             raise ConfigError(f"propagation.tile must be >= 1, got {self.tile}")
+        if self.void_label not in ("background", "object"):
+            raise ConfigError(f"propagation.void_label must be 'background' or 'object', got {self.void_label!r}")
 
 
 _SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig}
