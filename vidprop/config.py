@@ -1,7 +1,7 @@
 """Settings as frozen dataclasses, and task presets loaded from YAML.
 
-A preset (``configs/<name>.yaml``) has up to three sections, ``frames``,
-``extractor`` and ``propagation``, whose keys are the fields of the
+A preset (``configs/<name>.yaml``) has up to four sections, ``frames``,
+``extractor``, ``propagation`` and ``matching``, whose keys are the fields of the
 dataclasses below.  Unknown keys are an error (a typo must not be ignored).
 
     >>> cfg = load_preset("davis")
@@ -36,6 +36,7 @@ __all__ = [
     "FrameConfig",
     "ExtractorConfig",
     "PropagationConfig",
+    "MatchingConfig",
     "TaskConfig",
     "load_preset",
     "preset_names",
@@ -273,7 +274,33 @@ class PropagationConfig:
             raise ConfigError(f"propagation.void_label must be 'background' or 'object', got {self.void_label!r}")
 
 
-_SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig}
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Geometric matching (``match --mode geometric``, ``eval hpatches``): descriptors at keypoints,
+    mutual nearest neighbours under ``distance``, a homography by ``homography`` at ``threshold`` px.
+
+    DIFT's published HPatches commands (their README): DIFT_sd ``--metric cosine --mode lmeds``,
+    DIFT_adm ``--metric l2 --mode ransac``, both with the reprojection threshold 3 (eval_homography.py).
+    """
+
+    #: "cosine" (normalised descriptors) or "l2" (squared Euclidean distance of the raw descriptors).
+    distance: Literal["cosine", "l2"] = "cosine"
+    #: OpenCV estimator: "lmeds" or "ransac".
+    homography: Literal["lmeds", "ransac"] = "lmeds"
+    #: Reprojection threshold in pixels.
+    threshold: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.distance not in ("cosine", "l2"):
+            raise ConfigError(f"matching.distance must be cosine or l2, got {self.distance!r}")
+        if self.homography not in ("lmeds", "ransac"):
+            raise ConfigError(f"matching.homography must be lmeds or ransac, got {self.homography!r}")
+        if not self.threshold > 0:
+            raise ConfigError(f"matching.threshold must be > 0, got {self.threshold}")
+
+
+_SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig,
+             "matching": MatchingConfig}
 #: Sections a per-sequence entry may change (the extractor is loaded once per run).
 SEQUENCE_SECTIONS = ("frames", "propagation")
 #: Extractor fields that change how a run executes, not what it computes.
@@ -295,6 +322,7 @@ class TaskConfig:
     frames: FrameConfig = field(default_factory=FrameConfig)
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
     name: str = "custom"
     description: str = ""
     published: bool = False

@@ -469,4 +469,32 @@ def test_run_hpatches_with_keypoint_files_and_the_precision_it_ran_in(hpatches_r
     assert hpatches_differences(geo, kp_dir, False, "lmeds", 3) == []
     assert hpatches_differences(geo, None, True, "ransac", 3, limit=2) == [
         "only the first 2 sequence(s)", "SIFT keypoints instead of the SuperPoint keypoint files",
-        "the 8 high-resolution sequences included", "homography ransac at 3 px instead of LMEDS at 3 px"]
+        "the 8 high-resolution sequences included",
+        "cosine matches and ransac at 3 px instead of the preset's cosine and lmeds at 3 px"]
+    adm = load_preset("hpatches-adm")  # DIFT_adm's published command: --metric l2 --mode ransac
+    assert adm.published and (adm.matching.distance, adm.matching.homography, adm.matching.threshold) == ("l2", "ransac", 3.0)
+    assert hpatches_differences(adm, kp_dir, False, "ransac", 3, distance="l2") == []
+    assert hpatches_differences(adm, kp_dir, False, "lmeds", 3, distance="cosine") == [
+        "cosine matches and lmeds at 3 px instead of the preset's l2 and ransac at 3 px"]
+
+
+def test_hpatches_adm_runs_difts_published_matching_l2_and_ransac(hpatches_root, tmp_path, monkeypatch):
+    """The preset's matching section reaches the matcher: L2 mutual neighbours and RANSAC at 3 px (DIFT_adm's command)."""
+    import vidprop.tasks.match as match
+
+    seen = []
+    real = match.geometric_match_features
+
+    def spy(*a, **kw):
+        seen.append((kw["distance"], kw["method"], kw["threshold"]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(match, "geometric_match_features", spy)
+    s = run_hpatches(PatchMatcher("hpatches-adm"), hpatches_root, tmp_path / "adm", max_keypoints=100)
+    assert set(seen) == {("l2", "ransac", 3.0)} and len(seen) == 10
+    assert s["distance"] == "l2" and s["homography"] == {"method": "ransac", "threshold": 3.0}
+    seen.clear()
+    s = run_hpatches(PatchMatcher("hpatches-adm"), hpatches_root, tmp_path / "cos", max_keypoints=100,
+                     distance="cosine", method="lmeds")
+    assert set(seen) == {("cosine", "lmeds", 3.0)}
+    assert "cosine matches and lmeds at 3 px instead of the preset's l2 and ransac at 3 px" in s["differences_from_published"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from vidprop.cli.common import add_engine_args, engine_from_args, progress_enabled
-from vidprop.cli.match import add_attention_args, add_pair_model_args, attention_factory, load_attention, pair_config
+from vidprop.cli.match import (add_attention_args, add_geometric_matching_args, add_pair_model_args, attention_factory,
+                               load_attention, pair_config)
 
 __all__ = ["register_eval"]
 
@@ -88,8 +89,7 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
     h.add_argument("--max-keypoints", type=int, default=1000, help="SIFT keypoints per image (default 1000)")
     h.add_argument("--include-high-res", action="store_true",
                    help="keep the 8 high-resolution sequences the standard download removes")
-    h.add_argument("--homography", choices=["lmeds", "ransac"], default="lmeds", help="estimator (default lmeds)")
-    h.add_argument("--threshold", type=float, default=3.0, help="reprojection threshold, pixels (default 3)")
+    add_geometric_matching_args(h)
     h.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
     add_pair_model_args(h, "geometric")
     add_engine_args(h)
@@ -145,11 +145,11 @@ def run_hpatches_cmd(args: argparse.Namespace) -> int:
         for seq in seqs:
             for i in range(1, 7):
                 hpatches_keypoints(args.keypoints, seq.name, i)
-    cfg = pair_config(args, "geometric")
+    cfg = pair_config(args, "geometric", geometric=True)
     matcher = cfg if engine.kind != "sequential" else PairMatcher.from_pretrained(config=cfg)  # Ray: each worker loads it
     s = run_hpatches(matcher, args.root, args.out, limit=args.limit, keypoints=args.keypoints,
                      max_keypoints=args.max_keypoints, include_high_res=args.include_high_res,
-                     method=args.homography, threshold=args.threshold, progress=progress_enabled(args),
+                     progress=progress_enabled(args),
                      overwrite=args.overwrite, engine=engine)
     kp = (f"keypoints from {args.keypoints}" if args.keypoints else f"SIFT keypoints (<= {args.max_keypoints})")
     print(f"HPatches: {s['sequences']} sequences, {kp}, {s['dtype']}; homography accuracy (mean corner error)")

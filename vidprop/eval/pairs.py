@@ -768,9 +768,12 @@ def homography_accuracy(errors: Sequence[float], kinds: Sequence[str],
 
 
 def hpatches_differences(config: Any, keypoints: str | Path | None, include_high_res: bool, method: str,
-                         threshold: float, limit: int | None = None, dtype: str | None = None) -> list[str]:
+                         threshold: float, limit: int | None = None, dtype: str | None = None,
+                         distance: str = "cosine") -> list[str]:
     """How a run differs from DIFT's published HPatches run (empty: it is that run); ``dtype``: the
-    precision the features were computed in, when known."""
+    precision the features were computed in, when known.  The published matching (distance,
+    estimator, threshold) is the preset's ``matching`` section (DIFT_sd: cosine + LMEDS, DIFT_adm:
+    L2 + RANSAC, both at 3 px)."""
     out = []
     if limit is not None:
         out.append(f"only the first {limit} sequence(s)")
@@ -780,8 +783,11 @@ def hpatches_differences(config: Any, keypoints: str | Path | None, include_high
         out.append("SIFT keypoints instead of the SuperPoint keypoint files")
     if include_high_res:
         out.append("the 8 high-resolution sequences included")
-    if (method, float(threshold)) != ("lmeds", 3.0):
-        out.append(f"homography {method} at {threshold:g} px instead of LMEDS at 3 px")
+    m = getattr(config, "matching", None)
+    want = (m.distance, m.homography, float(m.threshold)) if m is not None else ("cosine", "lmeds", 3.0)
+    if (distance, method, float(threshold)) != want:
+        out.append(f"{distance} matches and {method} at {threshold:g} px instead of the preset's "
+                   f"{want[0]} and {want[1]} at {want[2]:g} px")
     if dtype is not None and dtype != "float32":
         out.append(f"features computed in {dtype} instead of the authors' float32")
     return out
@@ -795,12 +801,16 @@ class HpatchesWorker:
     """
 
     def __init__(self, matcher: Any, *, keypoints: str | Path | None = None, max_keypoints: int = 1000,
-                 method: str = "lmeds", threshold: float = 3.0, on_pair: Callable[[], None] | None = None) -> None:
+                 method: str | None = None, threshold: float | None = None, on_pair: Callable[[], None] | None = None,
+                 distance: str | None = None) -> None:
         matcher = _load_matcher(matcher)
         self.matcher = matcher
         self.keypoints = keypoints
         self.max_keypoints = max_keypoints
-        self.method, self.threshold = method, threshold
+        m = matcher.config.matching  # None: the preset's published matching
+        self.method = m.homography if method is None else method
+        self.threshold = m.threshold if threshold is None else threshold
+        self.distance = m.distance if distance is None else distance
         self.on_pair = on_pair
         self.text = matcher.prompt(None, None)
 
@@ -830,7 +840,7 @@ class HpatchesWorker:
         for i in range(2, 7):
             fi, ki, hwi = cache.get(str(seq.images[i - 1]), seq.name)
             res = geometric_match_features(f1, fi, hw1, hwi, k1, ki, method=self.method, threshold=self.threshold,
-                                           require_homography=False, convention="dift")
+                                           require_homography=False, convention="dift", distance=self.distance)
             err = corner_error(res.homography, seq.homographies[i - 2], hw1[1], hw1[0])
             n_in = int(res.inliers.sum()) if res.inliers is not None else 0
             rows.append([seq.name, seq.kind, i, len(k1), len(ki), len(res.source_points), n_in,
@@ -849,11 +859,12 @@ def run_hpatches(
     keypoints: str | Path | None = None,
     max_keypoints: int = 1000,
     include_high_res: bool = False,
-    method: str = "lmeds",
-    threshold: float = 3.0,
+    method: str | None = None,
+    threshold: float | None = None,
     progress: bool = False,
     overwrite: bool = False,
     engine: EngineOptions | None = None,
+    distance: str | None = None,
 ) -> dict[str, Any]:
     """Image 1 against images 2..6 of every sequence: keypoints, DIFT descriptors (the "geometric"
     preset) sampled as DIFT's evaluation samples them, mutual nearest neighbours, homography, corner error.
@@ -865,7 +876,9 @@ def run_hpatches(
     used 1,000 SuperPoint keypoints per image), duplicates removed; without it,
     up to ``max_keypoints`` OpenCV SIFT keypoints.  Image 1's features and
     keypoints are computed once per sequence.  A pair where no homography can
-    be fitted counts as wrong (error inf).  ``engine``: where sequences run
+    be fitted counts as wrong (error inf).  ``distance`` (cosine/l2), ``method``
+    (lmeds/ransac), ``threshold``: None takes the config's ``matching`` section
+    (hpatches-adm: DIFT's L2 + RANSAC command).  ``engine``: where sequences run
     (default: in this process; ``EngineOptions(kind="ray")``: spread over Ray
     workers, each loading the model once; the scores are the same).
     """
@@ -890,17 +903,21 @@ def run_hpatches(
     t0 = time.perf_counter()
     bar = progress_bar(total=5 * len(seqs), desc="HPatches", unit="pair", enabled=progress, leave=True)
     factory = functools.partial(HpatchesWorker, matcher, keypoints=keypoints, max_keypoints=max_keypoints,
-                                method=method, threshold=threshold,
+                                method=method, threshold=threshold, distance=distance,
                                 on_pair=None if elsewhere else (lambda: bar.update(1)))
     parts: list[Any] = [None] * len(seqs)  # each sequence's rows
     try:
         with open_engine(factory, engine, max_rows=len(seqs), wants_gpu=_wants_gpu(matcher)) as eng:
             info = eng.info
+            m = info["config"].matching
+            method = m.homography if method is None else method
+            threshold = float(m.threshold if threshold is None else threshold)
+            distance = m.distance if distance is None else distance
             start_run(out, runs_record(
                 "HPatches", root, recorded_model(info), sequences=len(seqs), limit=limit,
                 keypoints=str(Path(keypoints).resolve()) if keypoints is not None else None,
                 max_keypoints=None if keypoints is not None else max_keypoints, include_high_res=include_high_res,
-                homography={"method": method, "threshold": float(threshold)}), overwrite=overwrite)
+                homography={"method": method, "threshold": float(threshold)}, distance=distance), overwrite=overwrite)
             todo = []
             for k, seq in enumerate(seqs):
                 done = load_part(out, seq.name)
@@ -926,7 +943,7 @@ def run_hpatches(
     kinds = [str(r[1]) for r in rows]
     config, dtype = info["config"], info["dtype"]
     summary = homography_accuracy(errors, kinds)
-    differences = hpatches_differences(config, keypoints, include_high_res, method, threshold, limit, dtype)
+    differences = hpatches_differences(config, keypoints, include_high_res, method, threshold, limit, dtype, distance)
     summary = {
         "benchmark": "HPatches",
         "published": not differences,
@@ -934,6 +951,7 @@ def run_hpatches(
         "metric": "percent of pairs whose mean corner error <= threshold",
         "accuracy": summary,
         "homography": {"method": method, "threshold": threshold},
+        "distance": distance,
         "keypoints": {"source": "files", "folder": str(keypoints)} if keypoints is not None
         else {"source": "sift", "max_keypoints": max_keypoints},
         "high_res_sequences": "included" if include_high_res else "excluded",
