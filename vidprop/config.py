@@ -96,6 +96,9 @@ class FrameConfig:
     multiple: int = 32
     #: How each computed side becomes a multiple of ``multiple``: "floor", "ceil" or "nearest".
     rounding: Literal["floor", "ceil", "nearest"] = "floor"
+    #: The precision frames are resized in: "uint8" (the decoded frame as it is; DINO's and DIFT's
+    #: DAVIS readers) or "float32" (converted first and kept unrounded, as CRW's JHMDB loader does).
+    resize_dtype: Literal["uint8", "float32"] = "uint8"
 
     def __post_init__(self) -> None:
         if self.mode not in ("short_side", "square", "fixed", "original"):
@@ -105,6 +108,8 @@ class FrameConfig:
                 raise ConfigError(f"frames.{name} must be positive, got {getattr(self, name)}")
         if self.rounding not in ("floor", "ceil", "nearest"):
             raise ConfigError(f"frames.rounding must be floor, ceil or nearest, got {self.rounding!r}")
+        if self.resize_dtype not in ("uint8", "float32"):
+            raise ConfigError(f"frames.resize_dtype must be uint8 or float32, got {self.resize_dtype!r}")
 
     def round_side(self, value: float) -> int:
         """``value`` (a computed side, in pixels) made a multiple of ``multiple`` by ``rounding``."""
@@ -141,6 +146,10 @@ class FrameConfig:
                 f"multiple of {m}; choose a larger frames.short_side"
             )
         return w, h
+
+    @property
+    def resize_as_float(self) -> bool:
+        return self.resize_dtype == "float32"
 
 
 @dataclass(frozen=True)
