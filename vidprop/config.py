@@ -204,8 +204,13 @@ class ExtractorConfig:
     fusion_sd_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
     #: sd+dinov2: weights of the L2-normalised SD and DINOv2 halves.
     fusion_weights: tuple[float, float] = (1.0, 1.0)
-    #: sd+dinov2: seed of the noise shared by every image (one draw at 64x64, resized to each latent).
+    #: sd+dinov2: seed of the noise shared by every image (one draw at 64x64, resized to a latent of another size).
     fusion_noise_seed: int = 42
+    #: sd+dinov2: the SD part slides square crops of min(window, H, W) over the image, as ODISE's
+    #: ``FeatureExtractorBackbone.slide_forward`` with ``slide_training`` (512: a 960 image gives 2 x 2
+    #: crops at offsets 0 and 448, each with the unresized 64x64 noise), averaging where they overlap;
+    #: 0: one pass over the whole image.  A multiple of 64.
+    fusion_sd_window: int = 512
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -221,6 +226,8 @@ class ExtractorConfig:
             raise ConfigError("extractor.fusion_sd_blocks, fusion_pca_dims and fusion_sd_weights must have the same length")
         if len(self.fusion_weights) != 2:
             raise ConfigError("extractor.fusion_weights must hold two numbers (SD, DINOv2)")
+        if self.fusion_sd_window < 0 or self.fusion_sd_window % 64:
+            raise ConfigError(f"extractor.fusion_sd_window must be 0 or a positive multiple of 64, got {self.fusion_sd_window}")
         if self.ensemble < 1:
             raise ConfigError(f"extractor.ensemble must be >= 1, got {self.ensemble}")
         if not 0 <= self.t < 1000:
