@@ -76,3 +76,8 @@ def test_void_is_propagated_and_written_as_255_end_to_end(void_davis, tiny_sd_pa
     masks = [read_mask(p)[0] for p in sorted((tmp_path / "out" / "seq").glob("*.png"))]
     np.testing.assert_array_equal(masks[0], first)  # the first annotation written back as it is
     assert all((m == 255).any() for m in masks[1:])  # the void label propagates like an object
+    # scoring takes a propagated 255 as background (the toolkit would stop on an id above K)
+    from vidprop.eval.davis.scoring import score_sequence
+
+    score = score_sequence(seq, tmp_path / "out")
+    assert score.num_objects == 2 and score.j.shape == (2, 2)
