@@ -498,3 +498,16 @@ def test_hpatches_adm_runs_difts_published_matching_l2_and_ransac(hpatches_root,
                      distance="cosine", method="lmeds")
     assert set(seen) == {("cosine", "lmeds", 3.0)}
     assert "cosine matches and lmeds at 3 px instead of the preset's l2 and ransac at 3 px" in s["differences_from_published"]
+
+
+def test_run_spair_scores_sd_dinos_protocol_on_their_sampled_pairs(spair_root, tmp_path):
+    from vidprop.eval.sddino_pck import category_mean
+
+    s = run_spair(PatchMatcher("semantic"), spair_root, tmp_path / "sd", protocols="sd-dino", sample=4)
+    r = s["protocols"]["sd-dino"]
+    assert s["protocol"] == "sd-dino" and "59.9" in r["compare_to"]
+    assert s["overall"]["pairs"] == 8  # 4 per category, drawn with replacement from 3
+    assert r["overall"]["category_mean"] == category_mean(r["per_category"])
+    assert "4 pairs per category drawn as sd-dino's script draws them (seed 42)" in s["differences_from_published"]
+    rows = (tmp_path / "sd" / "pairs.csv").read_text().splitlines()
+    assert rows[0].split(",")[3] == "sd-dino:correct@0.05" and len(rows) == 9

@@ -173,6 +173,14 @@ PCK_PROTOCOLS: dict[str, PckProtocol] = {
         "images and points rescaled to 512x512; distance <= alpha * max(h, w) of the SOURCE box in that space",
         "Hedlin et al. 2023 (optimised-prompt attention), SPair-71k test per image: 28.9 @0.05, 45.4 @0.1",
     ),
+    "sd-dino": PckProtocol(
+        "sd-dino", "target", 840,
+        "Zhang et al.'s (sd-dino): target letterboxed to 840x840, the prediction snapped to the centre of its "
+        "14-pixel patch, distance < alpha * max(h, w) of the TARGET box in that space (strict), points pooled "
+        "per category, then the mean over categories (category_mean)",
+        "Zhang et al. 2023 (SD + DINOv2, zero-shot), SPair-71k test PCK@0.1: 59.9 (category_mean; their script "
+        "scores 20 random pairs per category: --sample 20)",
+    ),
 }
 
 
@@ -188,7 +196,7 @@ def resolve_protocols(method: str, choice: str | Sequence[str] | None = None) ->
     if choice is None:
         return [own]
     if choice == "both":
-        return [own] + [n for n in PCK_PROTOCOLS if n != own]
+        return [own] + [n for n in ("dift", "hedlin") if n != own]
     names = [choice] if isinstance(choice, str) else list(choice)
     unknown = [n for n in names if n not in PCK_PROTOCOLS]
     if unknown or not names:
@@ -263,6 +271,10 @@ def protocol_correct(protocol: PckProtocol | str, pred: np.ndarray, gt: np.ndarr
     box, size = (src_box, src_size) if proto.box == "source" else (trg_box, trg_size)
     if box is None:
         raise ValueError(f"the {proto.name} PCK protocol needs the {proto.box} bounding box")
+    if proto.name == "sd-dino":
+        from vidprop.eval.sddino_pck import sd_dino_correct
+
+        return sd_dino_correct(pred, gt, box, size, alphas, size=proto.space or 840)
     thr = box_threshold(box, size, proto.space)
     return pck_correct(rescale_points(pred, trg_size, proto.space), rescale_points(gt, trg_size, proto.space),
                        alphas=alphas, threshold=thr)
@@ -282,7 +294,8 @@ def _pck_block(records: list[tuple[str, dict[float, np.ndarray]]], alphas: Seque
 def summarise_pck(records: Iterable[tuple[str, dict[float, np.ndarray]]],
                   alphas: Sequence[float] = ALPHAS) -> dict[str, Any]:
     """PCK in percent, overall and per category, both "per image" (mean over pairs of each
-    pair's fraction correct) and "per point" (all correct / all points).
+    pair's fraction correct) and "per point" (all correct / all points); overall also
+    "category_mean" (the mean over categories of their per-point PCK, sd-dino's figure).
 
     ``records``: (category, {alpha: correct bool array}) per pair.
     """
@@ -290,10 +303,12 @@ def summarise_pck(records: Iterable[tuple[str, dict[float, np.ndarray]]],
     by_cat: dict[str, list] = defaultdict(list)
     for cat, c in records:
         by_cat[cat].append((cat, c))
-    return {
-        "overall": _pck_block(records, alphas),
-        "per_category": {cat: _pck_block(r, alphas) for cat, r in sorted(by_cat.items())},
-    }
+    from vidprop.eval.sddino_pck import category_mean
+
+    per_category = {cat: _pck_block(r, alphas) for cat, r in sorted(by_cat.items())}
+    overall = _pck_block(records, alphas)
+    overall["category_mean"] = category_mean(per_category)  # mean over categories of their per-point PCK
+    return {"overall": overall, "per_category": per_category}
 
 
 class _FeatureCache:
@@ -470,6 +485,7 @@ def run_spair(
     progress: bool = False,
     overwrite: bool = False,
     engine: EngineOptions | None = None,
+    sample: int | None = None,
 ) -> dict[str, Any]:
     """Match every source keypoint of every pair and score PCK.
 
@@ -489,7 +505,8 @@ def run_spair(
     method; see :func:`resolve_protocols`).  The
     first is the summary's main ``overall`` / ``per_category``; every protocol
     is under ``protocols`` with its description and the published numbers it
-    compares to.
+    compares to.  ``sample``: score N pairs per category drawn as sd-dino's
+    script draws them (seed 42, with replacement; :func:`~vidprop.eval.sddino_pck.sample_pairs`).
     """
 
     method = "attention" if attention is not None else "dift"
@@ -499,6 +516,12 @@ def run_spair(
         root = Path(root).resolve()  # the workers read the images
     out = Path(out)
     pairs = read_spair(root, split, limit=limit, categories=categories)
+    if sample is not None:
+        from vidprop.eval.sddino_pck import sample_pairs
+
+        if sample < 1:
+            raise ConfigError(f"--sample must be >= 1, got {sample}")
+        pairs = sample_pairs(pairs, sample)
     check_protocol_boxes(pairs, names, Path(root) / "PairAnnotation" / split)
     order = sorted(range(len(pairs)), key=lambda i: (pairs[i].category, i))  # group by category
     units: dict[str, list[int]] = {}
@@ -519,7 +542,7 @@ def run_spair(
             start_run(out, runs_record("SPair-71k", root, recorded_model(info, attention), split=split,
                                        pairs=len(pairs), limit=limit, categories=list(categories or []),
                                        category_prompt=use_category_prompt if attention is None else None,
-                                       protocols=names, alphas=list(ALPHAS)), overwrite=overwrite)
+                                       protocols=names, alphas=list(ALPHAS), sample=sample), overwrite=overwrite)
             todo = []
             for cat, members in units.items():
                 done = load_part(out, cat)
@@ -558,6 +581,8 @@ def run_spair(
     differences = spair_differences(
         method, info.get("settings") if attention is not None else config, split=split,
         limit=limit, categories=categories, use_category_prompt=use_category_prompt, dtype=dtype)
+    if sample is not None:
+        differences.append(f"{sample} pairs per category drawn as sd-dino's script draws them (seed 42)")
     summary: dict[str, Any] = {
         "benchmark": "SPair-71k",
         "split": split,
