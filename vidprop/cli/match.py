@@ -57,7 +57,7 @@ def add_pair_model_args(p: argparse.ArgumentParser, default_preset: str | None) 
                    "float32 for attention)",
     )
     g.add_argument("--size", type=int, help="square model input side (preset: 768; attention: 512); "
-                                            "a multiple of 32 (64 for attention)")
+                                            "floored to the backbone's input multiple (32 for sd, 14 for dinov2/clip; 64 for attention)")
     add_progress_arg(p)
 
 
