@@ -17,6 +17,7 @@ from vidprop.batch import RowRunner, read_manifest, run_batch
 from vidprop.batch.runner import STATE_DIR
 from vidprop.cli import main
 from vidprop.engine import EngineOptions
+from vidprop.errors import InputError
 from vidprop.io.atomic import PARTIAL_MARKER
 from vidprop.io.masks import write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_frame_folder, write_video

@@ -95,9 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_progress_arg(p)
     m = add_model_args(p, None, preset_help="dift for images, davis-fast for videos")
     m.add_argument("--size", type=int, nargs="+", metavar="N",
-                   help="model input size: N (square) or W H, multiples of 32; 0 = the input's own size "
+                   help="model input size: N (square) or W H (floored to the backbone's input multiple, e.g. 32 for sd); 0 = the input's own size "
                         "(images: dift preset 768x768)")
-    m.add_argument("--short-side", type=int, help="resize so the short side is this (multiple of 32; videos: davis-fast 480)")
+    m.add_argument("--short-side", type=int, help="resize so the short side is this (videos: davis-fast 480; floored to the backbone's input multiple, e.g. 32 for sd, 14 for dinov2)")
     m.add_argument("--prompt", help='prompt (default: the preset\'s, "")')
     p.set_defaults(func=run)
 

@@ -71,7 +71,7 @@ def segment_config_from_args(args: argparse.Namespace):
 
 
 def add_short_side_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--short-side", type=int, help="resize frames so the short side is this (multiple of 32)")
+    p.add_argument("--short-side", type=int, help="resize frames so the short side is this (floored to the backbone's input multiple when it is not one, with a log line: 32 for sd/adm/cleandift, 8 for dino, 14 for dinov2/clip)")
 
 
 def add_annotation_args(p: argparse.ArgumentParser) -> None:

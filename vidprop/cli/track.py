@@ -50,7 +50,7 @@ heatmap per joint on the feature grid, decoded back to pixels each frame.
 def add_crop_arg(p: argparse.ArgumentParser) -> None:
     """``--crop`` and ``--keypoint-rule``: the frame size and heatmap drawing of the keypoint commands."""
     p.add_argument("--crop", type=int, metavar="N",
-                   help="resize frames to a square N x N (multiple of 32; the JHMDB preset uses 320)")
+                   help="resize frames to a square N x N (the JHMDB preset uses 320; floored to the backbone's input multiple, e.g. 32 for sd)")
     p.add_argument("--keypoint-rule", choices=["crw", "ideal"],
                    help="how first-frame heatmaps are drawn near the left/top border: crw (default, CRW's code, "
                         "as the published JHMDB numbers) or ideal (the full 4x4 Gaussian patch)")

@@ -376,7 +376,8 @@ class DiftExtractor:
 
     @torch.inference_mode()
     def encode_latent_dist(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """VAE encoder once: images (B, 3, H, W) uint8 or [-1, 1] float -> mean, std (B, 4, H/8, W/8)."""
+        """VAE encoder once: images (B, 3, H, W) uint8, or float pixel values on the 0-255 scale (frames
+        resized as floats, frames.resize_dtype float32) -> mean, std (B, 4, H/8, W/8)."""
         x = self._to_model_input(images)
         moments = self.vae.encode(x).latent_dist
         return moments.mean, moments.std
@@ -390,8 +391,8 @@ class DiftExtractor:
         x = images.to(self.device, non_blocking=True)
         if x.dtype == torch.uint8:
             x = x.to(self.dtype) / 127.5 - 1.0
-        else:
-            x = x.to(self.dtype)
+        else:  # unrounded 0-255 pixel values (resized as floats): mapped in float32, then cast
+            x = (x.float() / 127.5 - 1.0).to(self.dtype)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

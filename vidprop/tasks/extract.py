@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from vidprop import __version__
-from vidprop.config import TaskConfig, load_preset
+from vidprop.config import TaskConfig, fit_backbone_frames, load_preset
 from vidprop.errors import ConfigError, InputError, OutputExistsError
 from vidprop.features.base import FeatureExtractor
 from vidprop.features.store import (
@@ -174,6 +174,8 @@ class FeatureSaver:
         dtype: str | torch.dtype | None = None,
     ) -> None:
         self.config = load_preset(config) if isinstance(config, str) else config
+        # sizes fitted to the backbone (or refused) before the model loads
+        self.config = fit_backbone_frames(self.config)
         if "{" in self.config.extractor.prompt:
             raise ConfigError(
                 f"the prompt {self.config.extractor.prompt!r} has a placeholder; give the full prompt "

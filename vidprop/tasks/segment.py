@@ -131,7 +131,7 @@ class SegmentSession:
 
         def features() -> torch.Tensor:
             t0 = time.perf_counter()
-            small = resize_frame(frame, seg.config.frames.target_size(w, h))
+            small = resize_frame(frame, seg.config.frames.target_size(w, h), as_float=seg.config.frames.resize_as_float)
             x = torch.from_numpy(np.ascontiguousarray(small)[None]).permute(0, 3, 1, 2)
             f = seg.extractor.extract(x, indices=[index])[0]
             self.profile.add("extract", time.perf_counter() - t0)
@@ -527,7 +527,8 @@ class SegmentJob:
         indices: list[int] = []
         exports: dict[str, Path] = {}
         record_path = None
-        replay = (lambda: driver.records(target)) if overlay else None
+        as_float = segmenter.config.frames.resize_as_float
+        replay = (lambda: driver.records(target, as_float=as_float)) if overlay else None
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp, \
                 background_output(segmenter, tmp, vinfo, overlay, driver) as (writer, vw):
             coco = CocoWriter(name, vinfo.width, vinfo.height) if "coco" in fmts else None
@@ -535,7 +536,7 @@ class SegmentJob:
             if yt_dir is not None:
                 yt_dir.mkdir(parents=True)
             for rec, m in segmenter._segment_records(
-                driver.records(target), self.annotations, mode=self.mode, direction=direction, replay=replay,
+                driver.records(target, as_float=as_float), self.annotations, mode=self.mode, direction=direction, replay=replay,
                 progress=progress, total=driver.num_frames,
             ):
                 names.append(rec.name)

@@ -242,8 +242,10 @@ def propagate_sequence(out: Path, seq: DavisSequence, segmenter: Any, *, overwri
     from vidprop.tasks.segment import segment_video
 
     first = read_ids(seq.annotations[0], "annotation")
-    first = np.where(first == VOID_LABEL, 0, first).astype(np.uint8)
-    if not first.any():
+    if segmenter.config.for_sequence(seq.name).propagation.void_label == "background":
+        first = np.where(first == VOID_LABEL, 0, first)
+    first = first.astype(np.uint8)  # "object": 255 stays a label, as DIFT's and DINO's DAVIS scripts keep it
+    if not np.where(first == VOID_LABEL, 0, first).any():
         raise InputError(f"sequence {seq.name}: the first annotation {seq.annotations[0]} holds no object")
     target = out / seq.name
     replace = overwrite or target.exists()  # an existing folder here is incomplete (or to be redone)

@@ -107,6 +107,7 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
     gt = np.empty((n, *size), np.uint8)
     pr = np.empty((n, *size), np.uint8)
     res_dir = results / seq.name
+    void_warned = False
     if not res_dir.is_dir():
         raise InputError(f"sequence {seq.name}: results folder {res_dir} not found")
     for i, ann_path in enumerate(scored):
@@ -128,6 +129,14 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
                 f"sequence {seq.name}: {res_path} is {p.shape[1]}x{p.shape[0]} but its annotation is "
                 f"{size[1]}x{size[0]}"
             )
+        if k_objects < VOID_LABEL and (p == VOID_LABEL).any():
+            # a propagated void label (the published presets keep 255 of the first annotation as a label,
+            # as DIFT's and DINO's scripts do): scored as background; the toolkit would stop here
+            if not void_warned:
+                log.warning("sequence %s: %s holds the void value 255 (a propagated void label); scored as "
+                            "background", seq.name, res_path)
+                void_warned = True
+            p = np.where(p == VOID_LABEL, 0, p)
         top = int(p.max())
         if top > k_objects:
             raise InputError(
