@@ -225,3 +225,55 @@ def test_backbone_switch_and_frame_fitting():
     assert (f.multiple, f.short_side) == (14, 476) and f.target_size(854, 480) == (840, 476)
     assert fit_frames(FrameConfig(), 8) == FrameConfig()
     assert fit_frames(FrameConfig(mode="fixed", width=768, height=512), 64).target_size(1, 1) == (768, 512)
+
+
+def test_frame_rounding_and_interpolation():
+    import math
+
+    def notebook(width, height, short, m=16):  # DINOv3's ResizeToMultiple (segmentation_tracking.ipynb, cell 15)
+        up = lambda v: math.ceil(v / m) * m  # noqa: E731
+        if width > height:
+            h = up(short)
+            return up(width * h / height), h
+        w = up(short)
+        return w, up(height * w / width)
+
+    ceil = FrameConfig(short_side=960, multiple=16, rounding="ceil")
+    for w, h, s in ((854, 480, 960), (480, 854, 960), (1152, 480, 960), (90, 58, 37), (640, 640, 500), (1920, 1080, 481)):
+        assert replace_side(ceil, s).target_size(w, h) == notebook(w, h, s)
+    assert ceil.target_size(854, 480) == (1712, 960)  # a 60x107 grid
+    near = FrameConfig(short_side=480, multiple=16, rounding="nearest")
+    assert near.target_size(854, 480) == (848, 480)  # 853.3 -> 848; ceil gives 864, floor 848
+    assert FrameConfig(short_side=480, multiple=16, rounding="ceil").target_size(854, 480) == (864, 480)
+    assert FrameConfig(short_side=1440, multiple=16, rounding="nearest").target_size(854, 480) == (2560, 1440)
+    assert FrameConfig(short_side=1440, multiple=16, rounding="ceil").target_size(854, 480) == (2576, 1440)
+    # floor keeps today's behaviour (and refuses a short side that is not a multiple)
+    assert FrameConfig(rounding="floor").target_size(854, 480) == FrameConfig().target_size(854, 480) == (832, 480)
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        FrameConfig(short_side=100).target_size(200, 100)
+    assert FrameConfig(short_side=100, rounding="ceil").target_size(200, 100) == (256, 128)
+    for bad in ({"rounding": "up"}, {"interpolation": "area"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            FrameConfig(**bad)
+    with pytest.raises(ConfigError, match="propagation.window"):
+        PropagationConfig(window="diamond")
+    with pytest.raises(ConfigError, match="propagation.minmax"):
+        PropagationConfig(minmax="yes")
+
+
+def replace_side(frames, short_side):
+    return dataclasses.replace(frames, short_side=short_side)
+
+
+def test_resize_frame_interpolation():
+    import numpy as np
+    from PIL import Image
+
+    from vidprop.io.driver import resize_frame
+
+    frame = (np.random.default_rng(0).random((30, 50, 3)) * 255).astype(np.uint8)
+    bicubic = resize_frame(frame, (80, 48), "bicubic")
+    np.testing.assert_array_equal(bicubic, np.asarray(Image.fromarray(frame).resize((80, 48), Image.BICUBIC)))
+    assert not np.array_equal(bicubic, resize_frame(frame, (80, 48)))
+    with pytest.raises(ValueError, match="interpolation"):
+        resize_frame(frame, (80, 48), "area")

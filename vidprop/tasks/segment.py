@@ -65,7 +65,7 @@ from vidprop.io.writers import overlay_mask
 from vidprop.progress import progress_bar
 from vidprop.propagation.labels import object_ids
 from vidprop.propagation.propagator import Propagator
-from vidprop.propagation.protocol import get_protocol
+from vidprop.propagation.protocol import protocol_for
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder, resize_frame
 from vidprop.tasks.budget import check_model_input
 
@@ -103,7 +103,7 @@ class SegmentSession:
             raise ValueError(f"mode must be one of {', '.join(ANNOTATION_MODES)}, got {mode!r}")
         self.segmenter = segmenter
         self.mode = mode
-        self.protocol = get_protocol(segmenter.config.propagation.protocol)
+        self.protocol = protocol_for(segmenter.config.propagation)
         self.propagator = Propagator(segmenter.config.propagation)  # its protocol comes from the config
         self.profile = profile if profile is not None else Profile()
         self.ids: list[int] = []
@@ -131,7 +131,7 @@ class SegmentSession:
 
         def features() -> torch.Tensor:
             t0 = time.perf_counter()
-            small = resize_frame(frame, seg.config.frames.target_size(w, h), as_float=seg.config.frames.resize_as_float)
+            small = resize_frame(frame, seg.config.frames.target_size(w, h), seg.config.frames.interpolation, as_float=seg.config.frames.resize_as_float)
             x = torch.from_numpy(np.ascontiguousarray(small)[None]).permute(0, 3, 1, 2)
             f = seg.extractor.extract(x, indices=[index])[0]
             self.profile.add("extract", time.perf_counter() - t0)
@@ -527,8 +527,13 @@ class SegmentJob:
         indices: list[int] = []
         exports: dict[str, Path] = {}
         record_path = None
-        as_float = segmenter.config.frames.resize_as_float
-        replay = (lambda: driver.records(target, as_float=as_float)) if overlay else None
+        frames_cfg = segmenter.config.frames
+        if frames_cfg.mode == "short_side" and min(target) != frames_cfg.short_side:
+            log.info("frames: short side %d rounded (%s) to %d, a multiple of %d: model input %dx%d",
+                     frames_cfg.short_side, frames_cfg.rounding, min(target), frames_cfg.multiple, *target)
+        interp = frames_cfg.interpolation
+        as_float = frames_cfg.resize_as_float
+        replay = (lambda: driver.records(target, interp, as_float=as_float)) if overlay else None
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp, \
                 background_output(segmenter, tmp, vinfo, overlay, driver) as (writer, vw):
             coco = CocoWriter(name, vinfo.width, vinfo.height) if "coco" in fmts else None
@@ -536,7 +541,7 @@ class SegmentJob:
             if yt_dir is not None:
                 yt_dir.mkdir(parents=True)
             for rec, m in segmenter._segment_records(
-                driver.records(target, as_float=as_float), self.annotations, mode=self.mode, direction=direction, replay=replay,
+                driver.records(target, interp, as_float=as_float), self.annotations, mode=self.mode, direction=direction, replay=replay,
                 progress=progress, total=driver.num_frames,
             ):
                 names.append(rec.name)

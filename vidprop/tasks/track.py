@@ -216,7 +216,7 @@ class TrackJob:
         indices: list[int] = []
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp:
             with background_output(tracker, tmp, vinfo, overlay, driver) as (writer, vw):
-                records = driver.records(target, as_float=tracker.config.frames.resize_as_float)
+                records = driver.records(target, tracker.config.frames.interpolation, as_float=tracker.config.frames.resize_as_float)
                 for rec, fr in tracker._track_records(records, list(kps.names), kps.xy.copy(), "vanish", progress,
                                                       driver.num_frames):
                     xys.append(fr.xy)

@@ -19,8 +19,8 @@ from vidprop.eval.records import check_run_settings, run_record, write_run_recor
 from vidprop.io.atomic import check_writable_target
 from vidprop.progress import progress_bar
 
-__all__ = ["sequence_is_complete", "run_davis", "run_note", "SegmenterWorker", "SequenceWorker", "propagate_sequence",
-           "SegmentRun", "segment_run", "segmenting_engine", "UnwrittenUnits"]
+__all__ = ["sequence_is_complete", "run_davis", "run_note", "published_reference", "SegmenterWorker", "SequenceWorker",
+           "propagate_sequence", "SegmentRun", "segment_run", "segmenting_engine", "UnwrittenUnits"]
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,24 @@ def run_note(results: str | Path) -> str | None:
         return None
     if not isinstance(doc, dict):
         return None
-    return doc.get("protocol_note")
+    ref = doc.get("published_reference")
+    note = doc.get("protocol_note")
+    if isinstance(ref, dict) and ref.get("note"):
+        return f"{note}\n{ref['note']}" if note else str(ref["note"])
+    return note
+
+
+def published_reference(cfg: Any) -> dict[str, Any] | None:
+    """The published DAVIS-2017 number a run of ``cfg`` compares with, when its backbone has one (DINOv3)."""
+    if cfg.extractor.backbone != "dinov3":
+        return None
+    from vidprop.features.dinov3 import published_davis, published_note
+
+    side = cfg.frames.short_side if cfg.frames.mode == "short_side" else None
+    size, score = published_davis(cfg.extractor.model, side or 0)
+    return {"model_size": size, "short_side": side, "jf": score.jf if score else None,
+            "source": score.source if score else None,
+            "note": published_note(cfg.extractor.model, side or 0, cfg.name)}
 
 
 def run_davis(
@@ -188,6 +205,9 @@ def run_davis(
 
     def record(cfg: Any, revision: str | None) -> dict[str, Any]:
         doc = run_record("DAVIS-2017 semi-supervised", cfg, revision, root=root, set=set, sequences=names)
+        ref = published_reference(cfg)
+        if ref is not None:
+            doc["published_reference"] = ref
         doc["per_sequence"] = {
             n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
             for n in names if cfg.sequence_changes(n)
