@@ -1,7 +1,8 @@
 """Vision-transformer backbones through ``transformers``: DINO, OpenCLIP, DINOv2 (DINOv3: :mod:`.dinov3`).
 
 Each takes frames of any size whose sides are multiples of the patch size
-(the position embeddings are interpolated to the frame's grid), normalises
+(the position table is resized to the frame's grid by the backbone's own
+published rule, :mod:`vidprop.features.posembed`, not transformers'), normalises
 them as the backbone's published evaluation did, and returns the patch
 tokens of one transformer block (the class token, and any register tokens,
 dropped) as a (C, H / patch, W / patch) map:
@@ -40,6 +41,7 @@ from vidprop.config import BACKBONE_DEFAULT_MODELS, ExtractorConfig
 from vidprop.errors import ConfigError, ModelLoadError
 from vidprop.features.base import check_images
 from vidprop.features.dift import resolve_device, resolve_dtype
+from vidprop.features.posembed import POS_RULES, use_published_pos_embedding
 
 __all__ = ["VitExtractor", "NORMALISATION", "transformer_blocks", "load_vit", "save_random_vit"]
 
@@ -138,6 +140,9 @@ class VitExtractor:
         self.patch = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
         self.prefix_tokens = 1 + int(getattr(cfg, "num_register_tokens", 0) or 0)
         self.channels = int(cfg.hidden_size)
+        #: The position table is resized as the backbone's published code did (see posembed.py); None for
+        #: backbones without a learned table to resize (DINOv3: rotary position embeddings).
+        self.pos_rule = use_published_pos_embedding(self.model, kind, self.patch) if kind in POS_RULES else None
         mean, std = NORMALISATION[kind]
         self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)

@@ -67,6 +67,7 @@ from vidprop.propagation.labels import object_ids
 from vidprop.propagation.propagator import Propagator
 from vidprop.propagation.protocol import protocol_for
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder, resize_frame
+from vidprop.tasks.budget import check_model_input
 
 __all__ = [
     "Segmenter",
@@ -130,7 +131,7 @@ class SegmentSession:
 
         def features() -> torch.Tensor:
             t0 = time.perf_counter()
-            small = resize_frame(frame, seg.config.frames.target_size(w, h), seg.config.frames.interpolation)
+            small = resize_frame(frame, seg.config.frames.target_size(w, h), seg.config.frames.interpolation, as_float=seg.config.frames.resize_as_float)
             x = torch.from_numpy(np.ascontiguousarray(small)[None]).permute(0, 3, 1, 2)
             f = seg.extractor.extract(x, indices=[index])[0]
             self.profile.add("extract", time.perf_counter() - t0)
@@ -486,8 +487,9 @@ class SegmentJob:
 
     @property
     def first_only(self) -> bool:
-        """One annotation, on the first frame of a whole-video run (today's first-frame runs)."""
-        return list(self.annotations) == [0] and self.driver.range.is_all and self.mode == "objects"
+        """One annotation, on the run's first frame (the video's, or START of ``frames``): a first-frame run,
+        whatever the mode and direction (one annotation on the first frame leaves them nothing to change)."""
+        return list(self.annotations) == [self.driver.range.start]
 
     def run(
         self,
@@ -514,11 +516,11 @@ class SegmentJob:
                      segmenter.config.sequence_changes(name))
             segmenter = type(segmenter)(segmenter.extractor, segmenter.config.for_sequence(name))
         vinfo = driver.info
-        target = segmenter.config.frames.target_size(vinfo.width, vinfo.height)
+        target = check_model_input(segmenter.config, vinfo.width, vinfo.height, source=str(vinfo.path))
         n_objects = len({i for a in self.annotations.values() for i in a.ids})
         log.info(
-            "segmenting %s (%dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
-            vinfo.path, vinfo.width, vinfo.height,
+            "segmenting %s (%dx%d -> model input %dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
+            vinfo.path, vinfo.width, vinfo.height, target[0], target[1],
             f", {driver.num_frames} frames" if driver.num_frames else "", n_objects, len(self.annotations), out_dir,
         )
         names: list[str] = []
@@ -530,7 +532,8 @@ class SegmentJob:
             log.info("frames: short side %d rounded (%s) to %d, a multiple of %d: model input %dx%d",
                      frames_cfg.short_side, frames_cfg.rounding, min(target), frames_cfg.multiple, *target)
         interp = frames_cfg.interpolation
-        replay = (lambda: driver.records(target, interp)) if overlay else None
+        as_float = frames_cfg.resize_as_float
+        replay = (lambda: driver.records(target, interp, as_float=as_float)) if overlay else None
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp, \
                 background_output(segmenter, tmp, vinfo, overlay, driver) as (writer, vw):
             coco = CocoWriter(name, vinfo.width, vinfo.height) if "coco" in fmts else None
@@ -538,7 +541,7 @@ class SegmentJob:
             if yt_dir is not None:
                 yt_dir.mkdir(parents=True)
             for rec, m in segmenter._segment_records(
-                driver.records(target, interp), self.annotations, mode=self.mode, direction=direction, replay=replay,
+                driver.records(target, interp, as_float=as_float), self.annotations, mode=self.mode, direction=direction, replay=replay,
                 progress=progress, total=driver.num_frames,
             ):
                 names.append(rec.name)
@@ -557,7 +560,7 @@ class SegmentJob:
                 exports["coco"] = out_dir / COCO_FILE
             if yt_dir is not None:
                 exports["youtube-vos"] = youtube_vos_folder(out_dir, name)
-            if not self.first_only or direction != "forward":
+            if not self.first_only:  # README: only runs with annotations beyond a first-frame mask
                 record = annotation_record(self.annotations, mode=self.mode, direction=direction, frames=indices)
                 writer.submit(write_annotation_record, tmp / "annotations.json", record)
                 record_path = out_dir / "annotations.json"
