@@ -33,7 +33,8 @@ def test_segment_with_dinov3_any_short_side(tiny_backbones, clip, tmp_path, caps
     np.testing.assert_array_equal(masks[0], scene.frame(0)[1])
     assert set(np.unique(masks[2])) <= {0, 1, 2}
     # 37 rounded up to 48 (ceil, as the notebook), the long side 90 * 48 / 58 = 74.5 up to 80
-    assert "short side 37 rounded (ceil) to 48, a multiple of 16: model input 80x48" in err
+    assert "short_side 37 -> 48 (rounded: ceil)" in err
+    assert "model input 80x48 (frames: short_side, sides rounded ceil to multiples of 16, bicubic resize)" in err
 
 
 class GatedRepoError(OSError):
