@@ -34,7 +34,7 @@ def test_segment_with_dinov3_any_short_side(tiny_backbones, clip, tmp_path, caps
     assert set(np.unique(masks[2])) <= {0, 1, 2}
     # 37 rounded up to 48 (ceil, as the notebook), the long side 90 * 48 / 58 = 74.5 up to 80
     assert "short_side 37 -> 48 (rounded: ceil)" in err
-    assert "model input 80x48 (frames: short_side, sides rounded ceil to multiples of 16, bicubic resize)" in err
+    assert "model input 80x48 (frames: short_side, rounding ceil to multiples of 16, bicubic resize)" in err
 
 
 class GatedRepoError(OSError):

@@ -528,9 +528,8 @@ class SegmentJob:
         exports: dict[str, Path] = {}
         record_path = None
         frames_cfg = segmenter.config.frames
-        log.info("model input %dx%d (frames: %s, sides %s to multiples of %d, %s resize)", *target, frames_cfg.mode,
-                 "floored" if frames_cfg.rounding == "floor" else f"rounded {frames_cfg.rounding}", frames_cfg.multiple,
-                 frames_cfg.interpolation)
+        log.info("model input %dx%d (frames: %s, rounding %s to multiples of %d, %s resize)", *target, frames_cfg.mode,
+                 frames_cfg.rounding, frames_cfg.multiple, frames_cfg.interpolation)
         interp = frames_cfg.interpolation
         as_float = frames_cfg.resize_as_float
         replay = (lambda: driver.records(target, interp, as_float=as_float)) if overlay else None
