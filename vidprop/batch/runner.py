@@ -71,6 +71,7 @@ class RowJob:
     backend: str
     frames: str | None = None  # "START:END" of the video, as --frames
     max_frames: int | None = None
+    feature_cache: str | None = None  # a folder of cached features (--feature-cache)
 
 
 @dataclass(frozen=True)
@@ -258,13 +259,14 @@ class RowRunner:
                 kwargs["annotations"] = {frame: Path(path) for frame, _, path in (m.partition(":") for m in row.masks)}
             res = segment_video(row.video, row.mask, job.out, segmenter=task, name=row.name, overwrite=replace,
                                 overlay=job.overlay, resize_mask=job.resize_mask, backend=job.backend,
-                                frames=job.frames, max_frames=job.max_frames, progress=False, **kwargs)
+                                frames=job.frames, max_frames=job.max_frames, progress=False,
+                                feature_cache=job.feature_cache, **kwargs)
         else:
             from vidprop.tasks.track import track_video
 
             res = track_video(row.video, row.keypoints, job.out, tracker=task, name=row.name, overwrite=replace,
                               overlay=job.overlay, backend=job.backend, frames=job.frames, max_frames=job.max_frames,
-                              progress=False)
+                              progress=False, feature_cache=job.feature_cache)
         return int(res.num_frames)
 
 
@@ -417,6 +419,7 @@ def run_batch(
     engine: EngineOptions | None = None,
     progress: bool = True,
     runner: type[RowRunner] = RowRunner,
+    feature_cache: str | Path | None = None,
 ) -> BatchReport:
     """Run every row of ``source`` (a manifest, a folder of videos, or rows) into ``out``.
 
@@ -452,6 +455,14 @@ def run_batch(
         parse_frame_range(frames, max_frames)  # a bad value fails before any work
     jobs, skipped = _plan(rows, out, task, base, overrides, overlay, resize_mask, backend, overwrite, run_id,
                           frames, max_frames)
+    if feature_cache is not None:  # every row's features are read from (extracted once into) this folder
+        from dataclasses import replace as _replace
+
+        from vidprop.features.cache import FeatureCache
+
+        cache_root = Path(feature_cache).expanduser().resolve()
+        FeatureCache(cache_root).check_writable()
+        jobs = [_replace(j, feature_cache=str(cache_root)) for j in jobs]
     results: dict[int, RowResult] = dict(skipped)
     engine_info: dict[str, Any] = {"kind": options.kind}
     if options.address:

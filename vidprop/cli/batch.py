@@ -9,6 +9,7 @@ from vidprop.cli.common import (
     add_engine_args,
     add_frame_range_args,
     add_model_args,
+    add_feature_cache_arg,
     add_progress_arg,
     add_propagation_args,
     add_video_output_args,
@@ -78,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="segment: nearest-resize a mask whose size differs from the frames")
     add_frame_range_args(p)
     add_progress_arg(p)
+    add_feature_cache_arg(p)
     add_engine_args(p)
     add_model_args(p, None, preset_help="davis-fast for segment, jhmdb for track")
     add_short_side_arg(p)
@@ -126,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         engine=engine,
         progress=progress_enabled(args),
+        feature_cache=args.feature_cache,
     )
     print(f"batch: {report.summary()}")
     print(f"report: {report.out / 'batch_report.json'}")

@@ -33,6 +33,8 @@ __all__ = [
     "add_propagation_args",
     "add_video_output_args",
     "add_progress_arg",
+    "add_feature_cache_arg",
+    "check_feature_cache",
     "add_engine_args",
     "engine_from_args",
     "add_frame_range_args",
@@ -210,6 +212,22 @@ def add_frame_range_args(p: argparse.ArgumentParser) -> None:
 def add_progress_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display (default: a bar on a terminal, a log line every few percent otherwise)")
+
+
+def add_feature_cache_arg(p: argparse.ArgumentParser, *, default_help: str = "no cache") -> None:
+    """``--feature-cache DIR`` (segment, track, batch, annotate)."""
+    p.add_argument("--feature-cache", metavar="DIR",
+                   help="keep each video's features in DIR (the chunked layout of `vidprop extract`): computed once "
+                        "per video and settings, read back by later runs, so another run on the same video with "
+                        f"other annotations extracts nothing (default: {default_help})")
+
+
+def check_feature_cache(args: argparse.Namespace) -> None:
+    """A --feature-cache folder that cannot be written: one line, before the model loads."""
+    if getattr(args, "feature_cache", None):
+        from vidprop.features.cache import FeatureCache
+
+        FeatureCache(args.feature_cache).check_writable()
 
 
 def add_engine_args(p: argparse.ArgumentParser, *, workers: bool = True) -> argparse._ArgumentGroup:

@@ -8,7 +8,9 @@ import logging
 from vidprop.cli.common import (
     add_frame_range_args,
     add_model_args,
+    add_feature_cache_arg,
     add_progress_arg,
+    check_feature_cache,
     add_propagation_args,
     add_video_output_args,
     config_from_args,
@@ -107,6 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_video_output_args(p)
     add_frame_range_args(p)
     add_progress_arg(p)
+    add_feature_cache_arg(p)
     add_model_args(p, "davis-fast")
     add_short_side_arg(p)
     add_propagation_args(p)
@@ -130,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
         name=args.name, overwrite=args.overwrite, resize_mask=args.resize_mask, backend=args.backend,
         frames=args.frames, max_frames=args.max_frames,
     )
+    check_feature_cache(args)
     seg = Segmenter.from_pretrained(config=cfg)
     res = job.run(seg, overlay=not args.no_overlay, direction=args.direction, formats=formats,
-                  progress=progress_enabled(args))
+                  progress=progress_enabled(args), feature_cache=args.feature_cache)
     extra = [res.overlay.name] if res.overlay else []
     extra += [str(p.relative_to(res.output_dir)) for p in res.exports.values()]
     what = f"{res.num_frames} masks" if "png" in formats else f"{res.num_frames} frames"

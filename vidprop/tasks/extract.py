@@ -76,6 +76,7 @@ __all__ = [
     "extract_video",
     "upsample_features",
     "classify_inputs",
+    "source_fingerprint",
     "plan_images",
 ]
 
@@ -507,7 +508,7 @@ def extract_images(
 
 
 # --------------------------------------------------------------------------- videos
-def _source_fingerprint(path: Path) -> dict[str, int]:
+def source_fingerprint(path: Path) -> dict[str, int]:
     """Size and modification time of a video file, or of a frame folder's images (sum, latest)."""
     if path.is_dir():
         files = list_frames(path)
@@ -606,7 +607,7 @@ def extract_video(
     base = {
         **saver.settings(),
         **_output_settings(options, size, model_size, "opencv_linear"),
-        **_source_fingerprint(video),
+        **source_fingerprint(video),
         "chunk": chunk,
     }
     result = ExtractResult(output=out_dir, index=out_dir / INDEX_NAME)

@@ -80,6 +80,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: ``observe(frame index, session, mask)``: called by the run loop after each frame it propagates.
+Observer = Callable[[int, "SegmentSession", np.ndarray], None]
+
+
 class SegmentSession:
     """Propagation one frame at a time; any frame may bring an annotation (new or known ids).
 
@@ -323,8 +327,16 @@ class Segmenter(PropagationTask):
         replay: Callable[[], Iterable[FrameRecord]] | None = None,
         progress: bool = False,
         total: int | None = None,
+        cached: Any = None,
+        observe: Observer | None = None,
     ) -> Iterator[tuple[FrameRecord, np.ndarray]]:
-        """Yield (record, mask) in frame order; ``replay`` re-reads the video (a backward pass's originals)."""
+        """Yield (record, mask) in frame order; ``replay`` re-reads the video (a backward pass's originals).
+
+        ``cached``: a :class:`~vidprop.features.cache.CachedFeatures` to read the
+        features from instead of extracting them.  ``observe(index, session,
+        mask)`` is called after every propagated or annotated frame (both
+        passes), with the session that made it (its ``last_soft``, ``ids``).
+        """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         prof = self.last_profile = Profile()
@@ -351,13 +363,16 @@ class Segmenter(PropagationTask):
                                 "background; --direction both would fill them", head.index, first - 1, first)
                 else:
                     it = yield from self._backward(it, masks, first, mode, replay, sources, progress,
-                                                   close_source=getattr(source, "close", None))
+                                                   close_source=getattr(source, "close", None), cached=cached,
+                                                   observe=observe)
                     n_out = prof.frames = first - head.index
                     bar.update(n_out)
             session = SegmentSession(self, mode=mode, profile=prof)
-            for rec, f in self._features(it, need=lambda r: r.index >= first):
+            for rec, f in self._features(it, need=lambda r: r.index >= first, cached=cached):
                 size = _record_size(rec, session)
                 out = session.advance(size, masks.get(rec.index), f, index=rec.index, source=sources.get(rec.index))
+                if observe is not None and session.started:
+                    observe(rec.index, session, out)
                 last = rec.index
                 n_out += 1
                 prof.frames = n_out
@@ -381,6 +396,8 @@ class Segmenter(PropagationTask):
         sources: Mapping[int, str],
         progress: bool,
         close_source: Callable[[], None] | None = None,
+        cached: Any = None,
+        observe: Observer | None = None,
     ) -> Generator[tuple[FrameRecord, np.ndarray], None, Iterator[FrameRecord]]:
         """Propagate from the first annotated frame back to the run's start; yield those frames in order.
 
@@ -414,9 +431,11 @@ class Segmenter(PropagationTask):
             base = metas[0][0]
             bar = progress_bar(total=len(metas) + 1, unit="frame", desc="segment (backward)", enabled=progress)
             try:
-                for rec, f in self._features(back):
+                for rec, f in self._features(back, cached=cached):
                     m = session.advance(size, masks[first] if rec.index == first else None, f, index=rec.index,
                                         source=sources.get(rec.index))
+                    if observe is not None and rec.index != first:
+                        observe(rec.index, session, m)
                     if rec.index != first:
                         out_masks.put(rec.index - base, m)
                     bar.update(1)
@@ -498,11 +517,14 @@ class SegmentJob:
         formats: Sequence[str] | str = ("png",),
         progress: bool = True,
         keep: Iterable[str] | None = None,
+        feature_cache: Any = None,
     ) -> SegmentResult:
         """Propagate and write ``out_dir`` atomically (see :func:`segment_video`).
 
         ``keep``: write only the frames with these names (all frames are
-        propagated; the overlay shows every frame).
+        propagated; the overlay shows every frame).  ``feature_cache`` (a
+        folder or :class:`~vidprop.features.cache.FeatureCache`): the video's
+        features are read from it, extracted into it first when missing.
         """
         if direction not in DIRECTIONS:
             raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -515,6 +537,12 @@ class SegmentJob:
             segmenter = type(segmenter)(segmenter.extractor, segmenter.config.for_sequence(name))
         vinfo = driver.info
         target = segmenter.config.frames.target_size(vinfo.width, vinfo.height)
+        cached = None
+        if feature_cache is not None:
+            from vidprop.features.cache import as_cache
+
+            cached = as_cache(feature_cache).features(driver.path, segmenter, name=name, backend=driver.backend,
+                                                      progress=progress)
         n_objects = len({i for a in self.annotations.values() for i in a.ids})
         log.info(
             "segmenting %s (%dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
@@ -534,7 +562,7 @@ class SegmentJob:
                 yt_dir.mkdir(parents=True)
             for rec, m in segmenter._segment_records(
                 driver.records(target), self.annotations, mode=self.mode, direction=direction, replay=replay,
-                progress=progress, total=driver.num_frames,
+                progress=progress, total=driver.num_frames, cached=cached,
             ):
                 names.append(rec.name)
                 indices.append(rec.index)
@@ -635,6 +663,7 @@ def segment_video(
     formats: Sequence[str] | str = ("png",),
     frames: FrameRange | str | None = None,
     max_frames: int | None = None,
+    feature_cache: Any = None,
 ) -> SegmentResult:
     """Segment a video file or frame folder and write ``out/<name>/`` atomically.
 
@@ -651,8 +680,11 @@ def segment_video(
     ``frames`` ("START:END") and ``max_frames`` select a part of the video.
     Nothing is left under the final name unless every frame was written; an
     existing output folder is replaced only with ``overwrite``.
+    ``feature_cache``: a folder of cached features (``docs/annotate.md``):
+    the video's features are extracted into it once and read afterwards.
     """
     job = prepare_segment(video, mask, out, annotations=annotations, masks=masks, mode=mode, name=name,
                           overwrite=overwrite, resize_mask=resize_mask, backend=backend, frames=frames,
                           max_frames=max_frames)
-    return job.run(segmenter, overlay=overlay, direction=direction, formats=formats, progress=progress)
+    return job.run(segmenter, overlay=overlay, direction=direction, formats=formats, progress=progress,
+                   feature_cache=feature_cache)
