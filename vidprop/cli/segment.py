@@ -31,6 +31,10 @@ examples:
   vidprop segment clip.mp4 --mask first.png --mask 40:car.png --mask 70:fixed.png
   # annotations of any frames in the DAVIS / YouTube-VOS Annotations/<video>/ layout, both directions
   vidprop segment frames/ --masks Annotations/judo/ --direction both --format png,coco
+  # objects by clicks (SAM 2 makes their masks): two clicks on one, a box around another on frame 10
+  vidprop segment clip.mp4 --points 320,180,340,200 --neg-points 300,150 --box 10:40,60,200,220 --out results/
+  # a second run on the same video with other annotations reads the features instead of computing them
+  vidprop segment clip.mp4 --mask first.png --mask 70:fixed.png --feature-cache ~/.cache/vidprop/features
   # a quick look at the first 20 frames
   vidprop segment clip.mp4 --mask first.png --max-frames 20
   vidprop segment clip.mp4 --mask first.png --backbone adm --weights 256x256_diffusion_uncond.pt  # davis-adm
@@ -92,6 +96,23 @@ def add_annotation_args(p: argparse.ArgumentParser) -> None:
                    help="annotated frames kept as context (default 8; the first always stays)")
 
 
+def add_prompt_args(p: argparse.ArgumentParser) -> None:
+    """Objects annotated by clicks or a box, their masks made by SAM 2 (``segment``)."""
+    from vidprop.annotate.prompts import DEFAULT_PROMPT_MODEL
+
+    g = p.add_argument_group("click-to-mask (SAM 2)")
+    g.add_argument("--points", action="append", metavar="[FRAME:]X,Y[,X,Y...]",
+                   help="clicks on one object (pixels of the frame; FRAME as in --mask, default the first frame); "
+                        "its mask comes from SAM 2 and is annotated like --mask FRAME:PATH (repeatable: one object each)")
+    g.add_argument("--neg-points", action="append", metavar="[FRAME:]X,Y[,X,Y...]",
+                   help="clicks NOT on the object of the --points given at the same position (i-th with i-th)")
+    g.add_argument("--box", action="append", metavar="[FRAME:]X0,Y0,X1,Y1",
+                   help="a box around one object (repeatable: one object each)")
+    g.add_argument("--prompt-model", default=DEFAULT_PROMPT_MODEL, metavar="ID_OR_FOLDER",
+                   help=f"the SAM 2 checkpoint, a Hub id or a local folder in transformers' format (default: "
+                        f"{DEFAULT_PROMPT_MODEL}; loaded only when --points or --box is given)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "segment",
@@ -104,6 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("video", help="video file (mp4, avi, ...) or a folder of frames (sorted by name)")
     add_annotation_args(p)
+    add_prompt_args(p)
     p.add_argument("--format", default="png", metavar="F[,F...]",
                    help="outputs: png (default), coco, youtube-vos, or several separated by commas")
     add_video_output_args(p)
@@ -117,6 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vidprop.annotate.clicks import add_prompt_annotations, object_prompts, resolve_prompts
     from vidprop.errors import InputError
     from vidprop.io.annotations import parse_mask_arg
     from vidprop.io.exports import parse_formats
@@ -125,15 +148,27 @@ def run(args: argparse.Namespace) -> int:
     cfg = segment_config_from_args(args)
     formats = parse_formats(args.format)
     sources = [parse_mask_arg(m) for m in args.mask or []]
-    if not sources and not args.masks:
-        raise InputError("no annotation: give --mask PATH (the first frame), --mask FRAME:PATH or --masks DIR")
+    prompts = object_prompts(args.points or [], args.neg_points or [], args.box or [])
+    if not sources and not args.masks and not prompts:
+        raise InputError("no annotation: give --mask PATH (the first frame), --mask FRAME:PATH, --masks DIR, "
+                         "--points X,Y or --box X0,Y0,X1,Y1")
     # Everything that can be checked is checked before the model loads (the video is opened once, here).
     job = prepare_segment(
         args.video, None, args.out, annotations=sources, masks=args.masks, mode=args.annotation_mode,
         name=args.name, overwrite=args.overwrite, resize_mask=args.resize_mask, backend=args.backend,
-        frames=args.frames, max_frames=args.max_frames,
+        frames=args.frames, max_frames=args.max_frames, allow_no_annotation=bool(prompts),
     )
+    resolved = resolve_prompts(job.driver, prompts)
+    if prompts and args.annotation_mode != "objects":
+        raise InputError("--points / --box annotate objects: use them with --annotation-mode objects")
     check_feature_cache(args)
+    if resolved:
+        from vidprop.annotate.prompts import ClickToMask
+
+        prompter = ClickToMask.load(args.prompt_model, device=args.device)
+        ids = add_prompt_annotations(job, resolved, prompter)
+        del prompter  # free it before the segmentation model loads
+        log.info("click-to-mask: object id(s) %s", ", ".join(map(str, ids)))
     seg = Segmenter.from_pretrained(config=cfg)
     res = job.run(seg, overlay=not args.no_overlay, direction=args.direction, formats=formats,
                   progress=progress_enabled(args), feature_cache=args.feature_cache)

@@ -316,6 +316,22 @@ class Segmenter(PropagationTask):
         return (m for _, m in self._segment_records(self._records(frames), anns, mode=mode, direction=direction,
                                                      progress=progress, total=total))
 
+    def propagate_records(
+        self,
+        records: Iterable[FrameRecord],
+        annotations: Mapping[int, np.ndarray | Annotation],
+        **kwargs: Any,
+    ) -> Iterator[tuple[FrameRecord, np.ndarray]]:
+        """The run loop on a video driver's records: (record, mask) in frame order.
+
+        What :meth:`run` and :class:`SegmentJob` use; for drivers built on it
+        (``vidprop annotate``).  ``kwargs``: ``mode``, ``direction``,
+        ``replay``, ``progress``, ``total``, ``cached`` (features read from a
+        :class:`~vidprop.features.cache.CachedFeatures`), ``observe``
+        (``observe(index, session, mask)`` after each frame).
+        """
+        return self._segment_records(records, annotations, **kwargs)
+
     # ----------------------------------------------------------- the batch runner
     def _segment_records(
         self,
@@ -614,6 +630,7 @@ def prepare_segment(
     backend: Backend = "auto",
     frames: FrameRange | str | None = None,
     max_frames: int | None = None,
+    allow_no_annotation: bool = False,
 ) -> SegmentJob:
     """Open the video, read and check every annotation and the output folder; load no model.
 
@@ -621,7 +638,8 @@ def prepare_segment(
     references (indices, or a frame folder's file stems) to mask files or
     arrays; ``masks`` is a folder of ``<frame>.png`` annotations.  Raises an
     InputError naming the file for any bad input (see
-    :func:`vidprop.io.annotations.load_annotations`).
+    :func:`vidprop.io.annotations.load_annotations`).  ``allow_no_annotation``:
+    the caller adds annotations to the job later (``segment --points``).
     """
     if mode not in ANNOTATION_MODES:
         raise InputError(f"annotation mode must be one of {', '.join(ANNOTATION_MODES)}, got {mode!r}")
@@ -636,7 +654,10 @@ def prepare_segment(
         sources += [_mask_source(k, v, f"annotation of frame {k}") for k, v in annotations.items()]
     elif annotations:
         sources += list(annotations)
-    anns = load_annotations(driver, sources, masks_dir=masks, mode=mode, resize_mask=resize_mask)
+    if sources or masks is not None or not allow_no_annotation:
+        anns = load_annotations(driver, sources, masks_dir=masks, mode=mode, resize_mask=resize_mask)
+    else:
+        anns = {}
     name = name or driver.info.name
     out_dir = Path(out) / name
     check_writable_target(out_dir, overwrite)
