@@ -26,16 +26,6 @@ from tests.tasks.test_segment import ColourStats
 
 
 @pytest.fixture(scope="module")
-def sam_path(tmp_path_factory):
-    return save_random_sam2(tmp_path_factory.mktemp("models") / "tiny-sam2", seed=0)
-
-
-@pytest.fixture(scope="module")
-def sam(sam_path):
-    return ClickToMask.load(sam_path, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     d = tmp_path_factory.mktemp("promptclip")
     scene = SyntheticScene(width=96, height=64, num_frames=5, num_objects=2, seed=2, object_ids=(1, 2))

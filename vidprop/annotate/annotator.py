@@ -104,6 +104,19 @@ class Annotator:
             return len(self.features())
         return n
 
+    @property
+    def features_ready(self) -> bool:
+        """Whether the features are open (propagation then extracts nothing)."""
+        return self._features is not None
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
     def frame_name(self, index: int) -> str:
         return self.driver.frame_name(index)
 

@@ -34,6 +34,7 @@ COMMANDS = [
     "vidprop.cli.extract",
     "vidprop.cli.export",
     "vidprop.cli.view",
+    "vidprop.cli.annotate",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [
