@@ -389,6 +389,29 @@ def test_masks_column_runs_as_segment_with_annotations_at_several_frames(footage
     assert "v0/annotations.json" in _files(tmp_path / "out")
 
 
+def test_a_feature_cache_serves_every_row(footage, tmp_path):
+    """--feature-cache: the rows' features are extracted into the cache once; the outputs are those without it."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.tasks.segment import Segmenter
+
+    d, _ = footage
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"video": str(d / "v0.mp4"), "mask": str(d / "v0_mask.png"), "overlay": False}) + "\n")
+
+    class ColourRunner(RowRunner):
+        def load(self, config):
+            return Segmenter(ColourStats(), config)
+
+    overrides = {"frames": {"mode": "short_side", "short_side": 32}}
+    for out, cache in (("a", tmp_path / "cache"), ("b", tmp_path / "cache"), ("ref", None)):
+        rep = run_batch(m, tmp_path / out, overrides=overrides, progress=False, runner=ColourRunner,
+                        feature_cache=cache)
+        assert [r.status for r in rep.results] == ["done"]
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert entry.name.startswith("v0-") and (entry / "index.json").is_file()
+    assert _files(tmp_path / "a") == _files(tmp_path / "b") == _files(tmp_path / "ref")
+
+
 def test_a_part_of_each_video_and_what_counts_as_other_settings(footage, tiny_sd_path, tmp_path, capsys):
     """--max-frames / --frames (and the columns) run a part of each video, as `segment --max-frames` does;
     a rerun with another part is other settings, adding --resize-mask is not (it never changes a result)."""

@@ -259,15 +259,20 @@ class RowRunner:
                 kwargs["annotations"] = {frame: Path(path) for frame, _, path in (m.partition(":") for m in row.masks)}
             res = segment_video(row.video, row.mask, job.out, segmenter=task, name=row.name, overwrite=replace,
                                 overlay=job.overlay, resize_mask=job.resize_mask, backend=job.backend,
-                                frames=job.frames, max_frames=job.max_frames, progress=False,
-                                feature_cache=job.feature_cache, **kwargs)
+                                frames=job.frames, max_frames=job.max_frames, progress=False, **kwargs,
+                                **_cache_kwargs(job))
         else:
             from vidprop.tasks.track import track_video
 
             res = track_video(row.video, row.keypoints, job.out, tracker=task, name=row.name, overwrite=replace,
                               overlay=job.overlay, backend=job.backend, frames=job.frames, max_frames=job.max_frames,
-                              progress=False, feature_cache=job.feature_cache)
+                              progress=False, **_cache_kwargs(job))
         return int(res.num_frames)
+
+
+def _cache_kwargs(job: RowJob) -> dict[str, Any]:
+    """``feature_cache=`` for the task function, only when the batch has one."""
+    return {"feature_cache": job.feature_cache} if job.feature_cache is not None else {}
 
 
 def _release_memory(exc: BaseException) -> None:

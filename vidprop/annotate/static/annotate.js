@@ -256,8 +256,8 @@ window.addEventListener("keydown", (e) => {
   if (e.target.tagName === "INPUT" && e.target.type === "number") return;
   if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") { e.preventDefault(); change(e.shiftKey ? "/api/redo" : "/api/undo", {}); }
   else if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "y") { e.preventDefault(); change("/api/redo", {}); }
-  else if (e.key === "ArrowRight") go(S.t + 1);
-  else if (e.key === "ArrowLeft") go(S.t - 1);
+  else if (e.key === "ArrowRight") go(S.t + (e.shiftKey ? 10 : 1));
+  else if (e.key === "ArrowLeft") go(S.t - (e.shiftKey ? 10 : 1));
   else if (e.key === "Home") go(0);
   else if (e.key === "End") go(S.info.frames - 1);
   else if (e.key === "n") {
