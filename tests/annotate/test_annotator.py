@@ -59,7 +59,7 @@ def _fresh(seg, folder, annotations, direction="forward"):
     return list(seg.run(_frames(folder), annotations=annotations, direction=direction))
 
 
-def test_a_correction_equals_a_fresh_run_and_extracts_nothing(scene_dir, seg, tmp_path, counting):
+def test_a_correction_equals_a_fresh_run_and_extracts_nothing(scene_dir, seg, tmp_path, counting, caplog):
     d, scene = scene_dir
     ann = Annotator(d / "clip", seg, cache=tmp_path / "cache")
     m0 = scene.frame(0)[1]
@@ -75,8 +75,10 @@ def test_a_correction_equals_a_fresh_run_and_extracts_nothing(scene_dir, seg, tm
     counting["n"] = 0
     fix = scene.frame(4)[1] == 2
     ann.add_mask(4, fix, obj_id=2)
-    again = list(ann.propagate(4))
+    with caplog.at_level("INFO", logger="vidprop.annotate.annotator"):
+        again = list(ann.propagate(4))
     assert [t for t, _, _ in again] == list(range(4, N))
+    assert "resuming the forward pass after frame 3" in caplog.text  # a checkpoint: frames 0..3 not redone
     assert counting["n"] == 0  # from cached features only
     anns = {0: m0, 4: np.where(fix, 2, 0).astype(np.uint8)}
     want = _fresh(seg, d / "clip", anns)
@@ -84,7 +86,12 @@ def test_a_correction_equals_a_fresh_run_and_extracts_nothing(scene_dir, seg, tm
     for t in range(N):
         np.testing.assert_array_equal(got[t], want[t])
     assert (got[4] == 2).sum() == fix.sum()  # the annotation is exact on its frame
-    assert counting["n"] == N  # (the fresh run extracted)
+    plain = Annotator(d / "clip", seg, cache=tmp_path / "cache", checkpoints=0)  # always from the start
+    plain.add_mask(0, m0)
+    plain.add_mask(4, fix, obj_id=2)
+    for t, m, _ in plain.propagate(4):
+        np.testing.assert_array_equal(m, got[t])
+    assert counting["n"] == N  # (the fresh run extracted; the cache was read by the second annotator)
 
 
 def test_an_object_entering_later_with_both_directions(scene_dir, seg, tmp_path):

@@ -61,11 +61,14 @@ class Annotator:
         cache: the feature cache (folder or FeatureCache; default: the user's cache folder).
         mode: the annotation mode ("objects": exact for the ids an annotation holds).
         prompter: the click/box-to-mask model used by :meth:`add_points` (loaded by the caller).
+        checkpoints: copies of the forward pass's state kept at evenly spaced frames (at most this many; each
+            the size of the propagator's context), so a forward propagation from frame t resumes at the last
+            one before t whose annotations are unchanged instead of starting over (0: always start over).
     """
 
     def __init__(self, video: str | Path, segmenter: Any, *, cache: FeatureCache | str | Path | None = None,
                  mode: AnnotationMode = "objects", backend: str = "auto", prompter: Prompter | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, checkpoints: int = 4) -> None:
         if mode not in ANNOTATION_MODES:
             raise InputError(f"annotation mode must be one of {', '.join(ANNOTATION_MODES)}, got {mode!r}")
         self.video = Path(video)
@@ -87,6 +90,8 @@ class Annotator:
         self._frames: Any = None
         self._undo: list[_State] = []
         self._redo: list[_State] = []
+        self.max_checkpoints = max(0, int(checkpoints))
+        self._checkpoints: dict[int, tuple[str, Any]] = {}  # frame -> (annotations signature, session copy)
 
     # ----------------------------------------------------------- the video
     @property
@@ -257,6 +262,12 @@ class Annotator:
         target = seg.config.frames.target_size(*self.size)
         previous: dict[int, np.ndarray] = {}
         conf: dict[int, FrameConfidence] = {}
+        first = min(self.annotations)
+        every = self._checkpoint_every()
+        resume = self._resume_point(start) if direction == "forward" else None
+        if resume is not None:
+            previous[id(resume[1])] = self.results.get(resume[0])
+            log.info("resuming the forward pass after frame %d (a checkpoint)", resume[0])
 
         def observe(index: int, session: Any, out: np.ndarray) -> None:
             key = id(session)
@@ -267,13 +278,15 @@ class Annotator:
             conf[index] = frame_confidence(None if annotated else session.last_soft, list(session.ids), out, prev,
                                            annotated=annotated)
             previous[key] = out
+            if every and index >= first and (index + 1) % every == 0:  # the forward pass's state after frame index
+                self._checkpoints[index] = (self._signature(index), self._copy_session(session))
 
         self.direction = run_dir
         records = self.driver.records(target)
         try:
             for rec, mask in seg.propagate_records(records, self.annotations, mode=self.mode, direction=run_dir,
                                                    cached=cached, observe=observe, total=len(cached),
-                                                   progress=progress):
+                                                   progress=progress, resume=resume):
                 t = rec.index
                 self.results[t] = mask
                 if t in conf:
@@ -301,6 +314,38 @@ class Annotator:
         from vidprop.annotate.output import write_results
 
         return write_results(self, Path(out) / self.name, formats=formats, overwrite=overwrite)
+
+    # ----------------------------------------------------------- checkpoints
+    def _checkpoint_every(self) -> int:
+        if not self.max_checkpoints or self._features is None:
+            return 0
+        return max(1, -(-len(self._features) // self.max_checkpoints))
+
+    def _signature(self, upto: int) -> str:
+        """What the forward pass up to frame ``upto`` depends on: the mode and the annotations of frames <= upto."""
+        import hashlib
+
+        h = hashlib.sha1(self.mode.encode())
+        for t, a in sorted(self.annotations.items()):
+            if t <= upto:
+                h.update(str(t).encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    def _copy_session(self, session: Any) -> Any:
+        import copy
+
+        keep = {id(session.segmenter): session.segmenter, id(session.profile): session.profile}
+        return copy.deepcopy(session, memo=keep)
+
+    def _resume_point(self, start: int) -> tuple[int, Any] | None:
+        """The last valid checkpoint before ``start`` (a copy of it), or None."""
+        first = min(self.annotations)
+        for c in sorted(self._checkpoints, reverse=True):
+            sig, session = self._checkpoints[c]
+            if first <= c < start and c in self.results and sig == self._signature(c):
+                return c, self._copy_session(session)
+        return None
 
     # ----------------------------------------------------------- helpers
     def _check_frame(self, frame: int) -> None:

@@ -345,6 +345,7 @@ class Segmenter(PropagationTask):
         total: int | None = None,
         cached: Any = None,
         observe: Observer | None = None,
+        resume: tuple[int, SegmentSession] | None = None,
     ) -> Iterator[tuple[FrameRecord, np.ndarray]]:
         """Yield (record, mask) in frame order; ``replay`` re-reads the video (a backward pass's originals).
 
@@ -352,6 +353,10 @@ class Segmenter(PropagationTask):
         features from instead of extracting them.  ``observe(index, session,
         mask)`` is called after every propagated or annotated frame (both
         passes), with the session that made it (its ``last_soft``, ``ids``).
+        ``resume`` = (frame c, a copy of the forward pass's session right after
+        frame c, taken by ``observe`` in an earlier run with the same
+        annotations up to c): frames up to c are skipped (not propagated, not
+        yielded) and the forward pass goes on from there, exactly as it would.
         """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -373,7 +378,9 @@ class Segmenter(PropagationTask):
         n_out = 0
         last = head.index - 1
         try:
-            if first > head.index:
+            if resume is not None:
+                pass  # frames up to the resumed one (the backward pass included) are the earlier run's
+            elif first > head.index:
                 if direction == "forward":
                     log.warning("frames %d..%d come before the first annotation (frame %d) and are written as "
                                 "background; --direction both would fill them", head.index, first - 1, first)
@@ -383,8 +390,12 @@ class Segmenter(PropagationTask):
                                                    observe=observe)
                     n_out = prof.frames = first - head.index
                     bar.update(n_out)
-            session = SegmentSession(self, mode=mode, profile=prof)
-            for rec, f in self._features(it, need=lambda r: r.index >= first, cached=cached):
+            session = SegmentSession(self, mode=mode, profile=prof) if resume is None else resume[1]
+            skip = -1 if resume is None else resume[0]
+            for rec, f in self._features(it, need=lambda r: r.index >= first and r.index > skip, cached=cached):
+                if rec.index <= skip:
+                    last = rec.index
+                    continue
                 size = _record_size(rec, session)
                 out = session.advance(size, masks.get(rec.index), f, index=rec.index, source=sources.get(rec.index))
                 if observe is not None and session.started:
