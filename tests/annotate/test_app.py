@@ -74,6 +74,15 @@ def test_reads_changes_stream_and_resume(clip, colour_segmenter, sam, tmp_path):
     # export: COCO and YouTube-VOS beside the PNGs
     r = c.post("/api/export", json={"formats": "png,coco,youtube-vos"}).json()
     assert "coco.json" in r["files"] and "youtube-vos/Annotations/clip/00003.png" in r["files"]
+    # `vidprop view` and `vidprop export` read OUT as a segment result
+    view = starlette_testclient.TestClient(__import__("vidprop.view.app", fromlist=["create_app"]).create_app(
+        results=tmp_path / "out"))
+    listed = view.get("/api/results").json()
+    assert [(r["name"], r["kind"], r["frames"]) for r in listed["videos"]] == [("clip", "segment", N)]
+    from vidprop.cli import main
+
+    assert main(["export", str(out), "--format", "youtube-vos", "--overwrite"]) == 0
+    assert (out / "youtube-vos" / "Annotations" / "clip" / "00005.png").is_file()
     # a new server on the same OUT resumes: annotations, results, confidence
     again = _session(folder, colour_segmenter, sam, tmp_path)
     assert again.resumed and sorted(again.annotator.annotations) == [0] and again.annotator.objects == [1, 2]
