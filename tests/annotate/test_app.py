@@ -134,13 +134,25 @@ def test_an_out_folder_with_other_results_is_refused(clip, colour_segmenter, tmp
     assert (tmp_path / "out" / "clip" / "00000.png").read_bytes() == b"mine"
 
 
-def test_loopback_by_default():
-    args = build_parser().parse_args(["annotate", "clip.mp4"])
-    assert args.host == "127.0.0.1" and args.port == 0
-    from vidprop.view.server import bind, url_of
+def test_loopback_by_default_and_behind_the_guard(clip, colour_segmenter, sam, tmp_path):
+    """`vidprop annotate` serves through the same PageServer as `vidprop view`: 127.0.0.1, a token, Origin on writes."""
+    from vidprop.cli.serving import open_server
 
-    sock = bind(args.host, 0)
-    try:
-        assert url_of(sock).startswith("http://127.0.0.1:")
-    finally:
-        sock.close()
+    args = build_parser().parse_args(["annotate", "clip.mp4"])
+    assert args.host == "127.0.0.1" and args.port == 0 and not args.no_token
+    with open_server(args) as server:
+        assert server.loopback and server.url.startswith("http://127.0.0.1:")
+        assert "?token=" in server.open_url
+        folder, _ = clip
+        app = server.wrap(create_annotate_app(_session(folder, colour_segmenter, sam, tmp_path)))
+        origin = server.url.rstrip("/")
+        c = starlette_testclient.TestClient(app, base_url=origin)
+        assert c.get("/api/session").status_code == 403  # no token, no cookie
+        auth = {"Authorization": f"token {server.guard.token}"}
+        assert c.get("/api/session", headers=auth).status_code == 200
+        body = {"frame": 0, "obj_id": 1, "points": [[30, 20]], "labels": [1]}
+        assert c.post("/api/points", json=body, headers=auth).status_code == 403  # a write without Origin
+        assert c.post("/api/points", json=body, headers={**auth, "Origin": "http://evil.example"}).status_code == 403
+        assert not (tmp_path / "out" / "clip").exists()  # refused writes changed nothing
+        r = c.post("/api/points", json=body, headers={**auth, "Origin": origin})
+        assert r.status_code == 200 and r.json()["objects"] == [1]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.view.test_browser import CHROMIUM, CHROMIUM_ARGS, Page, screenshot, shots  # noqa: F401 - fixture
+from tests.view.chromium import Page, browser, needs_chromium, screenshot, shots  # noqa: F401 - fixtures
 from vidprop.annotate import Annotator
 from vidprop.annotate.app import create_annotate_app
 from vidprop.annotate.session import AnnotateSession
@@ -21,18 +21,9 @@ from vidprop.io.images import read_image
 from vidprop.io.synthetic import SyntheticScene, write_frame_folder
 from vidprop.io.video import list_frames
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found: install Debian's chromium package")
+pytestmark = needs_chromium
 
 N = 8
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +41,15 @@ def _centre(mask: np.ndarray) -> tuple[float, float]:
 
 
 def test_click_propagate_correct_export(browser, clip, colour_segmenter, sam, tmp_path, shots):  # noqa: F811
+    """Served as `vidprop annotate` serves it (the guard, a token; the page opened through the printed URL)."""
     folder, scene = clip
     ann = Annotator(folder, colour_segmenter, cache=tmp_path / "cache", prompter=sam)
     session = AnnotateSession(ann, tmp_path / "out")
     p = Page(browser, create_annotate_app(session))
     page = p.page
     try:
-        page.goto(p.url)
-        page.wait_for_function("document.getElementById('message').textContent.includes('click on an object')")
+        # (selectors, not wait_for_function: that evaluates a string, which the page's CSP refuses)
+        page.wait_for_selector("#message:has-text('click on an object')")
         box = page.locator("#view").bounding_box()
         sx, sy = box["width"] / 320, box["height"] / 192
 
@@ -72,15 +64,14 @@ def test_click_propagate_correct_export(browser, clip, colour_segmenter, sam, tm
         clicked = ann.annotations[0].copy()
         # 2. propagate forward: frames stream in, the progress bar fills
         page.click("#fwd")
-        page.wait_for_function("document.getElementById('message').textContent.startsWith('propagated')",
-                               timeout=120_000)
-        assert page.evaluate("document.getElementById('progress').style.width") == "100%"
+        page.wait_for_selector("#message:has-text('propagated')", timeout=120_000)
+        assert page.eval_on_selector("#progress", "e => e.style.width") == "100%"
         out = tmp_path / "out" / "clip"
         assert sorted(q.name for q in out.glob("*.png")) == [f"{i:05d}.png" for i in range(N)]
         # 3. frame 3: paint object 2 with the brush (a correction / a new object)
         for _ in range(3):
             page.keyboard.press("ArrowRight")
-        page.wait_for_function("document.getElementById('label').textContent.startsWith('frame 3')")
+        page.wait_for_selector("#label:has-text('frame 3 (')")
         page.fill("#obj", "2")
         page.dispatch_event("#obj", "change")
         page.check("input[value=brush]")
@@ -95,12 +86,11 @@ def test_click_propagate_correct_export(browser, clip, colour_segmenter, sam, tm
         assert 400 < painted.sum() < 3000 and painted[int(y2), int(x2)]
         # 4. propagate again from frame 3 (features from the cache)
         page.click("#fwd")
-        page.wait_for_function("document.getElementById('message').textContent.startsWith('propagated')",
-                               timeout=120_000)
+        page.wait_for_selector("#message:has-text('propagated')", timeout=120_000)
         # 5. export COCO too
         page.check(".fmt[value=coco]")
         page.click("#export")
-        page.wait_for_function("document.getElementById('message').textContent.startsWith('exported')")
+        page.wait_for_selector("#message:has-text('exported')")
         screenshot(page, shots, "annotate.png")
     finally:
         p.close()  # also asserts: no console errors, no request outside the local server

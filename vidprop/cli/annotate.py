@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from vidprop.cli.common import add_feature_cache_arg, add_model_args, add_propagation_args
+from vidprop.cli.serving import SERVER_HELP, add_server_args, run_page
 
 __all__ = ["register", "LazyPrompter"]
 
@@ -30,9 +30,10 @@ features: nothing is extracted twice); undo / redo; export PNG, COCO or YouTube-
 saved at once in OUT/NAME (exactly `vidprop segment`'s layout, so `vidprop view`, `export` and `eval`
 read it; the session itself in OUT/NAME/.annotate/), and running the same command again resumes.
 
-The page is served on 127.0.0.1 (only this machine can open it) at a free port unless --port; the URL
-is printed on one line.  The SAM 2 model is loaded at the first click (not for brush-only work).
-"""
+The page is served on 127.0.0.1 at a free port unless --port; the URL to open is printed on one
+line.  The SAM 2 model is loaded at the first click (not for brush-only work).
+
+""" + SERVER_HELP
 
 
 class LazyPrompter:
@@ -74,12 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-model", default=DEFAULT_PROMPT_MODEL, metavar="ID_OR_FOLDER",
                    help=f"the SAM 2 checkpoint for clicks and boxes (default: {DEFAULT_PROMPT_MODEL})")
     add_feature_cache_arg(p, default_help="vidprop's folder in your user cache, e.g. ~/.cache/vidprop/features")
-    g = p.add_argument_group("server")
-    g.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; anything else is reachable "
-                        "by others and warned about)")
-    g.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    g.add_argument("--open", action="store_true", help="open the page in the default browser")
+    add_server_args(p)
     add_model_args(p, "davis-fast")
     add_short_side_arg(p)
     add_propagation_args(p)
@@ -119,26 +115,6 @@ def build_session(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from vidprop.annotate.app import create_annotate_app
-    from vidprop.view.server import bind, is_loopback, serve, url_of
 
-    sock = bind(args.host, args.port)  # before any model loading: a taken port fails at once
-    try:
-        if not is_loopback(args.host):
-            log.warning("serving on %s: anyone who can reach this machine on port %d can read and change these "
-                        "annotations", args.host, sock.getsockname()[1])
-        session = build_session(args)
-        app = create_annotate_app(session)
-        url = url_of(sock)
-        print(f"vidprop annotate: {url}  (Ctrl+C to stop)", flush=True)
-        if args.open:
-            import webbrowser
-
-            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-        try:
-            serve(app, sock)
-        except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
-            pass
-    finally:
-        sock.close()
-    print(f"vidprop annotate: stopped; the session is saved in {session.out_dir}", file=sys.stderr)
-    return 0
+    # the port is bound (and the server flags checked) before the session and its model load
+    return run_page(args, "vidprop annotate", lambda: create_annotate_app(build_session(args)))
