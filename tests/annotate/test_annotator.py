@@ -136,7 +136,9 @@ def test_frame_confidence_by_hand():
     assert gone.objects[2] == 0.0 and gone.score == 0.0  # a vanished object is the least sure
     assert frame_confidence(None, [1], mask, None, annotated=True).score == 1.0
     assert likely_wrong({0: 1.0, 1: 0.9, 2: 0.2, 3: 0.7}, threshold=0.5, worst=2) == [2, 3]
-    assert likely_wrong({0: 1.0, 1: 0.1, 2: 0.3, 3: 0.2}, threshold=0.5, worst=2) == [1, 3, 2]
+    assert likely_wrong({0: 1.0, 1: 0.1, 2: 0.3, 3: 0.2}, threshold=0.5, worst=2) == [1, 3]
+    many = {t: 0.01 * t for t in range(50)}  # all below 0.5: only the worst tenth is marked
+    assert likely_wrong(many) == [0, 1, 2, 3, 4]
 
 
 def test_remove_undo_redo_and_bad_input(scene_dir, seg, tmp_path):

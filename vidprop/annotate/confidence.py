@@ -77,7 +77,10 @@ def frame_confidence(soft: torch.Tensor | None, ids: Sequence[int], mask: np.nda
 
 
 def likely_wrong(scores: dict[int, float], *, threshold: float = 0.5, worst: int = 3) -> list[int]:
-    """Frames to review first: those below ``threshold``, else at least the ``worst`` lowest (ascending score)."""
+    """Frames to review first, lowest score first: those below ``threshold`` (at most a tenth of the frames,
+    and at least ``worst``), else the ``worst`` lowest below 1."""
     ranked = sorted(scores, key=lambda t: (scores[t], t))
     low = [t for t in ranked if scores[t] < threshold]
-    return low if len(low) >= worst else [t for t in ranked[:worst] if scores[t] < 1.0]
+    if len(low) >= worst:
+        return low[: max(worst, len(scores) // 10)]
+    return [t for t in ranked[:worst] if scores[t] < 1.0]
