@@ -140,7 +140,7 @@ def test_queue_gets_unnormalised_soft_labels():
     frames = panning_frames(T=4)
     tr = make_tracker()
     out = list(tr.run(frames, np.array([[30.0, 20.0], [80.0, 60.0]])))
-    small = np.stack([resize_frame(f, (128, 128)) for f in frames])
+    small = np.stack([resize_frame(f, (128, 128), as_float=True) for f in frames])  # the jhmdb preset: as floats (CRW)
     # a contiguous (B, 3, H, W) batch, the layout the tasks give their extractor (as `vidprop extract` does)
     x = torch.from_numpy(small).permute(0, 3, 1, 2).contiguous()
     feats = PatchExtractor().extract(x, indices=list(range(4)))

@@ -35,6 +35,7 @@ from vidprop.errors import InputError
 from vidprop.features.cache import CachedFeatures, FeatureCache, as_cache, default_cache_dir
 from vidprop.io.annotations import ANNOTATION_MODES, AnnotationMode
 from vidprop.io.driver import VideoDriver
+from vidprop.tasks.budget import check_model_input
 
 __all__ = ["Annotator", "PropagateDirection", "Prompter"]
 
@@ -259,7 +260,8 @@ class Annotator:
             lo, hi = 0, None
         cached = self.features(progress=progress)
         seg = self.segmenter
-        target = seg.config.frames.target_size(*self.size)
+        frames_cfg = seg.config.frames
+        target = check_model_input(seg.config, *self.size, source=str(self.video))
         previous: dict[int, np.ndarray] = {}
         conf: dict[int, FrameConfidence] = {}
         first = min(self.annotations)
@@ -282,7 +284,7 @@ class Annotator:
                 self._checkpoints[index] = (self._signature(index), self._copy_session(session))
 
         self.direction = run_dir
-        records = self.driver.records(target)
+        records = self.driver.records(target, frames_cfg.interpolation, as_float=frames_cfg.resize_as_float)
         try:
             for rec, mask in seg.propagate_records(records, self.annotations, mode=self.mode, direction=run_dir,
                                                    cached=cached, observe=observe, total=len(cached),

@@ -65,8 +65,9 @@ from vidprop.io.writers import overlay_mask
 from vidprop.progress import progress_bar
 from vidprop.propagation.labels import object_ids
 from vidprop.propagation.propagator import Propagator
-from vidprop.propagation.protocol import get_protocol
+from vidprop.propagation.protocol import protocol_for
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder, resize_frame
+from vidprop.tasks.budget import check_model_input
 
 __all__ = [
     "Segmenter",
@@ -106,7 +107,7 @@ class SegmentSession:
             raise ValueError(f"mode must be one of {', '.join(ANNOTATION_MODES)}, got {mode!r}")
         self.segmenter = segmenter
         self.mode = mode
-        self.protocol = get_protocol(segmenter.config.propagation.protocol)
+        self.protocol = protocol_for(segmenter.config.propagation)
         self.propagator = Propagator(segmenter.config.propagation)  # its protocol comes from the config
         self.profile = profile if profile is not None else Profile()
         self.ids: list[int] = []
@@ -134,7 +135,7 @@ class SegmentSession:
 
         def features() -> torch.Tensor:
             t0 = time.perf_counter()
-            small = resize_frame(frame, seg.config.frames.target_size(w, h))
+            small = resize_frame(frame, seg.config.frames.target_size(w, h), seg.config.frames.interpolation, as_float=seg.config.frames.resize_as_float)
             x = torch.from_numpy(np.ascontiguousarray(small)[None]).permute(0, 3, 1, 2)
             f = seg.extractor.extract(x, indices=[index])[0]
             self.profile.add("extract", time.perf_counter() - t0)
@@ -532,8 +533,9 @@ class SegmentJob:
 
     @property
     def first_only(self) -> bool:
-        """One annotation, on the first frame of a whole-video run (today's first-frame runs)."""
-        return list(self.annotations) == [0] and self.driver.range.is_all and self.mode == "objects"
+        """One annotation, on the run's first frame (the video's, or START of ``frames``): a first-frame run,
+        whatever the mode and direction (one annotation on the first frame leaves them nothing to change)."""
+        return list(self.annotations) == [self.driver.range.start]
 
     def run(
         self,
@@ -563,7 +565,7 @@ class SegmentJob:
                      segmenter.config.sequence_changes(name))
             segmenter = type(segmenter)(segmenter.extractor, segmenter.config.for_sequence(name))
         vinfo = driver.info
-        target = segmenter.config.frames.target_size(vinfo.width, vinfo.height)
+        target = check_model_input(segmenter.config, vinfo.width, vinfo.height, source=str(vinfo.path))
         cached = None
         if feature_cache is not None:
             from vidprop.features.cache import as_cache
@@ -572,15 +574,21 @@ class SegmentJob:
                                                       progress=progress)
         n_objects = len({i for a in self.annotations.values() for i in a.ids})
         log.info(
-            "segmenting %s (%dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
-            vinfo.path, vinfo.width, vinfo.height,
+            "segmenting %s (%dx%d -> model input %dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
+            vinfo.path, vinfo.width, vinfo.height, target[0], target[1],
             f", {driver.num_frames} frames" if driver.num_frames else "", n_objects, len(self.annotations), out_dir,
         )
         names: list[str] = []
         indices: list[int] = []
         exports: dict[str, Path] = {}
         record_path = None
-        replay = (lambda: driver.records(target)) if overlay else None
+        frames_cfg = segmenter.config.frames
+        if frames_cfg.mode == "short_side" and min(target) != frames_cfg.short_side:
+            log.info("frames: short side %d rounded (%s) to %d, a multiple of %d: model input %dx%d",
+                     frames_cfg.short_side, frames_cfg.rounding, min(target), frames_cfg.multiple, *target)
+        interp = frames_cfg.interpolation
+        as_float = frames_cfg.resize_as_float
+        replay = (lambda: driver.records(target, interp, as_float=as_float)) if overlay else None
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp, \
                 background_output(segmenter, tmp, vinfo, overlay, driver) as (writer, vw):
             coco = CocoWriter(name, vinfo.width, vinfo.height) if "coco" in fmts else None
@@ -588,8 +596,8 @@ class SegmentJob:
             if yt_dir is not None:
                 yt_dir.mkdir(parents=True)
             for rec, m in segmenter._segment_records(
-                driver.records(target), self.annotations, mode=self.mode, direction=direction, replay=replay,
-                progress=progress, total=driver.num_frames, cached=cached,
+                driver.records(target, interp, as_float=as_float), self.annotations, mode=self.mode, direction=direction,
+                replay=replay, progress=progress, total=driver.num_frames, cached=cached,
             ):
                 names.append(rec.name)
                 indices.append(rec.index)
@@ -607,7 +615,7 @@ class SegmentJob:
                 exports["coco"] = out_dir / COCO_FILE
             if yt_dir is not None:
                 exports["youtube-vos"] = youtube_vos_folder(out_dir, name)
-            if not self.first_only or direction != "forward":
+            if not self.first_only:  # README: only runs with annotations beyond a first-frame mask
                 record = annotation_record(self.annotations, mode=self.mode, direction=direction, frames=indices)
                 writer.submit(write_annotation_record, tmp / "annotations.json", record)
                 record_path = out_dir / "annotations.json"
