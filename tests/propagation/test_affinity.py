@@ -1,4 +1,4 @@
-"""The tiled propagation equals the plain dense protocols (tests/propagation/reference.py)."""
+"""The banded propagation kernel equals the plain dense protocols (tests/propagation/reference.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from tests.propagation.reference import dense_protocol_a, dense_protocol_b
-from vidprop.propagation.affinity import propagate_tiled, window_reach
+from vidprop.propagation.affinity import propagate_context, to_strips, window_allows, window_reach, window_size
+
+
+def propagate(query, keys, labels, *, global_keys=None, global_labels=None, tile=8, **kw):
+    """query (h, w, C); keys (S, h, w, C); labels (S, h, w, K) -> (K, h, w) through the kernel's strip layout."""
+    g = (global_keys, global_labels) if global_keys is not None else None
+    return propagate_context(query, [(to_strips(keys, tile), labels)], g, tile=tile, **kw)
 
 
 def _channels_last(feats):
@@ -54,7 +60,7 @@ def _kth_gap(q, ctx, radius, topk, window):
 def test_protocol_a_matches_dense(C, h, w, N, K, radius, topk, tile):
     q, ctx, labs = _random_case(h * 100 + w, C, h, w, N, K)
     ref = dense_protocol_a(q, ctx, labs, temperature=0.2, topk=topk, radius=radius)
-    out = propagate_tiled(
+    out = propagate(
         F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx), _labels_last(labs),
         temperature=0.2, topk=topk, radius=radius, window="square", keep_ties=True, tile=tile,
     )
@@ -76,7 +82,7 @@ def test_protocol_b_matches_dense(C, h, w, N, K, radius, topk, tile):
     ref = dense_protocol_b(q, ctx, labs, n_global=1, temperature=0.05, topk=topk, radius=radius)
     g_keys = F.normalize(ctx[0], dim=0).reshape(C, -1).T[None].contiguous()
     g_labels = labs[0].reshape(K, -1).T[None].contiguous()
-    out = propagate_tiled(
+    out = propagate(
         F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx[1:]), _labels_last(labs[1:]),
         global_keys=g_keys, global_labels=g_labels,
         temperature=0.05, topk=topk, radius=radius, window="disc", keep_ties=False, tile=tile,
@@ -93,7 +99,7 @@ def test_float32_agrees_when_no_near_ties():
     else:  # pragma: no cover
         pytest.skip("no random case without near-ties")
     ref = dense_protocol_a(q, ctx, labs, temperature=0.2, topk=15, radius=6)
-    out = propagate_tiled(
+    out = propagate(
         F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx), _labels_last(labs),
         temperature=0.2, topk=15, radius=6, window="square", keep_ties=True,
     )
@@ -108,13 +114,13 @@ def test_ties_at_kth_value_are_kept_in_protocol_a():
     lab = torch.tensor([[[1.0, 0.0, 0.0]], [[0.0, 1.0, 1.0]]])  # (K=2, 1, 3)
     # The query frame has the key frame's size: put the query at (0, 1) by using a 1x3 query map.
     qmap = torch.stack([q[:, 0, 0]] * 3, dim=1)[:, None, :]  # (2, 1, 3) all equal to q
-    out = propagate_tiled(
+    out = propagate(
         qmap.permute(1, 2, 0).contiguous(), key.permute(1, 2, 0)[None].contiguous(), lab.permute(1, 2, 0)[None].contiguous(),
         temperature=0.2, topk=1, radius=5, window="square", keep_ties=True,
     )
     torch.testing.assert_close(out[:, 0, 1], torch.tensor([0.5, 0.5]))
     # Protocol B keeps exactly k=1: one of the two tied keys, so a hard label.
-    out_b = propagate_tiled(
+    out_b = propagate(
         qmap.permute(1, 2, 0).contiguous(), key.permute(1, 2, 0)[None].contiguous(), lab.permute(1, 2, 0)[None].contiguous(),
         temperature=0.2, topk=1, radius=5, window="disc", keep_ties=False,
     )
@@ -127,7 +133,7 @@ def test_hand_computed_two_keys():
     qmap = torch.tensor([[[1.0, 0.0]]])  # (h=1, w=1, C=2)
     keys = torch.tensor([[[[1.0, 0.0]]], [[[0.0, 1.0]]]])  # (S=2, 1, 1, 2)
     labels = torch.tensor([[[[1.0, 0.0]]], [[[0.0, 1.0]]]])  # (S=2, 1, 1, K=2)
-    out = propagate_tiled(qmap, keys, labels, temperature=T, topk=2, radius=1, window="square", keep_ties=True)
+    out = propagate(qmap, keys, labels, temperature=T, topk=2, radius=1, window="square", keep_ties=True)
     e = torch.exp(torch.tensor(1 / T))
     torch.testing.assert_close(out[:, 0, 0], torch.tensor([e / (e + 1), 1 / (e + 1)]))
 
