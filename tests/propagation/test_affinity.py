@@ -145,3 +145,114 @@ def test_window_reach():
     assert window_reach(5.5, "disc") == 5
     with pytest.raises(ValueError):
         window_reach(3, "circle")
+
+
+# ---------------------------------------------------------------- the banded kernel's edge cases
+@pytest.mark.parametrize("tile", [1, 3, 5, 16])
+def test_protocol_a_any_tile_odd_grid(tile):
+    # odd grid, tiles that do not divide it (padded last strip), one wider than the frame
+    C, h, w, N, K = 8, 11, 13, 3, 4
+    q, ctx, labs = _random_case(tile, C, h, w, N, K)
+    ref = dense_protocol_a(q, ctx, labs, temperature=0.2, topk=9, radius=4)
+    out = propagate(
+        F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx), _labels_last(labs),
+        temperature=0.2, topk=9, radius=4, window="square", keep_ties=True, tile=tile,
+    )
+    torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tile,radius", [(4, 40), (8, 3.5), (3, 1.5)])
+def test_protocol_b_radius_larger_than_grid_and_small(tile, radius):
+    C, h, w, N, K = 8, 7, 10, 4, 3
+    q, ctx, labs = _random_case(int(radius * 10) + tile, C, h, w, N, K)
+    ref = dense_protocol_b(q, ctx, labs, n_global=1, temperature=0.05, topk=6, radius=radius)
+    g_keys = F.normalize(ctx[0], dim=0).reshape(C, -1).T[None].contiguous()
+    g_labels = labs[0].reshape(K, -1).T[None].contiguous()
+    out = propagate(
+        F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx[1:]), _labels_last(labs[1:]),
+        global_keys=g_keys, global_labels=g_labels,
+        temperature=0.05, topk=6, radius=radius, window="disc", keep_ties=False, tile=tile,
+    )
+    torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tile", [2, 4, 8])
+def test_protocol_a_ties_from_a_repeated_frame_are_all_kept(tile):
+    # The same features twice in the context with different labels: every cosine is tied with its twin,
+    # so with an odd k the k-th value is tied at every query; protocol A keeps both twins.
+    C, h, w, K = 8, 9, 7, 3
+    q, ctx, labs = _random_case(5, C, h, w, 2, K)
+    ctx = [ctx[0], ctx[1], ctx[0].clone()]
+    labs = [labs[0], labs[1], torch.roll(labs[0], 1, dims=0)]
+    ref = dense_protocol_a(q, ctx, labs, temperature=0.2, topk=5, radius=2)
+    out = propagate(
+        F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx), _labels_last(labs),
+        temperature=0.2, topk=5, radius=2, window="square", keep_ties=True, tile=tile,
+    )
+    torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=1e-6)
+    # without keeping ties the twins' labels would not be averaged: the result differs
+    once = propagate(
+        F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx), _labels_last(labs),
+        temperature=0.2, topk=5, radius=2, window="square", keep_ties=False, tile=tile,
+    )
+    assert (once.double() - ref).abs().max() > 1e-3
+
+
+def test_one_context_frame_and_fewer_keys_than_k():
+    # a single context frame (fewer frames than any queue); a radius-1 window holds at most 9 keys < k = 10
+    C, h, w, K = 4, 3, 4, 2
+    q, ctx, labs = _random_case(11, C, h, w, 1, K)
+    ref = dense_protocol_a(q, ctx, labs, temperature=0.2, topk=10, radius=1)
+    out = propagate(
+        F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx), _labels_last(labs),
+        temperature=0.2, topk=10, radius=1, window="square", keep_ties=True, tile=2,
+    )
+    torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=1e-6)
+
+
+def test_groups_and_global_frames_in_one_call():
+    # windowed frames split over two groups (as the propagator passes anchors and queue) give the same labels
+    C, h, w, N, K = 8, 9, 10, 4, 3
+    q, ctx, labs = _random_case(21, C, h, w, N, K)
+    qn = F.normalize(q, dim=0).permute(1, 2, 0).contiguous()
+    keys, lab = to_strips(_channels_last(ctx), 4), _labels_last(labs)
+    kw = dict(temperature=0.2, topk=7, radius=3, window="square", keep_ties=True, tile=4)
+    one = propagate_context(qn, [(keys, lab)], **kw)
+    split = propagate_context(qn, [(keys[:1], lab[:1]), (keys[1:3], lab[1:3]), (keys[3:], lab[3:])], **kw)
+    torch.testing.assert_close(split, one, atol=1e-6, rtol=0)
+    torch.testing.assert_close(one.double(), dense_protocol_a(q, ctx, labs, temperature=0.2, topk=7, radius=3),
+                               atol=1e-6, rtol=1e-6)
+
+
+def test_keys_must_be_in_the_tile_strip_layout():
+    C, h, w = 4, 5, 6
+    q = torch.randn(h, w, C)
+    keys = to_strips(torch.randn(2, h, w, C), 4)
+    with pytest.raises(ValueError, match="strip layout"):
+        propagate_context(q, [(keys, torch.rand(2, h, w, 2))], temperature=0.2, topk=3, radius=2,
+                          window="square", keep_ties=True, tile=3)
+
+
+def test_to_strips_layout():
+    x = torch.arange(2 * 3 * 5 * 2, dtype=torch.float32).reshape(2, 3, 5, 2)  # (S, h, w, D)
+    s = to_strips(x, 2)
+    assert s.shape == (2, 3, 3, 2, 2)  # (S, strips, h, tile, D)
+    for strip in range(3):
+        for c in range(2):
+            col = strip * 2 + c
+            if col < 5:
+                assert torch.equal(s[:, strip, :, c], x[:, :, col])
+            else:
+                assert not s[:, strip, :, c].any()  # zero padding
+
+
+def test_window_predicate_and_size():
+    d = torch.arange(-3, 4)
+    sq = window_allows(d[:, None], d[None, :], 2, "square")
+    assert int(sq.sum()) == 25 and window_size(2, "square") == 25
+    assert window_size(15, "square") == 961
+    disc = window_allows(d[:, None], d[None, :], 2.5, "disc")
+    # dy^2 + dx^2 < 6.25: the 21 cells of offsets with |d| <= 2 except the 4 corners (8 > 6.25)
+    assert int(disc.sum()) == 21 and window_size(2.5, "disc") == 21
+    with pytest.raises(ValueError):
+        window_allows(d, d, 2, "circle")

@@ -224,22 +224,26 @@ def _tile(q, keys, n, g_keys, all_labels, geo: _Geometry, y0, y1, ky0, ky1, ry, 
     L = bias = pos = None
     if n > 0:
         nsu, R1 = jr - jl + 1, ry * s
-        L = torch.empty(n, Q, nsu * R1, dtype=q.dtype, device=q.device)  # cosines, unmasked
+        # cosines, unmasked: one contiguous (frames, Q, R1) block per reached strip
+        L = torch.empty(nsu, n, Q, R1, dtype=q.dtype, device=q.device)
         f0 = 0
         for k in keys:
             qe = q.expand(k.shape[0], Q, q.shape[1])
             for i, jj in enumerate(range(jl, jr + 1)):
                 band = k[:, jj, ky0:ky1].reshape(k.shape[0], R1, -1)  # a view: rows of one strip are contiguous
-                torch.bmm(qe, band.mT, out=L[f0:f0 + k.shape[0], :, i * R1:(i + 1) * R1])
+                torch.bmm(qe, band.mT, out=L[i, f0:f0 + k.shape[0]])
             f0 += k.shape[0]
-        bias = geo.bias(y0, y1, ky0, ky1, j, jl, jr)  # (Q, R)
+        bias = geo.bias(y0, y1, ky0, ky1, j, jl, jr)  # (Q, R), R = nsu * R1 ordered (strip, row, column)
         pos = geo.positions(ky0, ky1, jl, jr)  # (R,)
-        M = L.amax(dim=0) + bias  # best frame per position, masked: (Q, R)
+        M = L.amax(dim=1).transpose(0, 1).reshape(Q, nsu * R1) + bias  # best frame per position, masked
         kp = min(topk + 1, M.shape[1])
         top_pos = torch.topk(M, kp, dim=1).indices  # (Q, kp)
         rows = torch.arange(Q, device=q.device)[:, None]
-        v = L[:, rows, top_pos] + bias[rows, top_pos]  # (n, Q, kp)
-        cand_v.append(v.permute(1, 0, 2).reshape(Q, n * kp))
+        # flat offsets into L of every frame at the chosen positions: (Q, n, kp)
+        at = (top_pos // R1) * (n * Q * R1) + rows * R1 + top_pos % R1
+        at = at[:, None, :] + torch.arange(n, device=q.device)[None, :, None] * (Q * R1)
+        v = L.view(-1)[at] + bias.gather(1, top_pos)[:, None, :]  # (Q, n, kp)
+        cand_v.append(v.reshape(Q, n * kp))
         frames = torch.arange(n, device=q.device)[None, :, None] * hw
         cand_i.append((frames + pos[top_pos][:, None, :]).reshape(Q, n * kp))
     Lg = None
@@ -263,7 +267,7 @@ def _tile(q, keys, n, g_keys, all_labels, geo: _Geometry, y0, y1, ky0, ky1, ry, 
         if bool(tie.any()):
             rows = torch.nonzero(tie)
             rows = rows[:, 0] * s + rows[:, 1]
-            res[rows] = _ties(rows, vals, k, L, bias, pos, Lg, all_labels, n, hw, inv_t)
+            res[rows] = _ties(rows, vals, k, L, bias, pos, Lg, all_labels, n, hw, inv_t).to(res.dtype)
     return res
 
 
@@ -271,18 +275,18 @@ def _ties(rows, vals, k, L, bias, pos, Lg, all_labels, n, hw, inv_t):
     """Exact keep-ties labels of the query rows ``rows``: every key >= the k-th value, softmax weights."""
     kth = vals[rows, k - 1]
     top = vals[rows, :1] * inv_t
-    num = torch.zeros(rows.shape[0], all_labels.shape[1], dtype=torch.float32, device=vals.device)
-    den = torch.zeros(rows.shape[0], 1, dtype=torch.float32, device=vals.device)
+    num = torch.zeros(rows.shape[0], all_labels.shape[1], dtype=vals.dtype, device=vals.device)
+    den = torch.zeros(rows.shape[0], 1, dtype=vals.dtype, device=vals.device)
     if L is not None:
-        lw = L[:, rows] + bias[rows]  # (n, r, R)
+        nsu, _, _, R1 = L.shape
+        lw = L[:, :, rows].permute(1, 2, 0, 3).reshape(n, rows.shape[0], nsu * R1) + bias[rows]  # (n, r, R)
         e = torch.where(lw >= kth[None, :, None], (lw * inv_t - top[None]).exp(), torch.zeros((), device=lw.device))
-        e = e.float()
-        lab = all_labels[torch.arange(n, device=L.device)[:, None] * hw + pos[None]]  # (n, R, K)
+        lab = all_labels[torch.arange(n, device=L.device)[:, None] * hw + pos[None]].to(e.dtype)  # (n, R, K)
         num += torch.einsum("frp,fpk->rk", e, lab)
         den += e.sum(dim=(0, 2))[:, None]
     if Lg is not None:
         lg = Lg[rows]
-        e = torch.where(lg >= kth[:, None], (lg * inv_t - top).exp(), torch.zeros((), device=lg.device)).float()
-        num += e @ all_labels[n * hw:]
+        e = torch.where(lg >= kth[:, None], (lg * inv_t - top).exp(), torch.zeros((), device=lg.device))
+        num += e @ all_labels[n * hw:].to(e.dtype)
         den += e.sum(dim=1, keepdim=True)
     return num / den
