@@ -218,7 +218,7 @@ class PropagationConfig:
     #: Annotated frames kept as permanent context slots (anchors); the first always stays,
     #: the oldest other one leaves when a new one would exceed the bound.
     max_anchors: int = 8
-    #: Queries per tile side of the windowed computation.
+    #: Query tile side and key strip width of the windowed propagation kernel (docs/propagation.md).
     tile: int = 8
 
     def __post_init__(self) -> None:
