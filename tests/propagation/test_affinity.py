@@ -256,4 +256,4 @@ def test_window_predicate_and_size():
     # dy^2 + dx^2 < 6.25: the 21 cells of offsets with |d| <= 2 except the 4 corners (8 > 6.25)
     assert int(disc.sum()) == 21 and window_size(2.5, "disc") == 21
     with pytest.raises(ValueError):
-        window_allows(d, d, 2, "circle")
+        window_allows(d, d, 2, "diamond")
