@@ -33,7 +33,7 @@ How it is computed (``tile`` = s):
 * Ties at the k-th value (protocol A) are detected from the (k+1)-th value;
   the rare rows with a tie are recomputed exactly on the masked band.
 
-Working memory is about frames * s^2 * (s + 2p) * (2p/s + 2) values per tile
+Working memory is about frames * s^2 * (s + 2p) * (2p + 2s) values per tile
 (plus the global frames' logits), never an (N*hw) x hw affinity.
 """
 
