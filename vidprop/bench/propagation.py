@@ -167,6 +167,7 @@ def _worker(args) -> None:
         for i in range(1, keys.shape[0]):  # protocol B: the short-term queue (a ring; order does not matter)
             prop.push(keys[i], labels[i])
         base = _base(dev)
+
         def step() -> None:
             result["out"] = prop.predict(query)
 
