@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 PARTIAL_MARKER = ".vidprop-partial"
 #: What vidprop writes in a result folder; ``overwrite`` replaces these (and
 #: whatever the new run writes) and keeps any other file.
-RESULT_PATTERNS = ("*.png", "overlay.mp4", "keypoints.json", "keypoints.csv", "annotations.json")
+RESULT_PATTERNS = ("*.png", "overlay.mp4", "keypoints.json", "keypoints.csv", "annotations.json", "labels.json",
+                   "coco.json", "cvat-video.xml", "youtube-vis.json", "mots", "youtube-vos")
 
 
 def _exists(path: Path) -> bool:

@@ -34,11 +34,10 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -57,8 +56,11 @@ from vidprop.io.annotations import (
 )
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.driver import FrameRange, FrameRecord, VideoDriver, parse_frame_range
-from vidprop.io.exports import COCO_FILE, CocoWriter, parse_formats, youtube_vos_folder
-from vidprop.io.masks import write_indexed_png
+from vidprop.io.exports import EXPORT_TARGETS, parse_formats, write_labels_file, youtube_vos_folder
+from vidprop.io.formats import ExportContext, frame_file_namer, make_writers
+from vidprop.io.formats.labels import LabelMap, read_labels
+from vidprop.io.formats.read import annotation_export_sources, is_annotation_export
+from vidprop.io.masks import davis_palette, write_indexed_png
 from vidprop.io.source import write_source_record
 from vidprop.io.video import Backend
 from vidprop.io.writers import overlay_mask
@@ -66,6 +68,7 @@ from vidprop.progress import progress_bar
 from vidprop.propagation.labels import object_ids
 from vidprop.propagation.propagator import Propagator
 from vidprop.propagation.protocol import get_protocol
+from vidprop.tasks.passes import BackwardPass, Spill, merge_backward, plan_backward_passes
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder, resize_frame
 
 __all__ = [
@@ -234,33 +237,6 @@ class SegmentSession:
         return ann
 
 
-class _Spill:
-    """Fixed-size arrays in an anonymous temporary file, written and read by position (bounded RAM)."""
-
-    def __init__(self, folder: str | Path | None = None) -> None:
-        self._file = tempfile.TemporaryFile(prefix="vidprop-spill-", dir=folder)
-        self._shape: tuple[int, ...] | None = None
-        self._dtype: np.dtype | None = None
-        self._nbytes = 0
-
-    def put(self, pos: int, arr: np.ndarray) -> None:
-        if self._shape is None:
-            self._shape, self._dtype, self._nbytes = arr.shape, arr.dtype, arr.nbytes
-        elif arr.shape != self._shape or arr.dtype != self._dtype:
-            raise ValueError(f"spilled arrays must all be {self._shape} {self._dtype}, got {arr.shape} {arr.dtype}")
-        self._file.seek(pos * self._nbytes)
-        self._file.write(np.ascontiguousarray(arr).tobytes())
-
-    def get(self, pos: int) -> np.ndarray:
-        assert self._shape is not None and self._dtype is not None
-        self._file.seek(pos * self._nbytes)
-        data = self._file.read(self._nbytes)
-        return np.frombuffer(data, dtype=self._dtype).reshape(self._shape)
-
-    def close(self) -> None:
-        self._file.close()
-
-
 class Segmenter(PropagationTask):
     """Propagate annotated masks through a stream of frames.
 
@@ -309,11 +285,11 @@ class Segmenter(PropagationTask):
             anns[0] = m
         if not anns:
             raise InputError("no annotation: give a first-frame mask or annotations={frame: mask}")
-        return (m for _, m in self._segment_records(self._records(frames), anns, mode=mode, direction=direction,
+        return (m for _, m in self.segment_records(self._records(frames), anns, mode=mode, direction=direction,
                                                      progress=progress, total=total))
 
-    # ----------------------------------------------------------- the batch runner
-    def _segment_records(
+    # ----------------------------------------------------------- the run loop
+    def segment_records(
         self,
         records: Iterable[FrameRecord],
         annotations: Mapping[int, np.ndarray | Annotation],
@@ -324,7 +300,14 @@ class Segmenter(PropagationTask):
         progress: bool = False,
         total: int | None = None,
     ) -> Iterator[tuple[FrameRecord, np.ndarray]]:
-        """Yield (record, mask) in frame order; ``replay`` re-reads the video (a backward pass's originals)."""
+        """Yield (record, mask) in frame order: the run loop of :meth:`run`, ``segment`` and ``batch``.
+
+        ``records`` are :class:`~vidprop.io.driver.FrameRecord` with model
+        inputs; ``replay`` re-reads them (the originals of frames a backward
+        pass filled, for the overlay).  ``direction="both"`` fills every
+        object's frames before its own first annotation with a backward pass
+        from there (:mod:`vidprop.tasks.passes`).
+        """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         prof = self.last_profile = Profile()
@@ -337,27 +320,31 @@ class Segmenter(PropagationTask):
         head = next(source, None)
         if head is None:
             raise InputError("the video has no frames")
-        it = itertools.chain([head], source)
+        it: Iterator[FrameRecord] = itertools.chain([head], source)
         if first < head.index:
             raise InputError(f"{sources.get(first, f'annotation of frame {first}')}: frame {first} is before "
                              f"the first frame of the run ({head.index})")
+        size0 = None if head.frame is None else (head.frame.shape[1], head.frame.shape[0])
+        plan = plan_backward_passes(masks, mode=mode, start=head.index) if direction == "both" else []
+        if first > head.index and direction == "forward":
+            log.warning("frames %d..%d come before the first annotation (frame %d) and are written as "
+                        "background; --direction both would fill them", head.index, first - 1, first)
         bar = progress_bar(total=total, unit="frame", desc="segment", enabled=progress)
         n_out = 0
         last = head.index - 1
+        back: Spill | None = None
         try:
-            if first > head.index:
-                if direction == "forward":
-                    log.warning("frames %d..%d come before the first annotation (frame %d) and are written as "
-                                "background; --direction both would fill them", head.index, first - 1, first)
-                else:
-                    it = yield from self._backward(it, masks, first, mode, replay, sources, progress,
-                                                   close_source=getattr(source, "close", None))
-                    n_out = prof.frames = first - head.index
-                    bar.update(n_out)
+            if plan:
+                back = Spill()
+                it = self._backward_passes(it, masks, plan, head.index, mode, replay, sources, progress, back,
+                                           close_source=getattr(source, "close", None))
+            end = plan[-1].frame if plan else head.index
             session = SegmentSession(self, mode=mode, profile=prof)
             for rec, f in self._features(it, need=lambda r: r.index >= first):
-                size = _record_size(rec, session)
+                size = _record_size(rec, session, size0)
                 out = session.advance(size, masks.get(rec.index), f, index=rec.index, source=sources.get(rec.index))
+                if back is not None and rec.index < end:
+                    out = np.where(out != 0, out, back.get(rec.index - head.index)).astype(np.uint8)
                 last = rec.index
                 n_out += 1
                 prof.frames = n_out
@@ -365,87 +352,126 @@ class Segmenter(PropagationTask):
                 yield rec, out
         finally:
             bar.close()
+            if back is not None:
+                back.close()
         missing = sorted(i for i in masks if i > last)
         if missing:
             i = missing[0]
             raise InputError(f"{sources.get(i, f'annotation of frame {i}')}: annotates frame {i} but the video "
                              f"ended after frame {last} ({last + 1} frames)")
 
-    def _backward(
+    #: The former private name of :meth:`segment_records`.
+    _segment_records = segment_records
+
+    def _backward_passes(
         self,
         it: Iterator[FrameRecord],
         masks: Mapping[int, np.ndarray],
-        first: int,
+        plan: Sequence[BackwardPass],
+        base: int,
         mode: AnnotationMode,
         replay: Callable[[], Iterable[FrameRecord]] | None,
         sources: Mapping[int, str],
         progress: bool,
+        back: Spill,
         close_source: Callable[[], None] | None = None,
-    ) -> Generator[tuple[FrameRecord, np.ndarray], None, Iterator[FrameRecord]]:
-        """Propagate from the first annotated frame back to the run's start; yield those frames in order.
+    ) -> Iterator[FrameRecord]:
+        """Run the backward passes of ``plan`` into ``back`` (merged, frames ``base`` .. last pass's frame - 1).
 
-        Returns the iterator of the records from ``first`` on.  The model
-        inputs of the earlier frames and their masks go to temporary files,
-        so memory does not grow with ``first``.
+        Returns the records to run the forward pass on, from ``base``: the
+        replayed ones (originals, for the overlay) when ``replay`` is given,
+        else the spilled model inputs of the earlier frames, then the rest of
+        ``it``.
         """
-        inputs, out_masks = _Spill(), _Spill()
+        end = plan[-1].frame
+        inputs = Spill()
         try:
             metas: list[tuple[int, str]] = []
             held = None
             for rec in it:
-                if rec.index >= first:
+                if rec.index >= end:
                     held = rec
                     break
                 assert rec.model_input is not None
                 inputs.put(len(metas), rec.model_input)
                 metas.append((rec.index, rec.name))
             if held is None:
-                last = metas[-1][0] if metas else first - 1
-                raise InputError(f"{sources.get(first, f'annotation of frame {first}')}: annotates frame {first} "
+                last = metas[-1][0] if metas else end - 1
+                raise InputError(f"{sources.get(end, f'annotation of frame {end}')}: annotates frame {end} "
                                  f"but the video ended after frame {last} ({last + 1} frames)")
             assert held.frame is not None
-            size = (held.frame.shape[1], held.frame.shape[0])
-            log.info("propagating backwards from frame %d to frame %d", first, metas[0][0])
-            session = SegmentSession(self, mode=mode, profile=self.last_profile)
-            back = itertools.chain(
-                [held],
-                (FrameRecord(idx, name, None, inputs.get(pos)) for pos, (idx, name) in reversed(list(enumerate(metas)))),
-            )
-            base = metas[0][0]
-            bar = progress_bar(total=len(metas) + 1, unit="frame", desc="segment (backward)", enabled=progress)
-            try:
-                for rec, f in self._features(back):
-                    m = session.advance(size, masks[first] if rec.index == first else None, f, index=rec.index,
-                                        source=sources.get(rec.index))
-                    if rec.index != first:
-                        out_masks.put(rec.index - base, m)
-                    bar.update(1)
-            finally:
-                bar.close()
-            inputs.close()
+            h, w = held.frame.shape[:2]
+            for pos in range(len(metas)):
+                back.put(pos, np.zeros((h, w), np.uint8))
+            for p in plan:
+                self._one_backward_pass(p, held if p.frame == end else None, inputs, metas, base, (w, h),
+                                        masks[p.frame], mode, sources, progress, back)
             if replay is not None:  # a second decode brings the originals (for the overlay)
                 if close_source is not None:
                     close_source()  # stop the first read (its decoding thread) before the second
-                rit = iter(replay())
-                for rec in rit:
-                    if rec.index >= first:
-                        return itertools.chain([rec], rit)
-                    yield rec, out_masks.get(rec.index - base).copy()
-                raise InputError(f"the video ended before frame {first} on the second read")
-            for pos, (idx, name) in enumerate(metas):
-                yield FrameRecord(idx, name, None, None), out_masks.get(pos).copy()
-            return itertools.chain([held], it)
-        finally:
+                inputs.close()
+                return iter(replay())
+            return itertools.chain(_spilled_records(inputs, metas), [held], it)
+        except BaseException:
             inputs.close()
-            out_masks.close()
+            raise
+
+    def _one_backward_pass(
+        self,
+        p: BackwardPass,
+        held: FrameRecord | None,
+        inputs: Spill,
+        metas: Sequence[tuple[int, str]],
+        base: int,
+        size: tuple[int, int],
+        annotation: np.ndarray,
+        mode: AnnotationMode,
+        sources: Mapping[int, str],
+        progress: bool,
+        back: Spill,
+    ) -> None:
+        """Propagate from ``p.frame`` back to ``p.lo``; merge its new ids into ``back``."""
+        log.info("propagating objects %s backwards from frame %d to frame %d",
+                 ", ".join(map(str, p.ids)), p.frame, p.lo)
+        session = SegmentSession(self, mode=mode, profile=self.last_profile)
+        start = held if held is not None else FrameRecord(p.frame, metas[p.frame - base][1], None,
+                                                          inputs.get(p.frame - base))
+        back_recs = itertools.chain(
+            [start],
+            (FrameRecord(metas[pos][0], metas[pos][1], None, inputs.get(pos))
+             for pos in range(p.frame - base - 1, p.lo - base - 1, -1)),
+        )
+        bar = progress_bar(total=p.frame - p.lo + 1, unit="frame", desc=f"segment (backward from {p.frame})",
+                           enabled=progress)
+        try:
+            for rec, f in self._features(back_recs):
+                m = session.advance(size, annotation if rec.index == p.frame else None, f, index=rec.index,
+                                    source=sources.get(rec.index))
+                if rec.index != p.frame:
+                    pos = rec.index - base
+                    back.put(pos, merge_backward(back.get(pos), m, p.ids))
+                bar.update(1)
+        finally:
+            bar.close()
 
 
-def _record_size(rec: FrameRecord, session: SegmentSession) -> tuple[int, int]:
+def _spilled_records(inputs: Spill, metas: Sequence[tuple[int, str]]) -> Iterator[FrameRecord]:
+    """The spilled model inputs as records (no originals); the spill is closed at the end."""
+    try:
+        for pos, (idx, name) in enumerate(metas):
+            yield FrameRecord(idx, name, None, inputs.get(pos))
+    finally:
+        inputs.close()
+
+
+def _record_size(rec: FrameRecord, session: SegmentSession,
+                 default: tuple[int, int] | None = None) -> tuple[int, int]:
     if rec.frame is not None:
         return rec.frame.shape[1], rec.frame.shape[0]
-    assert session.size is not None
-    return session.size
-
+    if session.size is not None:
+        return session.size
+    assert default is not None
+    return default
 
 # --------------------------------------------------------------------- video level
 @dataclass(frozen=True)
@@ -483,6 +509,8 @@ class SegmentJob:
     name: str
     mode: AnnotationMode = "objects"
     overwrite: bool = False
+    #: Object names and colours (the colour masks' colours, a CVAT export's labels, ``--labels``).
+    labels: LabelMap = field(default_factory=LabelMap)
 
     @property
     def first_only(self) -> bool:
@@ -526,13 +554,13 @@ class SegmentJob:
         exports: dict[str, Path] = {}
         record_path = None
         replay = (lambda: driver.records(target)) if overlay else None
+        palette = self.labels.palette()
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp, \
                 background_output(segmenter, tmp, vinfo, overlay, driver) as (writer, vw):
-            coco = CocoWriter(name, vinfo.width, vinfo.height) if "coco" in fmts else None
-            yt_dir = youtube_vos_folder(tmp, name) if "youtube-vos" in fmts else None
-            if yt_dir is not None:
-                yt_dir.mkdir(parents=True)
-            for rec, m in segmenter._segment_records(
+            ctx = ExportContext(root=tmp, video=name, width=vinfo.width, height=vinfo.height, labels=self.labels,
+                                frame_file=frame_file_namer(vinfo.path))
+            writers = make_writers(fmts, ctx)
+            for rec, m in segmenter.segment_records(
                 driver.records(target), self.annotations, mode=self.mode, direction=direction, replay=replay,
                 progress=progress, total=driver.num_frames,
             ):
@@ -540,18 +568,17 @@ class SegmentJob:
                 indices.append(rec.index)
                 if keep_set is None or rec.name in keep_set:
                     if "png" in fmts:
-                        writer.submit(write_indexed_png, tmp / f"{rec.name}.png", m)
-                    if yt_dir is not None:
-                        writer.submit(write_indexed_png, yt_dir / f"{rec.name}.png", m)
-                    if coco is not None:
-                        writer.submit(coco.add, rec.index, rec.name, m)
+                        writer.submit(write_indexed_png, tmp / f"{rec.name}.png", m, palette)
+                    for fw in writers:
+                        writer.submit(fw.add, rec.index, rec.name, m)
                 if vw is not None and rec.frame is not None:
                     writer.submit(lambda fr, mm: vw.write(overlay_mask(fr, mm)), rec.frame, m)
-            if coco is not None:
-                writer.submit(coco.write, tmp / COCO_FILE)
-                exports["coco"] = out_dir / COCO_FILE
-            if yt_dir is not None:
-                exports["youtube-vos"] = youtube_vos_folder(out_dir, name)
+            for fw in writers:
+                writer.submit(fw.finish)
+                exports[fw.fmt] = (youtube_vos_folder(out_dir, name) if fw.fmt == "youtube-vos"
+                                   else out_dir / EXPORT_TARGETS[fw.fmt])
+            if self.labels.names or self.labels.colours:
+                writer.submit(write_labels_file, tmp, self.labels)
             if not self.first_only or direction != "forward":
                 record = annotation_record(self.annotations, mode=self.mode, direction=direction, frames=indices)
                 writer.submit(write_annotation_record, tmp / "annotations.json", record)
@@ -586,12 +613,15 @@ def prepare_segment(
     backend: Backend = "auto",
     frames: FrameRange | str | None = None,
     max_frames: int | None = None,
+    labels: LabelMap | str | Path | None = None,
 ) -> SegmentJob:
     """Open the video, read and check every annotation and the output folder; load no model.
 
     ``mask`` annotates the run's first frame; ``annotations`` maps frame
     references (indices, or a frame folder's file stems) to mask files or
-    arrays; ``masks`` is a folder of ``<frame>.png`` annotations.  Raises an
+    arrays; ``masks`` is a folder of ``<frame>.png`` annotations, a CVAT for
+    video XML or a MOTS folder / txt file; ``labels`` (a LabelMap or a
+    ``--labels`` file) names the objects and gives their colours.  Raises an
     InputError naming the file for any bad input (see
     :func:`vidprop.io.annotations.load_annotations`).
     """
@@ -608,12 +638,22 @@ def prepare_segment(
         sources += [_mask_source(k, v, f"annotation of frame {k}") for k, v in annotations.items()]
     elif annotations:
         sources += list(annotations)
-    anns = load_annotations(driver, sources, masks_dir=masks, mode=mode, resize_mask=resize_mask)
+    given = labels if isinstance(labels, LabelMap) or labels is None else read_labels(labels)
+    found = LabelMap()
+    if masks is not None and is_annotation_export(masks):
+        more, found = annotation_export_sources(masks, driver)
+        sources, masks = sources + more, None
+    anns = load_annotations(driver, sources, masks_dir=masks, mode=mode, resize_mask=resize_mask,
+                            colour_ids=given.colour_ids() if given is not None else None)
+    davis = davis_palette()
+    drawn = LabelMap(colours={i: c for a in anns.values() for i, c in a.colours.items()
+                              if tuple(int(v) for v in davis[i]) != c})  # colours other than the DAVIS palette's
     name = name or driver.info.name
     out_dir = Path(out) / name
     check_writable_target(out_dir, overwrite)
     check_output_folder(out_dir)
-    return SegmentJob(driver=driver, annotations=anns, out_dir=out_dir, name=name, mode=mode, overwrite=overwrite)
+    return SegmentJob(driver=driver, annotations=anns, out_dir=out_dir, name=name, mode=mode, overwrite=overwrite,
+                      labels=drawn.merged(found).merged(given))
 
 
 def segment_video(
@@ -635,6 +675,7 @@ def segment_video(
     formats: Sequence[str] | str = ("png",),
     frames: FrameRange | str | None = None,
     max_frames: int | None = None,
+    labels: LabelMap | str | Path | None = None,
 ) -> SegmentResult:
     """Segment a video file or frame folder and write ``out/<name>/`` atomically.
 
@@ -654,5 +695,5 @@ def segment_video(
     """
     job = prepare_segment(video, mask, out, annotations=annotations, masks=masks, mode=mode, name=name,
                           overwrite=overwrite, resize_mask=resize_mask, backend=backend, frames=frames,
-                          max_frames=max_frames)
+                          max_frames=max_frames, labels=labels)
     return job.run(segmenter, overlay=overlay, direction=direction, formats=formats, progress=progress)
