@@ -44,6 +44,7 @@ __all__ = [
     "export_folder",
     "result_folders",
     "COCO_FILE",
+    "EXPORT_TARGETS",
     "LABELS_FILE",
     "write_labels_file",
     "read_labels_file",
