@@ -262,10 +262,15 @@ class RowRunner:
                 kwargs["masks"] = row.masks
             elif row.masks is not None:  # FRAME:PATH items: frame index or frame file name -> annotation
                 kwargs["annotations"] = {frame: Path(path) for frame, _, path in (m.partition(":") for m in row.masks)}
+            if job.direction != "forward":
+                kwargs["direction"] = job.direction
+            if job.formats != ("png",):
+                kwargs["formats"] = job.formats
+            if job.labels is not None:
+                kwargs["labels"] = Path(job.labels)
             res = segment_video(row.video, row.mask, job.out, segmenter=task, name=row.name, overwrite=replace,
                                 overlay=job.overlay, resize_mask=job.resize_mask, backend=job.backend,
-                                frames=job.frames, max_frames=job.max_frames, progress=False,
-                                direction=job.direction, formats=job.formats, labels=job.labels, **kwargs)
+                                frames=job.frames, max_frames=job.max_frames, progress=False, **kwargs)
         else:
             from vidprop.tasks.track import track_video
 
@@ -470,6 +475,7 @@ def run_batch(
     """
     if task not in TASKS:
         raise ConfigError(f"task must be segment or track, got {task!r}")
+    outputs = _segment_outputs(task, direction, formats, labels)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     if isinstance(source, (str, Path)):
@@ -487,7 +493,6 @@ def run_batch(
         from vidprop.io.driver import parse_frame_range
 
         parse_frame_range(frames, max_frames)  # a bad value fails before any work
-    outputs = _segment_outputs(task, direction, formats, labels)
     jobs, skipped = _plan(rows, out, task, base, overrides, overlay, resize_mask, backend, overwrite, run_id,
                           frames, max_frames, outputs)
     results: dict[int, RowResult] = dict(skipped)
