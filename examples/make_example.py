@@ -2,9 +2,11 @@
 
     python examples/make_example.py            # writes ./vidprop-example/
     vidprop segment vidprop-example/shapes.mp4 --mask vidprop-example/shapes_mask.png --out results/
+    vidprop score results/shapes --gt vidprop-example/shapes_gt     # J&F against the true masks
 
 Two textured objects (ids 1 and 2) move over a textured, panning background;
-the ground-truth masks of every frame are written too, for a quick check.
+the ground-truth masks of every frame are written too (``shapes_gt/``), so
+``vidprop score`` checks a result against them.
 The files go to ``./vidprop-example/`` (``--out`` to choose); the copy
 tracked in the repository (``examples/data/``) is never rewritten unless
 ``--out examples/data`` is asked for.
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> Path:
         write_indexed_png(gt / f"{t:05d}.png", m)
     print(f"wrote {out / 'shapes.mp4'}, {out / 'shapes_mask.png'} and {gt}/")
     print(f"next: vidprop segment {out / 'shapes.mp4'} --mask {out / 'shapes_mask.png'} --out results/")
+    print(f"then: vidprop score results/shapes --gt {gt}   # J&F of the result against the true masks")
     return out
 
 
