@@ -555,6 +555,7 @@ class SegmentJob:
         record_path = None
         replay = (lambda: driver.records(target)) if overlay else None
         palette = self.labels.palette()
+        pal_arg = () if palette is None else (palette,)  # the DAVIS palette: write_indexed_png's default
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp, \
                 background_output(segmenter, tmp, vinfo, overlay, driver) as (writer, vw):
             ctx = ExportContext(root=tmp, video=name, width=vinfo.width, height=vinfo.height, labels=self.labels,
@@ -568,7 +569,7 @@ class SegmentJob:
                 indices.append(rec.index)
                 if keep_set is None or rec.name in keep_set:
                     if "png" in fmts:
-                        writer.submit(write_indexed_png, tmp / f"{rec.name}.png", m, palette)
+                        writer.submit(write_indexed_png, tmp / f"{rec.name}.png", m, *pal_arg)
                     for fw in writers:
                         writer.submit(fw.add, rec.index, rec.name, m)
                 if vw is not None and rec.frame is not None:
