@@ -327,7 +327,7 @@ class SegmentResult:
     profile: str = ""
     #: ``annotations.json`` (written when the run was more than one annotation on its first frame).
     annotations: Path | None = None
-    #: Other formats written: {"coco": path, "youtube-vos": folder}.
+    #: Other formats written: {"coco": path, "youtube-vos": folder, "cvat-video": path, "mots": folder, ...}.
     exports: Mapping[str, Path] = field(default_factory=dict)
 
 
