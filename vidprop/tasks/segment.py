@@ -315,6 +315,7 @@ def _record_size(rec: FrameRecord, session: SegmentSession,
     assert default is not None
     return default
 
+
 # --------------------------------------------------------------------- video level
 @dataclass(frozen=True)
 class SegmentResult:
