@@ -137,5 +137,7 @@ def test_window_reach():
     assert window_reach(2.5, "square") == 2
     assert window_reach(5, "disc") == 4  # distance < 5
     assert window_reach(5.5, "disc") == 5
+    assert window_reach(12, "circle") == 12  # distance <= 12
+    assert window_reach(2.5, "circle") == 2
     with pytest.raises(ValueError):
-        window_reach(3, "circle")
+        window_reach(3, "diamond")

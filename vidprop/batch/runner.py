@@ -31,11 +31,13 @@ import os
 import socket
 import time
 import uuid
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from vidprop.batch.manifest import TASKS, BatchRow, Task, check_names, read_input
+from vidprop.batch.row_warnings import kept_warnings
 from vidprop.config import TaskConfig, load_preset
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError, OutputExistsError, VidpropError
@@ -88,6 +90,8 @@ class RowResult:
     seconds: float = 0.0
     attempts: int = 0
     worker: str | None = None
+    #: vidprop's warnings while the row ran (also from a Ray worker, whose log the driver does not see).
+    warnings: tuple[str, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -224,6 +228,11 @@ class RowRunner:
                 "device": str(getattr(ext, "device", "")), "worker": self.worker_id}
 
     def __call__(self, job: RowJob) -> RowResult:
+        with kept_warnings() as kept:
+            res = self._call(job)
+        return dataclasses.replace(res, warnings=tuple(kept)) if kept else res
+
+    def _call(self, job: RowJob) -> RowResult:
         t0 = time.perf_counter()
         row = job.row
         out_dir = job.out / row.name
@@ -243,7 +252,10 @@ class RowRunner:
                 log.debug("%s failed", row.where, exc_info=True)
             _release_memory(exc)
             error = describe_error(exc)
-            _write_state(state_path, state="failed", error=error, **state)
+            try:
+                _write_state(state_path, state="failed", error=error, **state)
+            except VidpropError as state_exc:  # a full disk fails this too: the row's own error is the one told
+                log.warning("%s: %s", row.where, state_exc)
             return RowResult(job.index, row.name, "failed", error=error, seconds=time.perf_counter() - t0,
                              attempts=attempt, worker=self.worker_id)
         seconds = time.perf_counter() - t0
@@ -341,6 +353,7 @@ class BatchReport:
                 "frames_per_second": round(r.fps, 3),
                 "attempts": r.attempts,
                 "worker": r.worker,
+                "warnings": list(r.warnings),
                 "output": str(self.out / row.name) if r.status in ("done", "skipped") else None,
             })
         return {
@@ -528,6 +541,9 @@ def run_batch(
                     else:
                         res = outcome.value
                     results[job.index] = res
+                    if options.kind != "sequential":  # logged in the worker's process: said here too
+                        for warning in res.warnings:
+                            log.warning("%s (%s): %s", job.row.where, job.row.name, warning)
                     if res.status == "failed":
                         log.error("%s (%s): %s", job.row.where, job.row.name, res.error)
                     frames += res.frames if res.status == "done" else 0

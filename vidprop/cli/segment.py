@@ -36,6 +36,7 @@ examples:
   vidprop segment clip.mp4 --mask first.png --max-frames 20
   vidprop segment clip.mp4 --mask first.png --backbone adm --weights 256x256_diffusion_uncond.pt  # davis-adm
   vidprop segment clip.mp4 --mask first.png --backbone dino                      # DINO ViT-B/8, davis-dino
+  vidprop segment clip.mp4 --mask first.png --backbone dinov3                    # DINOv3 ViT-L/16, davis-dinov3
 
 masks: an indexed (P) PNG (indices = object ids), a greyscale PNG with a few
 integer ids ({0,255} = one object), an anti-aliased greyscale mask (one object,
@@ -80,13 +81,17 @@ mode and direction) when the run had more than a first-frame mask.
 
 def segment_config_from_args(args: argparse.Namespace):
     """The preset with the flags of ``segment`` (and ``eval davis``, ``eval youtube-vos``) applied."""
-    frames = {"mode": "short_side", "short_side": args.short_side} if getattr(args, "short_side", None) else None
+    short = getattr(args, "short_side", None)
+    frames = {"mode": "short_side", "short_side": short} if short is not None else None  # 0 is refused, not ignored
     cfg = config_from_args(args, "davis-fast", frames=frames)
     return cfg.override(propagation={"max_anchors": getattr(args, "max_anchors", None)})
 
 
 def add_short_side_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--short-side", type=int, help="resize frames so the short side is this (multiple of 32)")
+    p.add_argument("--short-side", type=int,
+                   help="resize frames so the short side is this (floored to the backbone's input multiple when it is "
+                        "not one, with a log line: 32 for sd/adm/cleandift, 8 for dino, 14 for dinov2/clip; dinov3 "
+                        "presets round any value UP to a multiple of 16, as its notebook)")
 
 
 def add_format_arg(p: argparse.ArgumentParser) -> None:
@@ -145,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     from vidprop.errors import InputError
     from vidprop.io.annotations import parse_mask_arg
     from vidprop.io.exports import parse_formats
+    from vidprop.tasks.budget import check_model_input
     from vidprop.tasks.segment import Segmenter, prepare_segment
 
     cfg = segment_config_from_args(args)
@@ -158,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name, overwrite=args.overwrite, resize_mask=args.resize_mask, backend=args.backend,
         frames=args.frames, max_frames=args.max_frames, labels=args.labels,
     )
+    check_model_input(cfg, *job.driver.size, source=str(job.driver.path))  # a huge size: refused before loading
     seg = Segmenter.from_pretrained(config=cfg)
     res = job.run(seg, overlay=not args.no_overlay, direction=args.direction, formats=formats,
                   progress=progress_enabled(args))

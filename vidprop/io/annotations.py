@@ -252,9 +252,11 @@ def load_annotations(
                              f"(also by {seen[index].label})")
         inside = driver.contains(index)
         if inside is False:
-            n = driver.video_length
+            n = driver.reported_length
             if n is not None and index >= n:
-                raise InputError(f"{src.label}: annotates frame {index} but {driver.path} has {n} frames (0..{n - 1})")
+                how = "" if driver.length_known else ", as its container reports"
+                raise InputError(f"{src.label}: annotates frame {index} but {driver.path} has {n} frames "
+                                 f"(0..{n - 1}{how})")
             raise InputError(f"{src.label}: annotates frame {index}, outside this run's {driver.range.describe()}")
         seen[index] = src
         resolved.append((index, src))

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from vidprop.config import PropagationConfig
 from vidprop.propagation.affinity import compute_dtype, propagate_context
-from vidprop.propagation.protocol import Protocol, get_protocol
+from vidprop.propagation.protocol import Protocol, protocol_for
 
 __all__ = ["Propagator"]
 
@@ -47,7 +47,7 @@ class Propagator:
 
     def __init__(self, config: PropagationConfig | None = None, protocol: Protocol | None = None) -> None:
         self.config = config or PropagationConfig()
-        self.protocol = protocol or get_protocol(self.config.protocol)
+        self.protocol = protocol or protocol_for(self.config)
         # Windowed ring buffer (channels last): protocol A holds the first anchor in slot 0 and the
         # queue after it; protocol B holds only the queue.
         self._keys: torch.Tensor | None = None  # (S, h, w, C)

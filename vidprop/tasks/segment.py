@@ -64,6 +64,7 @@ from vidprop.io.video import Backend
 from vidprop.io.writers import overlay_mask
 from vidprop.progress import progress_bar
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder, resize_frame
+from vidprop.tasks.budget import check_model_input
 from vidprop.tasks.passes import BackwardPass, Spill, merge_backward, plan_backward_passes
 from vidprop.tasks.session import SegmentSession
 
@@ -357,8 +358,9 @@ class SegmentJob:
 
     @property
     def first_only(self) -> bool:
-        """One annotation, on the first frame of a whole-video run (today's first-frame runs)."""
-        return list(self.annotations) == [0] and self.driver.range.is_all and self.mode == "objects"
+        """One annotation, on the run's first frame (the video's, or START of ``frames``): a first-frame run,
+        whatever the mode and direction (one annotation on the first frame leaves them nothing to change)."""
+        return list(self.annotations) == [self.driver.range.start]
 
     def run(
         self,
@@ -385,18 +387,24 @@ class SegmentJob:
                      segmenter.config.sequence_changes(name))
             segmenter = type(segmenter)(segmenter.extractor, segmenter.config.for_sequence(name))
         vinfo = driver.info
-        target = segmenter.config.frames.target_size(vinfo.width, vinfo.height)
+        target = check_model_input(segmenter.config, vinfo.width, vinfo.height, source=str(vinfo.path))
         n_objects = len({i for a in self.annotations.values() for i in a.ids})
         log.info(
-            "segmenting %s (%dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
-            vinfo.path, vinfo.width, vinfo.height,
+            "segmenting %s (%dx%d -> model input %dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
+            vinfo.path, vinfo.width, vinfo.height, target[0], target[1],
             f", {driver.num_frames} frames" if driver.num_frames else "", n_objects, len(self.annotations), out_dir,
         )
         names: list[str] = []
         indices: list[int] = []
         exports: dict[str, Path] = {}
         record_path = None
-        replay = (lambda: driver.records(target)) if overlay else None
+        frames_cfg = segmenter.config.frames
+        if frames_cfg.mode == "short_side" and min(target) != frames_cfg.short_side:
+            log.info("frames: short side %d rounded (%s) to %d, a multiple of %d: model input %dx%d",
+                     frames_cfg.short_side, frames_cfg.rounding, min(target), frames_cfg.multiple, *target)
+        interp = frames_cfg.interpolation
+        as_float = frames_cfg.resize_as_float
+        replay = (lambda: driver.records(target, interp, as_float=as_float)) if overlay else None
         palette = self.labels.palette()
         pal_arg = () if palette is None else (palette,)  # the DAVIS palette: write_indexed_png's default
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp, \
@@ -405,7 +413,8 @@ class SegmentJob:
                                 frame_file=frame_file_namer(vinfo.path))
             writers = make_writers(fmts, ctx)
             for rec, m in segmenter.segment_records(
-                driver.records(target), self.annotations, mode=self.mode, direction=direction, replay=replay,
+                driver.records(target, interp, as_float=as_float), self.annotations, mode=self.mode,
+                direction=direction, replay=replay,
                 progress=progress, total=driver.num_frames,
             ):
                 names.append(rec.name)
@@ -423,7 +432,7 @@ class SegmentJob:
                                    else out_dir / EXPORT_TARGETS[fw.fmt])
             if self.labels.names or self.labels.colours:
                 writer.submit(write_labels_file, tmp, self.labels)
-            if not self.first_only or direction != "forward":
+            if not self.first_only:  # README: only runs with annotations beyond a first-frame mask
                 record = annotation_record(self.annotations, mode=self.mode, direction=direction, frames=indices)
                 writer.submit(write_annotation_record, tmp / "annotations.json", record)
                 record_path = out_dir / "annotations.json"

@@ -17,7 +17,7 @@ from vidprop.errors import InputError
 from vidprop.io.annotations import ANNOTATION_MODES, AnnotationMode
 from vidprop.propagation.labels import object_ids
 from vidprop.propagation.propagator import Propagator
-from vidprop.propagation.protocol import get_protocol
+from vidprop.propagation.protocol import protocol_for
 from vidprop.tasks.base import Profile, resize_frame
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class SegmentSession:
             raise ValueError(f"mode must be one of {', '.join(ANNOTATION_MODES)}, got {mode!r}")
         self.segmenter = segmenter
         self.mode = mode
-        self.protocol = get_protocol(segmenter.config.propagation.protocol)
+        self.protocol = protocol_for(segmenter.config.propagation)
         self.propagator = Propagator(segmenter.config.propagation)  # its protocol comes from the config
         self.profile = profile if profile is not None else Profile()
         self.ids: list[int] = []
@@ -76,7 +76,8 @@ class SegmentSession:
 
         def features() -> torch.Tensor:
             t0 = time.perf_counter()
-            small = resize_frame(frame, seg.config.frames.target_size(w, h))
+            fc = seg.config.frames
+            small = resize_frame(frame, fc.target_size(w, h), fc.interpolation, as_float=fc.resize_as_float)
             x = torch.from_numpy(np.ascontiguousarray(small)[None]).permute(0, 3, 1, 2)
             f = seg.extractor.extract(x, indices=[index])[0]
             self.profile.add("extract", time.perf_counter() - t0)
