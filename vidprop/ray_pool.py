@@ -70,12 +70,13 @@ class WorkerCall:
 
 
 class RowActor:
-    """One worker process: placed first (cheap), then :meth:`load` builds the worker (the model) once."""
+    """One worker process: placed and started first (light: the factory is not even unpickled), then
+    :meth:`load` builds the worker (the model) once."""
 
-    def __init__(self, factory: Callable[[], Any], threads: int) -> None:
+    def __init__(self, threads: int) -> None:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         quiet_worker_logs()
-        self.factory, self.threads = factory, threads
+        self.threads = threads
         self.worker: Any = None
 
     def node(self) -> str:
@@ -83,9 +84,9 @@ class RowActor:
 
         return str(ray.get_runtime_context().get_node_id())
 
-    def load(self) -> WorkerCall:
+    def load(self, factory: Callable[[], Any]) -> WorkerCall:
         try:
-            self.worker = self.factory()
+            self.worker = factory()
         except Exception as exc:  # noqa: BLE001 - handed to the driver
             return WorkerCall(False, exc)
         if "torch" in sys.modules:  # the worker's compute threads = its CPUs
@@ -157,10 +158,10 @@ class RayPool:
     # ------------------------------------------------------------------ actors
     def _spawn(self) -> None:
         self.stats.started += 1
-        actor = self._cls.remote(self._factory, self._threads)
+        actor = self._cls.remote(self._threads)
         w = _Worker(actor, self.stats.started, time.monotonic())
         w.ref = actor.node.remote()
-        w.load_ref = actor.load.remote()  # queued behind node(): runs as soon as the actor is placed
+        w.load_ref = actor.load.remote(self._factory)  # queued behind node(): runs once the actor is placed
         self.workers.append(w)
 
     def _drop(self, w: _Worker) -> None:
