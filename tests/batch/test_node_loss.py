@@ -25,7 +25,7 @@ from vidprop.io.synthetic import SyntheticScene, write_video
 pytestmark = pytest.mark.ray
 
 CLIPS = 8
-OVERRIDES = {"frames": {"mode": "short_side", "short_side": 48}, "extractor": {"device": "cpu"}}
+OVERRIDES = {"frames": {"mode": "short_side", "short_side": 64}, "extractor": {"device": "cpu"}}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def clips(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("clips")
     lines = []
     for k in range(CLIPS):
-        sc = SyntheticScene(width=64, height=48, num_frames=5, num_objects=2, seed=40 + k)
+        sc = SyntheticScene(width=96, height=64, num_frames=5, num_objects=2, seed=40 + k)
         write_video(sc, d / f"c{k}.mp4")
         write_indexed_png(d / f"c{k}.png", sc.frame(0)[1])
         lines.append(json.dumps({"video": f"c{k}.mp4", "mask": f"c{k}.png"}))
