@@ -269,7 +269,10 @@ def test_ray_engine_same_bytes_survives_a_killed_worker_and_resumes(ray_local, f
     assert [r.status for r in rep.results] == ["done", "done", "done", "failed"]
     assert rep.results[0].attempts == 2 and rep.results[1].attempts == 1
     assert rep.engine == {"kind": "ray", "workers": 2, "gpus_per_worker": 1.0, "cpus_per_worker": 1.0,
-                          "startup_seconds": rep.engine["startup_seconds"]}
+                          "startup_seconds": rep.engine["startup_seconds"],
+                          # the killed process: its row ran again on a new worker, counted as one of its retries
+                          "workers_lost": 0, "worker_processes_died": 1, "workers_left": 0,
+                          "workers_joined_late": 0, "rows_requeued": 1}
     assert len({r.worker for r in rep.results[:3]}) >= 2  # rows ran in more than one worker process
     # complete, identical to the sequential engine, nothing half-written or duplicated
     assert _files(out) == _files(sequential[0])
