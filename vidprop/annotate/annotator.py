@@ -13,7 +13,7 @@
     ann.save("results/", formats="png,coco")                        # exactly segment's layout
 
 Every propagation goes through the segment run loop
-(:meth:`~vidprop.tasks.segment.Segmenter.propagate_records`) with the whole
+(:meth:`~vidprop.tasks.segment.Segmenter.segment_records`) with the whole
 set of annotations, reading features from the feature cache, so the masks
 are those of a fresh ``vidprop segment`` run with the same annotations, pixel
 for pixel (the protocol of ``docs/annotations.md``).  ``propagate`` yields the
@@ -286,7 +286,7 @@ class Annotator:
         self.direction = run_dir
         records = self.driver.records(target, frames_cfg.interpolation, as_float=frames_cfg.resize_as_float)
         try:
-            for rec, mask in seg.propagate_records(records, self.annotations, mode=self.mode, direction=run_dir,
+            for rec, mask in seg.segment_records(records, self.annotations, mode=self.mode, direction=run_dir,
                                                    cached=cached, observe=observe, total=len(cached),
                                                    progress=progress, resume=resume):
                 t = rec.index

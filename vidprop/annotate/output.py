@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 from vidprop.io.annotations import Annotation, annotation_record, write_annotation_record
 from vidprop.io.atomic import atomic_dir
-from vidprop.io.exports import COCO_FILE, CocoWriter, parse_formats, youtube_vos_folder
+from vidprop.io.exports import parse_formats
+from vidprop.io.formats import ExportContext, frame_file_namer, make_writers
 from vidprop.io.masks import write_indexed_png
 from vidprop.io.source import write_source_record
 
@@ -31,29 +32,31 @@ def annotations_of(annotator: Any) -> dict[int, Annotation]:
 
 def write_results(annotator: Any, out_dir: Path, *, formats: Sequence[str] | str = ("png",),
                   overwrite: bool = True) -> Path:
-    """Write the annotator's current masks into ``out_dir`` (replaced atomically when ``overwrite``)."""
+    """Write the annotator's current masks into ``out_dir`` (replaced atomically when ``overwrite``).
+
+    The formats go through segment's own writers (:func:`vidprop.io.formats.make_writers`);
+    ``annotations.json`` is written, as segment writes it, unless the only annotation is on frame 0.
+    """
     fmts = parse_formats(formats)
     masks = annotator.masks()
     names = [annotator.frame_name(t) for t in range(len(masks))]
     w, h = annotator.size
     info = annotator.driver.info
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        if "png" in fmts:
-            for name, m in zip(names, masks):
+        ctx = ExportContext(root=tmp, video=annotator.name, width=w, height=h,
+                            frame_file=frame_file_namer(info.path))
+        writers = make_writers(fmts, ctx)
+        for t, (name, m) in enumerate(zip(names, masks)):
+            if "png" in fmts:
                 write_indexed_png(tmp / f"{name}.png", m)
-        if "youtube-vos" in fmts:
-            yt = youtube_vos_folder(tmp, annotator.name)
-            yt.mkdir(parents=True)
-            for name, m in zip(names, masks):
-                write_indexed_png(yt / f"{name}.png", m)
-        if "coco" in fmts:
-            coco = CocoWriter(annotator.name, w, h)
-            for t, (name, m) in enumerate(zip(names, masks)):
-                coco.add(t, name, m)
-            coco.write(tmp / COCO_FILE)
-        record = annotation_record(annotations_of(annotator), mode=annotator.mode, direction=annotator.direction,
-                                   frames=list(range(len(masks))))
-        write_annotation_record(tmp / "annotations.json", record)
+            for fw in writers:
+                fw.add(t, name, m)
+        for fw in writers:
+            fw.finish()
+        if list(annotator.annotations) != [0]:  # segment: only runs with more than a first-frame annotation
+            record = annotation_record(annotations_of(annotator), mode=annotator.mode, direction=annotator.direction,
+                                       frames=list(range(len(masks))))
+            write_annotation_record(tmp / "annotations.json", record)
         write_source_record(tmp, info, frames=len(masks), task="segment", first_frame=0)
     log.info("wrote %d masks of %s to %s (%s)", len(masks), annotator.name, out_dir, ", ".join(fmts))
     return out_dir

@@ -33,6 +33,7 @@ COMMANDS = [
     "vidprop.cli.batch",
     "vidprop.cli.extract",
     "vidprop.cli.export",
+    "vidprop.cli.score",
     "vidprop.cli.view",
     "vidprop.cli.annotate",
 ]

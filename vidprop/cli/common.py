@@ -260,7 +260,13 @@ def add_engine_args(p: argparse.ArgumentParser, *, workers: bool = True) -> argp
                    help="CPUs each Ray worker reserves, also its torch threads "
                         "(default: 1 with GPUs, else the cluster's CPUs divided among the workers)")
     g.add_argument("--retries", type=int, default=2, metavar="N",
-                   help="times Ray reruns a video whose worker process died (killed, out of memory); default 2")
+                   help="times a video runs again after its worker process died (killed, out of memory); "
+                        "default 2.  A video whose worker's machine was lost runs again on another worker "
+                        "without counting")
+    g.add_argument("--placement-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds a Ray worker may wait to be placed and started (a replacement for one whose "
+                        "machine was lost, or more workers than the cluster fits); then the run goes on without "
+                        "it, and it joins if resources appear (default 60)")
     return g
 
 
@@ -283,7 +289,8 @@ def engine_from_args(args: argparse.Namespace, *, shared_workers: bool = False) 
             raise ConfigError(f"{', '.join(given)}: only with --engine ray")
         return EngineOptions(retries=args.retries)
     return EngineOptions(kind=kind, address=args.address, workers=n, gpus_per_worker=args.gpus_per_worker,
-                         cpus_per_worker=args.cpus_per_worker, retries=args.retries)
+                         cpus_per_worker=args.cpus_per_worker, retries=args.retries,
+                         placement_timeout=getattr(args, "placement_timeout", 60.0))
 
 
 def progress_enabled(args: argparse.Namespace) -> bool:
