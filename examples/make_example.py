@@ -2,10 +2,12 @@
 
     python examples/make_example.py            # writes ./vidprop-example/
     vidprop segment vidprop-example/shapes.mp4 --mask vidprop-example/shapes_mask.png --out results/ --config quick
+    vidprop score results/shapes --gt vidprop-example/shapes_gt     # J&F against the true masks
     python examples/make_example.py --davis    # also ./vidprop-example/DAVIS/, a layout `vidprop eval davis` runs on
 
 Two textured objects (ids 1 and 2) move over a textured, panning background;
-the ground-truth masks of every frame are written too, for a quick check.
+the ground-truth masks of every frame are written too (``shapes_gt/``), so
+``vidprop score`` checks a result against them.
 ``--davis`` also writes the same footage as a two-sequence DAVIS-2017
 layout (``DAVIS/``: ImageSets, JPEGImages/480p, Annotations/480p with every
 frame's mask), to try ``vidprop eval davis``.  The files go to ``./vidprop-example/`` (``--out`` to choose); the copy
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> Path:
     # --config quick: a 256 short side and one noise sample, about 2 minutes on a CPU (the full settings: hours)
     print(f"next: vidprop segment {out / 'shapes.mp4'} --mask {out / 'shapes_mask.png'} --out results/ "
           "--config quick")
+    print(f"then: vidprop score results/shapes --gt {gt}   # J&F of the result against the true masks")
     if args.davis:
         davis = out / "DAVIS"
         if davis.exists():

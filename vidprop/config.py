@@ -272,7 +272,7 @@ class PropagationConfig:
     #: Annotated frames kept as permanent context slots (anchors); the first always stays,
     #: the oldest other one leaves when a new one would exceed the bound.
     max_anchors: int = 8
-    #: Queries per tile side of the windowed computation.
+    #: Query tile side and key strip width of the windowed propagation kernel (docs/propagation.md).
     tile: int = 8
     #: DAVIS evaluation: the value 255 (void) in a sequence's first annotation is "background"
     #: (vidprop) or an "object" of its own that is propagated and written back as 255 (DIFT's

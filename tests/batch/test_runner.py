@@ -269,7 +269,10 @@ def test_ray_engine_same_bytes_survives_a_killed_worker_and_resumes(ray_local, f
     assert [r.status for r in rep.results] == ["done", "done", "done", "failed"]
     assert rep.results[0].attempts == 2 and rep.results[1].attempts == 1
     assert rep.engine == {"kind": "ray", "workers": 2, "gpus_per_worker": 1.0, "cpus_per_worker": 1.0,
-                          "startup_seconds": rep.engine["startup_seconds"]}
+                          "startup_seconds": rep.engine["startup_seconds"],
+                          # the killed process: its row ran again on a new worker, counted as one of its retries
+                          "workers_lost": 0, "worker_processes_died": 1, "workers_left": 0,
+                          "workers_joined_late": 0, "rows_requeued": 1}
     assert len({r.worker for r in rep.results[:3]}) >= 2  # rows ran in more than one worker process
     # complete, identical to the sequential engine, nothing half-written or duplicated
     assert _files(out) == _files(sequential[0])
@@ -390,6 +393,29 @@ def test_masks_column_runs_as_segment_with_annotations_at_several_frames(footage
     assert "v0/annotations.json" in _files(tmp_path / "out")
 
 
+def test_a_feature_cache_serves_every_row(footage, tmp_path):
+    """--feature-cache: the rows' features are extracted into the cache once; the outputs are those without it."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.tasks.segment import Segmenter
+
+    d, _ = footage
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"video": str(d / "v0.mp4"), "mask": str(d / "v0_mask.png"), "overlay": False}) + "\n")
+
+    class ColourRunner(RowRunner):
+        def load(self, config):
+            return Segmenter(ColourStats(), config)
+
+    overrides = {"frames": {"mode": "short_side", "short_side": 32}}
+    for out, cache in (("a", tmp_path / "cache"), ("b", tmp_path / "cache"), ("ref", None)):
+        rep = run_batch(m, tmp_path / out, overrides=overrides, progress=False, runner=ColourRunner,
+                        feature_cache=cache)
+        assert [r.status for r in rep.results] == ["done"]
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert entry.name.startswith("v0-") and (entry / "index.json").is_file()
+    assert _files(tmp_path / "a") == _files(tmp_path / "b") == _files(tmp_path / "ref")
+
+
 def test_a_part_of_each_video_and_what_counts_as_other_settings(footage, tiny_sd_path, tmp_path, capsys):
     """--max-frames / --frames (and the columns) run a part of each video, as `segment --max-frames` does;
     a rerun with another part is other settings, adding --resize-mask is not (it never changes a result)."""
@@ -416,6 +442,40 @@ def test_a_part_of_each_video_and_what_counts_as_other_settings(footage, tiny_sd
     assert "already exists and was not written by this batch with these settings" in capsys.readouterr().err
     assert main([*args, "--frames", "x"]) == 2
     assert "--frames 'x': expected START:END" in capsys.readouterr().err
+
+
+def test_direction_formats_and_labels_reach_every_row(footage, tmp_path):
+    """--direction both, --format and --labels: a row writes what segment_video writes with them."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.config import load_preset
+    from vidprop.errors import ConfigError
+    from vidprop.tasks.segment import Segmenter, segment_video
+
+    d, _ = footage
+    sc = SyntheticScene(width=64, height=48, num_frames=4, num_objects=2, seed=0)  # v0's scene
+    write_indexed_png(tmp_path / "f2.png", sc.frame(2)[1])
+    (tmp_path / "labels.json").write_text('{"1": "car", "2": {"name": "dog", "color": [1, 2, 3]}}')
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"video": str(d / "v0.mp4"), "masks": ["2:f2.png"], "overlay": False}) + "\n")
+
+    class ColourRunner(RowRunner):
+        def load(self, config):
+            return Segmenter(ColourStats(), config)
+
+    overrides = {"frames": {"mode": "short_side", "short_side": 32}}
+    opts = {"direction": "both", "formats": "png,coco,cvat-video", "labels": tmp_path / "labels.json"}
+    rep = run_batch(m, tmp_path / "out", overrides=overrides, progress=False, runner=ColourRunner, **opts)
+    assert [r.status for r in rep.results] == ["done"] and rep.results[0].frames == 4
+    cfg = load_preset("davis-fast").override(**overrides)
+    segment_video(d / "v0.mp4", None, tmp_path / "ref", segmenter=Segmenter(ColourStats(), cfg), overlay=False,
+                  annotations={"2": tmp_path / "f2.png"}, progress=False, **opts)
+    got = _files(tmp_path / "out")
+    assert got == _files(tmp_path / "ref")
+    assert {"v0/coco.json", "v0/cvat-video.xml", "v0/labels.json"} <= set(got)
+    assert b'label="dog"' in got["v0/cvat-video.xml"]
+    assert json.loads(got["v0/annotations.json"])["direction"] == "both"
+    with pytest.raises(ConfigError, match="for --task segment"):
+        run_batch(m, tmp_path / "t", task="track", progress=False, direction="both")
 
 
 def test_a_full_disk_on_one_row_fails_that_row_with_the_reason_and_the_others_go_on(footage, tiny_sd_path, tmp_path,

@@ -189,8 +189,8 @@ def shooting_davis(tmp_path_factory):
 
 @pytest.fixture
 def context_sizes(monkeypatch):
-    """Record the n_last_frames of every Propagator the segment task builds, in order."""
-    import vidprop.tasks.segment as segmod
+    """Record the n_last_frames of every Propagator the segment task builds (in its session), in order."""
+    import vidprop.tasks.session as segmod
 
     seen: list[int] = []
 

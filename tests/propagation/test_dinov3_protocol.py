@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from tests.propagation.reference import notebook_decode, notebook_neighbourhood, notebook_video
 from vidprop.config import PropagationConfig, load_preset
-from vidprop.propagation.affinity import propagate_context
+from vidprop.propagation.affinity import propagate_context, to_strips
 from vidprop.propagation.protocol import PROTOCOLS, protocol_for
 from vidprop.tasks.segment import Segmenter
 
@@ -78,7 +78,14 @@ def test_presets_equal_the_notebook_loop(preset, case):
     step_probs, step_masks = notebook_video(feats, first, queued=[s.permute(1, 2, 0) for s in softs], **settings)
     worst = max((s.double() - r.permute(2, 0, 1)).abs().max().item() for s, r in zip(softs, step_probs))
     assert worst <= 1e-6, worst
-    assert sum(int((m != r.numpy()).sum()) for m, r in zip(masks[1:], step_masks)) == 0
+    # the same masks, but where two labels' decoded scores are tied within that 1e-6 (the banded kernel sums
+    # in another order than the notebook's dense matmul, so float round-off decides such an exact tie)
+    flips = 0
+    for m, r, probs in zip(masks[1:], step_masks, step_probs):
+        scores = notebook_decode(probs, (c["H"], c["W"]), mode=decode, minmax=minmax)[0]
+        top2 = torch.topk(scores, 2, dim=0).values
+        flips += int(((m != r.numpy()) & ((top2[0] - top2[1]).numpy() > 1e-6)).sum())
+    assert flips == 0
     # the whole video against the notebook's own loop: the same masks; the soft labels drift apart only by
     # the float32 round-off the propagator's label queue and weights carry from frame to frame
     ref_probs, ref_masks = notebook_video(feats, first, **settings)
@@ -136,13 +143,13 @@ def test_circle_window_boundary_by_hand():
     labels[..., 0] = 1
     labels[0, 3, 5, 0], labels[0, 3, 5, 1] = 0, 1  # (dy, dx) = (0, 2): distance 2, inside a circle of 2
     labels[0, 4, 5, 0], labels[0, 4, 5, 1] = 0, 1  # (1, 2): distance 2.24, outside
-    out = propagate_context(q, [(q[None], labels)], temperature=0.2, topk=49, radius=2, window="circle",
+    out = propagate_context(q, [(to_strips(q[None], 8), labels)], temperature=0.2, topk=49, radius=2, window="circle",
                             keep_ties=True)
     assert out[1, 3, 3].item() == pytest.approx(1 / 13)  # 13 cells within distance 2, one labelled 1
-    out = propagate_context(q, [(q[None], labels)], temperature=0.2, topk=49, radius=2, window="disc",
+    out = propagate_context(q, [(to_strips(q[None], 8), labels)], temperature=0.2, topk=49, radius=2, window="disc",
                             keep_ties=True)
     assert out[1, 3, 3].item() == 0.0  # distance < 2: 5 cells, the labelled ones outside
-    out = propagate_context(q, [(q[None], labels)], temperature=0.2, topk=49, radius=2.5, window="circle",
+    out = propagate_context(q, [(to_strips(q[None], 8), labels)], temperature=0.2, topk=49, radius=2.5, window="circle",
                             keep_ties=True)
     assert out[1, 3, 3].item() == pytest.approx(2 / 21)  # 21 cells within 2.5, both labelled inside
 
@@ -181,7 +188,9 @@ def test_circle_window_is_gathered_within_protocol_a_bound():
             prop.push(torch.randn(C, h, w, generator=g), torch.rand(K, h, w, generator=g))
         query = torch.randn(C, h, w, generator=g)
         largest[window] = _largest_tensor(lambda: prop.predict(query))
-    frames, reach = 1 + n_last, (tile + 2 * radius) ** 2
-    bound = frames * reach * max(C, K, tile * tile)  # the windowed tile: (tile + 2r)^2 keys per context frame
-    assert largest["circle"] <= largest["square"] <= bound
+    # the banded kernel's working set per query tile (affinity.py): frames * s^2 * (s + 2p) * (2p + 2s), the
+    # same for both grids (a bound per tile, not per frame size)
+    frames, s, p = 1 + n_last, tile, radius
+    bound = frames * s * s * (s + 2 * p) * (2 * p + 2 * s)
+    assert largest["circle"] <= bound and largest["square"] <= bound
     assert largest["circle"] < (60 * 107) ** 2 // 50  # far from a dense hw x hw affinity

@@ -33,7 +33,9 @@ COMMANDS = [
     "vidprop.cli.batch",
     "vidprop.cli.extract",
     "vidprop.cli.export",
+    "vidprop.cli.score",
     "vidprop.cli.view",
+    "vidprop.cli.annotate",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [

@@ -33,6 +33,8 @@ __all__ = [
     "add_propagation_args",
     "add_video_output_args",
     "add_progress_arg",
+    "add_feature_cache_arg",
+    "check_feature_cache",
     "add_engine_args",
     "engine_from_args",
     "add_frame_range_args",
@@ -216,6 +218,22 @@ def add_progress_arg(p: argparse.ArgumentParser) -> None:
                    help="no progress display (default: a bar on a terminal, a log line every few percent otherwise)")
 
 
+def add_feature_cache_arg(p: argparse.ArgumentParser, *, default_help: str = "no cache") -> None:
+    """``--feature-cache DIR`` (segment, track, batch, annotate)."""
+    p.add_argument("--feature-cache", metavar="DIR",
+                   help="keep each video's features in DIR (the chunked layout of `vidprop extract`): computed once "
+                        "per video and settings, read back by later runs, so another run on the same video with "
+                        f"other annotations extracts nothing (default: {default_help})")
+
+
+def check_feature_cache(args: argparse.Namespace) -> None:
+    """A --feature-cache folder that cannot be written: one line, before the model loads."""
+    if getattr(args, "feature_cache", None):
+        from vidprop.features.cache import FeatureCache
+
+        FeatureCache(args.feature_cache).check_writable()
+
+
 def add_engine_args(p: argparse.ArgumentParser, *, workers: bool = True) -> argparse._ArgumentGroup:
     """Where rows run: in this process, or on Ray workers (a local instance or a cluster).
 
@@ -242,7 +260,13 @@ def add_engine_args(p: argparse.ArgumentParser, *, workers: bool = True) -> argp
                    help="CPUs each Ray worker reserves, also its torch threads "
                         "(default: 1 with GPUs, else the cluster's CPUs divided among the workers)")
     g.add_argument("--retries", type=int, default=2, metavar="N",
-                   help="times Ray reruns a video whose worker process died (killed, out of memory); default 2")
+                   help="times a video runs again after its worker process died (killed, out of memory); "
+                        "default 2.  A video whose worker's machine was lost runs again on another worker "
+                        "without counting")
+    g.add_argument("--placement-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds a Ray worker may wait to be placed and started (a replacement for one whose "
+                        "machine was lost, or more workers than the cluster fits); then the run goes on without "
+                        "it, and it joins if resources appear (default 60)")
     return g
 
 
@@ -265,7 +289,8 @@ def engine_from_args(args: argparse.Namespace, *, shared_workers: bool = False) 
             raise ConfigError(f"{', '.join(given)}: only with --engine ray")
         return EngineOptions(retries=args.retries)
     return EngineOptions(kind=kind, address=args.address, workers=n, gpus_per_worker=args.gpus_per_worker,
-                         cpus_per_worker=args.cpus_per_worker, retries=args.retries)
+                         cpus_per_worker=args.cpus_per_worker, retries=args.retries,
+                         placement_timeout=getattr(args, "placement_timeout", 60.0))
 
 
 def progress_enabled(args: argparse.Namespace) -> bool:

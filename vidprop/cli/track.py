@@ -7,7 +7,9 @@ import argparse
 from vidprop.cli.common import (
     add_frame_range_args,
     add_model_args,
+    add_feature_cache_arg,
     add_progress_arg,
+    check_feature_cache,
     add_propagation_args,
     add_video_output_args,
     config_from_args,
@@ -77,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_video_output_args(p)
     add_frame_range_args(p)
     add_progress_arg(p)
+    add_feature_cache_arg(p)
     add_model_args(p, "jhmdb")
     add_crop_arg(p)
     add_propagation_args(p)
@@ -92,8 +95,10 @@ def run(args: argparse.Namespace) -> int:
     job = prepare_track(args.video, args.keypoints, args.out, name=args.name, overwrite=args.overwrite,
                         backend=args.backend, frames=args.frames, max_frames=args.max_frames)
     check_model_input(cfg, *job.driver.size, source=str(job.driver.path))  # a huge size: refused before loading
+    check_feature_cache(args)
     tracker = Tracker.from_pretrained(config=cfg)
-    res = job.run(tracker, overlay=not args.no_overlay, progress=progress_enabled(args))
+    res = job.run(tracker, overlay=not args.no_overlay, progress=progress_enabled(args),
+                  feature_cache=args.feature_cache)
     extra = f" and {res.overlay.name}" if res.overlay else ""
     print(f"wrote keypoints of {res.num_frames} frames to {res.json.parent} ({res.json.name}, {res.csv.name}{extra})")
     if args.profile:

@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 PARTIAL_MARKER = ".vidprop-partial"
 #: What vidprop writes in a result folder; ``overwrite`` replaces these (and
 #: whatever the new run writes) and keeps any other file.
-RESULT_PATTERNS = ("*.png", "overlay.mp4", "keypoints.json", "keypoints.csv", "annotations.json")
+RESULT_PATTERNS = ("*.png", "overlay.mp4", "keypoints.json", "keypoints.csv", "annotations.json", "labels.json",
+                   "coco.json", "cvat-video.xml", "youtube-vis.json", "mots", "youtube-vos", "score-*.csv")
 
 
 def _exists(path: Path) -> bool:

@@ -137,6 +137,7 @@ class VideoDriver:
     def __init__(self, source: str | Path, *, backend: Backend = "auto", frames: FrameRange | None = None,
                  prefetch: int = 8) -> None:
         self.reader: FrameReader = open_video(source, backend=backend, prefetch=prefetch)
+        self.backend = backend
         self.info: VideoInfo = self.reader.info
         self.range = frames or FrameRange()
         n = self.info.num_frames

@@ -195,16 +195,26 @@ class PropagationTask:
             yield FrameRecord(index=i, name=f"{i:05d}", frame=orig, model_input=small)
 
     def _features(
-        self, records: Iterable[FrameRecord], need: Callable[[FrameRecord], bool] | None = None
+        self, records: Iterable[FrameRecord], need: Callable[[FrameRecord], bool] | None = None,
+        cached: Any = None,
     ) -> Iterator[tuple[FrameRecord, torch.Tensor | None]]:
         """Yield (record, features (C, h, w)) in order, extracting ``batch_size`` frames at a time.
 
         Records for which ``need`` is false get no features (None) and are
         not extracted.  Each frame is extracted with its video index, so its
         features do not depend on batching or on where the run started.
+        ``cached`` (a :class:`~vidprop.features.cache.CachedFeatures`): read
+        each frame's features from it (by video index) instead of extracting.
         """
         ext = self.extractor
         prof = self.last_profile
+        if cached is not None:
+            for rec in records:
+                t0 = time.perf_counter()
+                f = cached.frame(rec.index) if need is None or need(rec) else None
+                prof.add("extract", time.perf_counter() - t0)  # the read of the cache
+                yield rec, f
+            return
         batch_size = max(1, getattr(getattr(ext, "config", None), "batch_size", 1))
         fitted = False
         it = iter(records)
@@ -226,7 +236,10 @@ class PropagationTask:
             feats: list[torch.Tensor | None] = [None] * len(batch)
             if wanted:
                 t0 = time.perf_counter()
+                # contiguous (B, 3, H, W), as `vidprop extract` (and so the feature cache) gives the extractor: the
+                # memory layout picks the convolution kernels, which round differently in the last bits
                 small = torch.from_numpy(np.stack([batch[j].model_input for j in wanted])).permute(0, 3, 1, 2)
+                small = small.contiguous()
                 if ext.device.type == "cuda":
                     small = small.pin_memory()
                 if not fitted and getattr(ext, "joint", False):

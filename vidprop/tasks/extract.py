@@ -78,6 +78,7 @@ __all__ = [
     "extract_video",
     "upsample_features",
     "classify_inputs",
+    "source_fingerprint",
     "plan_images",
 ]
 
@@ -511,7 +512,7 @@ def extract_images(
 
 
 # --------------------------------------------------------------------------- videos
-def _source_fingerprint(path: Path) -> dict[str, int]:
+def source_fingerprint(path: Path) -> dict[str, int]:
     """Size and modification time of a video file, or of a frame folder's images (sum, latest)."""
     if path.is_dir():
         files = list_frames(path)
@@ -619,13 +620,15 @@ def extract_video(
     try:  # a preset's per-sequence frame sizes apply, as in segment
         model_size = check_model_input(saver.config.for_sequence(name), *size)  # a huge size: before loading
         interp = saver.config.for_sequence(name).frames.interpolation
+        as_float = bool(saver.config.for_sequence(name).frames.resize_as_float)  # as the tasks resize (jhmdb: floats)
     except ConfigError as exc:
         raise InputError(f"{video}: {exc}") from None
     chunk = int(options.chunk)
     base = {
         **saver.settings(),
-        **_output_settings(options, size, model_size, "opencv_linear" if interp == "linear" else "pil_bicubic"),
-        **_source_fingerprint(video),
+        **_output_settings(options, size, model_size, ("opencv_linear_float" if as_float else "opencv_linear")
+                           if interp == "linear" else "pil_bicubic"),
+        **source_fingerprint(video),
         "chunk": chunk,
         **({} if fr.is_all else {"frame_range": [fr.start, fr.end]}),
     }
@@ -650,7 +653,7 @@ def extract_video(
     base = {**base, **settings}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / INDEX_NAME).unlink(missing_ok=True)  # rewritten when every chunk is there
-    reader.transform = lambda fr: resize_frame(fr, model_size, interp)  # on the decoding thread
+    reader.transform = lambda fr: resize_frame(fr, model_size, interp, as_float=as_float)  # on the decoding thread
     batch_size = _batch_size(saver)
     chunks: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []  # index.json's "frames"
