@@ -47,12 +47,14 @@ def tiny_backbones(tmp_path_factory, tiny_sd_path) -> dict:
     from safetensors.torch import save_file
 
     from vidprop.features.adm import ADM_TINY, save_random_adm
+    from vidprop.features.dinov3 import save_random_dinov3
     from vidprop.features.tiny import build_random_sd
     from vidprop.features.vit import save_random_vit
 
     root = tmp_path_factory.mktemp("backbones")
     adm = save_random_adm(root / "tiny-adm.pt", ADM_TINY, seed=1)
     vits = {k: save_random_vit(root / k, k, seed=i) for i, k in enumerate(("dino", "clip", "dinov2"))}
+    dinov3 = save_random_dinov3(root / "dinov3", seed=3)
     unet = build_random_sd("tiny", seed=2, with_text_encoder=False)["unet"]
     save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(root / "cleandift.safetensors"))
     sd = str(tiny_sd_path)
@@ -66,6 +68,7 @@ def tiny_backbones(tmp_path_factory, tiny_sd_path) -> dict:
                       "fusion_sd_blocks": (1, 3, 5), "fusion_pca_dims": (1, 3, 4), "t": 100, "ensemble": 1},
         "cleandift": {"backbone": "cleandift", "model": sd, "weights": str(root / "cleandift.safetensors"), "ensemble": 1,
                       "up_ft_index": 1},
+        "dinov3": {"backbone": "dinov3", "model": str(dinov3)},
     }
 
 

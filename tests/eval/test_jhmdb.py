@@ -346,6 +346,54 @@ def test_ray_engine_writes_the_same_predictions(ray_local, tmp_path, torch_threa
     assert meta["ray"]["config"] == meta["seq"]["config"] and meta["ray"]["device"] == "cpu"
 
 
+# ---------------------------------------------------------------- frames resized as CRW resizes them
+def crw_load_and_resize(path, size):
+    """ajabri/videowalk code/data/jhmdb.py load_image + resize, written plainly: (H, W, 3) RGB in [0, 1]."""
+    import cv2
+
+    img = cv2.imread(str(path)).astype(np.float32)
+    img = img / 255.0
+    img = img[:, :, ::-1].copy()
+    return cv2.resize(img, (size, size))
+
+
+class RecordingColours:
+    """A backbone-free extractor that keeps every model input it is given."""
+
+    stride = 8
+    channels = 3
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(self):
+        self.inputs = []
+
+    def extract(self, images, *, indices=None):
+        self.inputs.extend(images.clone())
+        return torch.nn.functional.avg_pool2d(images.float() / 255, 8)
+
+
+@pytest.mark.parametrize("preset_dtype", ["float32", "uint8"])
+def test_jhmdb_frames_are_resized_as_floats_as_crw_does(tmp_path, preset_dtype):
+    from vidprop.tasks.track import Tracker
+
+    root, split, videos = _scene_dataset(tmp_path)
+    (video,) = find_videos(root, ["walk/clip_a"])
+    cfg = load_preset("jhmdb").override(frames={"size": 64})
+    assert cfg.frames.resize_dtype == "float32"  # the preset follows CRW
+    cfg = cfg.override(frames={"resize_dtype": preset_dtype})
+    ext = RecordingColours()
+    jhmdb.predict_video(Tracker(ext, cfg), video, video.ground_truth(), tmp_path / "p.npz")
+    assert len(ext.inputs) == len(video.frames)
+    worst = 0.0
+    for got, path in zip(ext.inputs, video.frames):
+        ref = crw_load_and_resize(path, 64)  # (64, 64, 3) in [0, 1]
+        got = got.permute(1, 2, 0).double().numpy() / 255.0
+        worst = max(worst, float(np.abs(got - ref).max()))
+    if preset_dtype == "float32":
+        assert ext.inputs[0].dtype == torch.float32 and worst <= 1e-6
+    else:  # OpenCV's uint8 resize (fixed-point weights, rounded to whole grey levels) is up to ~1 level away
+        assert ext.inputs[0].dtype == torch.uint8 and 0.3 / 255 < worst <= 1.0 / 255
 class SlowColour:
     """ColourStats taking 0.3 s per call: a video lasts long enough to lose a machine while it runs."""
 

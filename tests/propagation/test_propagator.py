@@ -195,3 +195,27 @@ def test_half_precision_features_give_the_float32_soft_labels():
                 assert out.dtype == torch.float32
                 torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=2e-5)
                 queue = (queue + [(same[t], ref)])[-2:]
+
+
+def test_fewer_frames_than_context_odd_grid_both_protocols():
+    # a queue of 28 that never fills (5 frames), an odd grid that no tile divides, radius wider than the grid
+    T, C, h, w, K = 5, 8, 7, 11, 3
+    feats, first = _sequence(7, T, C, h, w, K)
+    prop = Propagator(PropagationConfig(protocol="dino", temperature=0.2, topk=15, n_last_frames=28, radius=20, tile=3))
+    prop.reset(feats[0], first)
+    ctx_f, ctx_l = [feats[0]], [first]
+    for t in range(1, T):
+        ref = dense_protocol_a(feats[t], ctx_f, ctx_l, temperature=0.2, topk=15, radius=20)
+        out = prop.step(feats[t])
+        torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=1e-6)
+        ctx_f, ctx_l = ctx_f + [feats[t]], ctx_l + [ref]
+    prop = Propagator(PropagationConfig(protocol="crw", temperature=0.05, topk=10, n_last_frames=28, radius=3, tile=5))
+    prop.reset(feats[0], first)
+    short = [(feats[0], first)] * 28
+    for t in range(1, T):
+        ctx_f = [feats[0]] + [f for f, _ in short]
+        ctx_l = [first] + [s for _, s in short]
+        ref = dense_protocol_b(feats[t], ctx_f, ctx_l, n_global=1, temperature=0.05, topk=10, radius=3)
+        out = prop.step(feats[t])
+        torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=1e-6)
+        short = short[1:] + [(feats[t], ref)]

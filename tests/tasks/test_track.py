@@ -140,7 +140,7 @@ def test_queue_gets_unnormalised_soft_labels():
     frames = panning_frames(T=4)
     tr = make_tracker()
     out = list(tr.run(frames, np.array([[30.0, 20.0], [80.0, 60.0]])))
-    small = np.stack([resize_frame(f, (128, 128)) for f in frames])
+    small = np.stack([resize_frame(f, (128, 128), as_float=True) for f in frames])  # the jhmdb preset: as floats (CRW)
     feats = PatchExtractor().extract(torch.from_numpy(small).permute(0, 3, 1, 2), indices=list(range(4)))
     g = np.array([[30.0 * 128 / 192 / 8, 20.0 / 8], [80.0 * 128 / 192 / 8, 60.0 / 8]])
     prop = Propagator(tr.config.propagation)

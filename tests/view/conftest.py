@@ -10,6 +10,9 @@
   evil       a symlink to a folder of masks outside results/ (must not be listed or served)
   .clip.partial-x/  a run in progress (hidden: not listed)
   per-sequence_results-val.csv, global_results-val.csv
+
+:func:`guarded_client` is a test client behind the page guard that has opened the page with its token;
+:func:`notes_app` a small page with write endpoints (as ``vidprop annotate`` has) for the guard's tests.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
 
 from vidprop.io.keypoints import write_tracks_json
 from vidprop.io.masks import write_indexed_png
@@ -27,6 +35,7 @@ from vidprop.io.source import write_source_record
 from vidprop.io.synthetic import SyntheticScene, write_frame_folder, write_video
 from vidprop.io.video import open_video
 from vidprop.io.writers import VideoWriter, overlay_mask
+from vidprop.view.security import PageGuard
 
 T = 8
 IDS = (1, 3)
@@ -96,6 +105,51 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
     (root / "global_results-val.csv").write_text(
         "J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n0.625,0.633,0.667,0.100,0.617,0.667,0.050\n")
     return Tree(root, src, outside, scene, video, joints)
+
+
+#: the address the test clients use: a real loopback Host header, as a browser sends it
+TEST_PORT = 8765
+TEST_ORIGIN = f"http://127.0.0.1:{TEST_PORT}"
+
+
+def guarded_client(app, **options) -> TestClient:
+    """A test client on ``app`` behind a page guard (as every served page is), that has opened the page as its
+    user does: the URL with the token first (303 to the clean address, a cookie), then the cookie alone.
+    ``client.guard`` is the guard."""
+    guard = PageGuard.for_server("127.0.0.1", TEST_PORT, **options)
+    client = TestClient(guard.wrap(app), base_url=TEST_ORIGIN)
+    if guard.token is not None:
+        r = client.get(guard.open_url("/"), follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/", r.headers
+        assert client.cookies.get(guard.cookie_name) == guard.cookie_value
+    client.guard = guard
+    return client
+
+
+def notes_app(path: Path):
+    """GET / a page, GET /notes the file, POST / PUT /notes write it, DELETE /notes empties it, /ws echoes."""
+    path.write_text("original")
+
+    async def page(request: Request):
+        return HTMLResponse('<!doctype html><title>notes</title><p>notes</p>')
+
+    async def read(request: Request):
+        return FileResponse(path, media_type="text/plain")
+
+    async def write(request: Request):
+        if request.method == "DELETE":
+            path.write_text("")
+        else:
+            path.write_bytes(await request.body())
+        return JSONResponse({"ok": True}, headers={"Content-Security-Policy": "default-src *"})  # ours replaces it
+
+    async def echo(ws):
+        await ws.accept()
+        await ws.send_text(await ws.receive_text())
+        await ws.close()
+
+    return Starlette(routes=[Route("/", page), Route("/notes", read), Route("/notes", write, methods=["POST", "PUT", "DELETE"]),
+                             WebSocketRoute("/ws", echo)])
 
 
 def same_feature(p: tuple[int, int], q: tuple[int, int], grid: tuple[int, int], size: tuple[int, int]) -> bool:

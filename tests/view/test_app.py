@@ -10,9 +10,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from starlette.testclient import TestClient
 
-from tests.view.conftest import T
+from tests.view.conftest import TEST_PORT, T, guarded_client
 from vidprop.io.masks import read_mask
 from vidprop.io.video import _iter_pyav
 from vidprop.view.app import create_app
@@ -28,11 +27,13 @@ def app(tree):
 
 @pytest.fixture(scope="module")
 def client(app):
-    return TestClient(app)
+    return guarded_client(app)
 
 
-def asgi_get(app, path: str, query: bytes = b"") -> tuple[int, bytes]:
-    """Call the app with ``path`` exactly as a server hands it over (percent-decoded, dot segments kept)."""
+def asgi_get(client, path: str, query: bytes = b"") -> tuple[int, bytes]:
+    """Call the client's (guarded) app with ``path`` exactly as a server hands it over (percent-decoded, dot
+    segments kept), with the client's cookie."""
+    app, guard = client.app, client.guard
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -43,7 +44,9 @@ def asgi_get(app, path: str, query: bytes = b"") -> tuple[int, bytes]:
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": path, "raw_path": path.encode("utf-8", "surrogateescape"), "query_string": query, "root_path": "",
-             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80)}
+             "headers": [(b"host", f"127.0.0.1:{TEST_PORT}".encode()),
+                         (b"cookie", f"{guard.cookie_name}={guard.cookie_value}".encode())],
+             "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", TEST_PORT)}
     asyncio.run(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -179,20 +182,22 @@ TRAVERSALS = [
 
 
 @pytest.mark.parametrize("path", TRAVERSALS)
-def test_nothing_else_is_served(client, app, path):
+def test_nothing_else_is_served(client, path):
     assert_short_error(*_resp(client.get(path)))  # as a browser would send it (dot segments removed)
-    assert_short_error(*asgi_get(app, path.replace("%2f", "/").replace("%2e", ".").replace("%2F", "/")))  # raw
+    assert_short_error(*asgi_get(client, path.replace("%2f", "/").replace("%2e", ".").replace("%2F", "/")))  # raw
 
 
 def test_real_server_refuses_raw_dot_segments(app, tree):
     """A client that sends ``..`` as is (curl --path-as-is) against the real uvicorn server."""
     secret = (tree.outside / "secret" / "00000.png").read_bytes()
-    with BackgroundServer(app) as url:
-        host, port = url[len("http://"):].rstrip("/").split(":")
+    with BackgroundServer(app) as server:
+        host, port = "127.0.0.1", server.port
+        cookie = f"{server.guard.cookie_name}={server.guard.cookie_value}"
         for path in ["/api/results/../../outside/secret/00000.png", "/static/../../../outside/secret/00000.png",
                      "/api/results/evil/mask/0", "/api/results/%2e%2e%2f%2e%2e%2foutside/mask/0"]:
             with socket.create_connection((host, int(port)), timeout=10) as s:
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
+                          "Connection: close\r\n\r\n".encode())
                 data = b""
                 while chunk := s.recv(65536):
                     data += chunk
@@ -205,7 +210,7 @@ def test_real_server_refuses_raw_dot_segments(app, tree):
 def test_broken_result_files_get_a_short_500(tmp_path):
     (tmp_path / "r" / "dance").mkdir(parents=True)
     (tmp_path / "r" / "dance" / "keypoints.json").write_text("{broken")
-    c = TestClient(create_app(results=tmp_path / "r"))
+    c = guarded_client(create_app(results=tmp_path / "r"))
     msg = assert_short_error(*_resp(c.get("/api/results/dance")), expected=500)
     assert "keypoints.json: not a readable keypoints file" in msg
 
@@ -219,7 +224,7 @@ def match_client():
     g = torch.Generator().manual_seed(1)
     s = MatchSession(src, tgt, torch.randn(16, 4, 5, generator=g), torch.randn(16, 3, 4, generator=g),
                      {"source": "s.png", "target": "t.png", "prompt": "", "model": "random"})
-    return TestClient(create_app(match=s)), s
+    return guarded_client(create_app(match=s)), s
 
 
 def test_match_api(match_client):
@@ -258,7 +263,7 @@ def test_a_part_of_a_video_shows_its_own_frames(tree, tmp_path):
     for t in range(3, 7):
         write_indexed_png(root / "part" / f"{t:05d}.png", frames[t][1])
     write_source_record(root / "part", open_video(tree.video).info, frames=4, task="segment", first_frame=3)
-    c = TestClient(create_app(results=root))
+    c = guarded_client(create_app(results=root))
     assert c.get("/api/results/part").json()["frames"] == ["00003", "00004", "00005", "00006"]
     ref = list(_iter_pyav(tree.video))
     for i in range(4):

@@ -1,4 +1,5 @@
-"""End to end in a real headless Chromium (Debian's, driven by Playwright): the pages as a user works them.
+"""End to end in a real headless Chromium (Debian's, driven by Playwright): the pages as a user works them,
+each opened through the URL with the token that the command prints (tests/view/chromium.py).
 
 Screenshots of every view are written to a folder under pytest's temporary
 directory and, when the environment variable VIDPROP_SCREENSHOTS names a
@@ -7,8 +8,6 @@ folder, there too.  Skipped (with the reason) when no Chromium is installed.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import cv2
@@ -16,74 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests.view.chromium import Page, browser, canvas, needs_chromium, screenshot, shots  # noqa: F401 (fixtures)
 from tests.view.conftest import T, same_feature
 from vidprop.io.masks import davis_palette
 from vidprop.tasks.match import semantic_argmax
 from vidprop.view.app import create_app
 from vidprop.view.clicks import MatchSession
-from vidprop.view.server import BackgroundServer
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')")
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def find_chromium() -> str | None:
-    for c in (os.environ.get("VIDPROP_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-              shutil.which("chromium-browser"), shutil.which("google-chrome")):
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    return None
-
-
-CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found: install Debian's chromium package "
-                                "(apt-get install chromium) or set VIDPROP_CHROMIUM to a Chromium binary")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> list[Path]:
-    folders = [tmp_path_factory.mktemp("screenshots")]
-    if os.environ.get("VIDPROP_SCREENSHOTS"):
-        folders.append(Path(os.environ["VIDPROP_SCREENSHOTS"]))
-        folders[-1].mkdir(parents=True, exist_ok=True)
-    return folders
-
-
-def screenshot(page, shots: list[Path], name: str) -> None:
-    png = page.screenshot(full_page=True)
-    for folder in shots:
-        (folder / name).write_bytes(png)
-
-
-class Page:
-    """A page on a served app that records console errors and every request it makes."""
-
-    def __init__(self, browser, app):
-        self.server = BackgroundServer(app)
-        self.url = self.server.__enter__()
-        self.page = browser.new_page(viewport={"width": 1280, "height": 760}, accept_downloads=True)
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-
-    def close(self) -> None:
-        self.page.close()
-        self.server.__exit__(None, None, None)
-        assert not self.errors, self.errors
-        outside = [u for u in self.requests if not (u.startswith(self.url) or u.startswith("data:"))]
-        assert not outside, f"requests outside the local server: {outside}"
+pytestmark = needs_chromium
 
 
 @pytest.fixture()
@@ -91,14 +30,6 @@ def results_page(browser, tree):
     p = Page(browser, create_app(results=tree.root))
     yield p
     p.close()
-
-
-def canvas(page, selector: str) -> np.ndarray:
-    """(H, W, 3) uint8 pixels of a canvas."""
-    data = page.evaluate("""sel => { const c = document.querySelector(sel);
-        return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }""", selector)
-    w, h, px = data
-    return np.asarray(px, np.uint8).reshape(h, w, 4)[..., :3]
 
 
 def interior(mask: np.ndarray) -> np.ndarray:
@@ -163,7 +94,7 @@ def test_segment_view(results_page, tree, shots):
     screenshot(page, shots, "segment.png")
     page.keyboard.press(" ")
     page.wait_for_selector(f"#over[data-frame='{T - 1}']", timeout=20000)
-    page.wait_for_function("document.querySelector('#play').textContent.includes('play')")
+    page.wait_for_selector("#play:has-text('play')")
     assert page.url.endswith(f"#/v/clip?f={T - 1}")  # the address follows the frame
 
 

@@ -37,6 +37,8 @@ class RowResult:
     seconds: float = 0.0
     attempts: int = 0
     worker: str | None = None
+    #: vidprop's warnings while the row ran (also from a Ray worker, whose log the driver does not see).
+    warnings: tuple[str, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -95,6 +97,7 @@ class BatchReport:
                 "frames_per_second": round(r.fps, 3),
                 "attempts": r.attempts,
                 "worker": r.worker,
+                "warnings": list(r.warnings),
                 "output": str(self.out / row.name) if r.status in ("done", "skipped") else None,
             })
         return {

@@ -33,12 +33,14 @@ import os
 import socket
 import time
 import uuid
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from vidprop.batch.manifest import TASKS, BatchRow, Task, check_names, read_input
 from vidprop.batch.report import REPORT_NAME, BatchReport, ReportWriter, RowResult
+from vidprop.batch.row_warnings import kept_warnings
 from vidprop.config import TaskConfig, load_preset
 from vidprop.engine import EngineOptions, NoWorkersLeftError, open_engine
 from vidprop.errors import ConfigError, InputError, OutputExistsError, VidpropError
@@ -73,6 +75,9 @@ class RowJob:
     backend: str
     frames: str | None = None  # "START:END" of the video, as --frames
     max_frames: int | None = None
+    direction: str = "forward"  # segment: as segment --direction
+    formats: tuple[str, ...] = ("png",)  # segment: as segment --format
+    labels: str | None = None  # segment: as segment --labels
 
 
 def describe_error(exc: BaseException) -> str:
@@ -116,7 +121,8 @@ def _frame_span(frames: str | None, max_frames: int | None) -> list[int | None]:
 
 
 def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool,
-                frames: str | None = None, max_frames: int | None = None) -> str:
+                frames: str | None = None, max_frames: int | None = None,
+                outputs: Mapping[str, Any] | None = None) -> str:
     """A hash of everything that decides a row's outputs: its inputs and effective settings.
 
     Not ``resize_mask``: it never changes a written result (a mask of the frames' size is used as it is
@@ -133,6 +139,8 @@ def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool,
         "overlay": overlay,
         "frames": _frame_span(frames, max_frames),
     }
+    if outputs:  # segment's direction / formats / labels, only when not the defaults (older fingerprints stay)
+        doc["outputs"] = dict(outputs)
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -202,6 +210,11 @@ class RowRunner:
                 "device": str(getattr(ext, "device", "")), "worker": self.worker_id}
 
     def __call__(self, job: RowJob) -> RowResult:
+        with kept_warnings() as kept:
+            res = self._call(job)
+        return dataclasses.replace(res, warnings=tuple(kept)) if kept else res
+
+    def _call(self, job: RowJob) -> RowResult:
         t0 = time.perf_counter()
         row = job.row
         out_dir = job.out / row.name
@@ -221,7 +234,10 @@ class RowRunner:
                 log.debug("%s failed", row.where, exc_info=True)
             _release_memory(exc)
             error = describe_error(exc)
-            _write_state(state_path, state="failed", error=error, **state)
+            try:
+                _write_state(state_path, state="failed", error=error, **state)
+            except VidpropError as state_exc:  # a full disk fails this too: the row's own error is the one told
+                log.warning("%s: %s", row.where, state_exc)
             return RowResult(job.index, row.name, "failed", error=error, seconds=time.perf_counter() - t0,
                              attempts=attempt, worker=self.worker_id)
         seconds = time.perf_counter() - t0
@@ -240,6 +256,12 @@ class RowRunner:
                 kwargs["masks"] = row.masks
             elif row.masks is not None:  # FRAME:PATH items: frame index or frame file name -> annotation
                 kwargs["annotations"] = {frame: Path(path) for frame, _, path in (m.partition(":") for m in row.masks)}
+            if job.direction != "forward":
+                kwargs["direction"] = job.direction
+            if job.formats != ("png",):
+                kwargs["formats"] = job.formats
+            if job.labels is not None:
+                kwargs["labels"] = Path(job.labels)
             res = segment_video(row.video, row.mask, job.out, segmenter=task, name=row.name, overwrite=replace,
                                 overlay=job.overlay, resize_mask=job.resize_mask, backend=job.backend,
                                 frames=job.frames, max_frames=job.max_frames, progress=False, **kwargs)
@@ -265,7 +287,8 @@ def _release_memory(exc: BaseException) -> None:
 def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | str,
           overrides: Mapping[str, Mapping[str, Any]] | None, overlay: bool, resize_mask: bool, backend: str,
           overwrite: bool, run_id: str, frames: str | None = None,
-          max_frames: int | None = None) -> tuple[list[RowJob], dict[int, RowResult]]:
+          max_frames: int | None = None,
+          outputs: Mapping[str, Any] | None = None) -> tuple[list[RowJob], dict[int, RowResult]]:
     """Settings of every row, what is complete already, what to run; conflicts refused before any work."""
     jobs: list[RowJob] = []
     skipped: dict[int, RowResult] = {}
@@ -275,7 +298,7 @@ def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | st
         ov = bool(row.option("overlay", overlay))
         rm = bool(row.option("resize_mask", resize_mask))
         fr, mf = row.option("frames", frames), row.option("max_frames", max_frames)
-        fp = fingerprint(task, row, cfg, ov, fr, mf)
+        fp = fingerprint(task, row, cfg, ov, fr, mf, outputs)
         out_dir = out / row.name
         state = _read_state(_state_path(out, row.name)) or {}
         owned = state.get("fingerprint") == fp
@@ -289,13 +312,37 @@ def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | st
             continue
         jobs.append(RowJob(index=i, row=row, task=task, config=cfg, out=out, fingerprint=fp, run_id=run_id,
                            replace=out_dir.exists(), overlay=ov, resize_mask=rm,
-                           backend=str(row.option("backend", backend)), frames=fr, max_frames=mf))
+                           backend=str(row.option("backend", backend)), frames=fr, max_frames=mf,
+                           **(outputs or {})))
     if conflicts:
         c = conflicts[0]
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise OutputExistsError(f"{c.where}: {out / c.name} already exists and was not written by this batch with "
                                 f"these settings{more}; pass --overwrite (overwrite=True) to replace it")
     return jobs, skipped
+
+
+def _segment_outputs(task: Task, direction: str, formats: Sequence[str] | str,
+                     labels: str | Path | None) -> dict[str, Any]:
+    """The segment output options that differ from the defaults, checked before any work."""
+    from vidprop.io.annotations import DIRECTIONS
+    from vidprop.io.exports import parse_formats
+    from vidprop.io.formats.labels import read_labels
+
+    fmts = parse_formats(formats)
+    out: dict[str, Any] = {}
+    if direction != "forward":
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        out["direction"] = direction
+    if fmts != ("png",):
+        out["formats"] = fmts
+    if labels is not None:
+        read_labels(labels)  # a bad file fails before any row
+        out["labels"] = str(Path(labels).resolve())
+    if out and task != "segment":
+        raise ConfigError(f"{', '.join(out)} are for --task segment")
+    return out
 
 
 def _dispatch_order(jobs: list[RowJob]) -> list[RowJob]:
@@ -322,6 +369,9 @@ def run_batch(
     engine: EngineOptions | None = None,
     progress: bool = True,
     runner: type[RowRunner] = RowRunner,
+    direction: str = "forward",
+    formats: Sequence[str] | str = ("png",),
+    labels: str | Path | None = None,
 ) -> BatchReport:
     """Run every row of ``source`` (a manifest, a folder of videos, or rows) into ``out``.
 
@@ -330,7 +380,9 @@ def run_batch(
     changes for every row (``{"propagation": {"topk": 10}}``), before a row's
     own columns.  ``overlay``, ``resize_mask``, ``backend``, ``frames``
     ("START:END") and ``max_frames`` (a part of each video, as ``--frames`` /
-    ``--max-frames``) are defaults a row may change.  A failing row is reported (``results``, the report file
+    ``--max-frames``) are defaults a row may change.  Segment only, for every
+    row: ``direction``, ``formats`` and ``labels`` (a ``--labels`` file), as
+    ``vidprop segment`` takes them.  A failing row is reported (``results``, the report file
     and one log line) and the others go on; a malformed input, a model that
     does not load or an output folder that would be replaced without
     ``overwrite`` raises before any row runs.  Returns the report, also
@@ -338,6 +390,7 @@ def run_batch(
     """
     if task not in TASKS:
         raise ConfigError(f"task must be segment or track, got {task!r}")
+    outputs = _segment_outputs(task, direction, formats, labels)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     if isinstance(source, (str, Path)):
@@ -356,7 +409,7 @@ def run_batch(
 
         parse_frame_range(frames, max_frames)  # a bad value fails before any work
     jobs, skipped = _plan(rows, out, task, base, overrides, overlay, resize_mask, backend, overwrite, run_id,
-                          frames, max_frames)
+                          frames, max_frames, outputs)
     results: dict[int, RowResult] = dict(skipped)
     engine_info: dict[str, Any] = {"kind": options.kind}
     if options.address:
@@ -394,6 +447,9 @@ def run_batch(
                         else:
                             res = outcome.value
                         results[job.index] = res
+                        if options.kind != "sequential":  # logged in the worker's process: said here too
+                            for warning in res.warnings:
+                                log.warning("%s (%s): %s", job.row.where, job.row.name, warning)
                         if res.status == "failed":
                             log.error("%s (%s): %s", job.row.where, job.row.name, res.error)
                         frames += res.frames if res.status == "done" else 0

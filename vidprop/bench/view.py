@@ -8,7 +8,8 @@ does not depend on the values).  Printed: the one-off set-up (the target's
 per-pixel feature norm map, both ways), then per click the answer alone (the
 source feature, a dot product at feature resolution, one upsampled scalar
 map, the argmax), the answer plus the heatmap JPEG, and the whole HTTP
-request through the app (Starlette's in-process test client), as median /
+request through the app behind its guard, as served (Starlette's in-process
+test client, the cookie of the printed URL), as median /
 90th percentile / max; and, for ``--reference`` clicks, the time of
 :func:`vidprop.tasks.match.semantic_argmax` (the full-resolution computation
 ``vidprop match`` does) and whether both pick the same pixel.
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from vidprop.tasks.match import semantic_argmax
     from vidprop.view.app import create_app
     from vidprop.view.clicks import ClickMatcher, MatchSession, heatmap_jpeg, target_norm_map
+    from vidprop.view.security import PageGuard
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         heatmap_jpeg(a.cosine)
         with_pic.append(time.perf_counter() - t0)
     session = MatchSession(src, tgt, fs, ft, {"source": "src", "target": "tgt"})
-    client = TestClient(create_app(match=session))
+    guard = PageGuard.for_server("127.0.0.1", 8765)
+    client = TestClient(guard.wrap(create_app(match=session)), base_url="http://127.0.0.1:8765")
+    client.get(guard.open_url("/"))  # as the user opens the printed URL: the cookie
     client.get(f"/api/match/click?x={pts[0][0]}&y={pts[0][1]}")
     http = []
     for x, y in pts:

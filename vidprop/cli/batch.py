@@ -58,7 +58,7 @@ on; the exit status is 1 when any video failed (2: nothing ran, bad input).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from vidprop.cli.segment import add_short_side_arg
+    from vidprop.cli.segment import add_format_arg, add_short_side_arg
     from vidprop.cli.track import add_crop_arg
 
     p = sub.add_parser(
@@ -76,6 +76,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_video_output_args(p, batch=True)
     p.add_argument("--resize-mask", action="store_true",
                    help="segment: nearest-resize a mask whose size differs from the frames")
+    p.add_argument("--direction", choices=["forward", "both"], default="forward",
+                   help="segment: both fills each object's frames before its first annotation (as segment)")
+    add_format_arg(p)
+    p.add_argument("--labels", metavar="FILE", help="segment: object names (and colours) for every row's outputs")
     add_frame_range_args(p)
     add_progress_arg(p)
     add_engine_args(p)
@@ -126,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         engine=engine,
         progress=progress_enabled(args),
+        direction=args.direction,
+        formats=args.format,
+        labels=args.labels,
     )
     print(f"batch: {report.summary()}")
     print(f"report: {report.out / 'batch_report.json'}")

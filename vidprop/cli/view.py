@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-import threading
 from pathlib import Path
 
 from vidprop.cli.common import progress_enabled
 from vidprop.cli.match import add_pair_model_args, pair_config
+from vidprop.cli.serving import SERVER_HELP, add_server_args, run_page
 
 __all__ = ["register", "build_app"]
 
@@ -23,9 +22,9 @@ examples:
   vidprop view --match cat1.jpg cat2.jpg --category cat     # click a point, see its match and heatmap
   vidprop view --match a.jpg b.jpg --model /models/sd21 --device cuda
 
-The page is served on 127.0.0.1 (only this machine can open it) at a free
-port unless --port; the URL is printed.  Everything the page needs ships with
-vidprop: it works offline and requests nothing from elsewhere.
+The page is served on 127.0.0.1 at a free port unless --port; the URL to
+open is printed.  Everything the page needs ships with vidprop: it works
+offline and requests nothing from elsewhere.
 
 segment result: frame slider, play/pause (space), previous/next frame (arrow
 keys), overlay opacity, each object's colour and id with a toggle, original
@@ -33,7 +32,8 @@ and overlay side by side, and a download of the frame's mask (the indexed PNG
 as written, usable as a first-frame mask).  track result: keypoints and the
 skeleton over the frames.  match: both images' features are computed once at
 start ("semantic" preset, 768x768); each click is then answered from them.
-"""
+
+""" + SERVER_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,12 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--match", nargs=2, metavar=("SRC", "TGT"), help="explore correspondences between two images")
     p.add_argument("--category", help='object category for --match: prompt "a photo of a CATEGORY"')
     p.add_argument("--prompt", help="explicit prompt for --match (overrides the preset's and --category)")
-    g = p.add_argument_group("server")
-    g.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; anything else is reachable "
-                        "by others and warned about)")
-    g.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    g.add_argument("--open", action="store_true", help="open the page in the default browser")
+    add_server_args(p)
     add_pair_model_args(p, "semantic")
     p.set_defaults(func=run)
 
@@ -89,25 +84,4 @@ def build_app(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidprop.view.server import bind, is_loopback, serve, url_of
-
-    sock = bind(args.host, args.port)  # before any model loading: a taken port fails at once
-    try:
-        if not is_loopback(args.host):
-            log.warning("serving on %s: anyone who can reach this machine on port %d can read these results",
-                        args.host, sock.getsockname()[1])
-        app = build_app(args)
-        url = url_of(sock)
-        print(f"vidprop view: {url}  (Ctrl+C to stop)", flush=True)
-        if args.open:
-            import webbrowser
-
-            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-        try:
-            serve(app, sock)
-        except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
-            pass
-    finally:
-        sock.close()
-    print("vidprop view: stopped", file=sys.stderr)
-    return 0
+    return run_page(args, "vidprop view", lambda: build_app(args))

@@ -16,7 +16,8 @@ ties, where anchors are searched, queue seeding) comes from a
 :class:`~vidprop.propagation.protocol.Protocol`.
 
 Memory is bounded by settings, never by video length: the queue lives in one
-preallocated ring buffer (channels last), anchors are at most
+preallocated ring buffer (in the kernel's strip layout, see
+:func:`~vidprop.propagation.affinity.to_strips`), anchors are at most
 ``max_anchors``, each frame's features are normalised once (in float32, or
 float64 for float64 features) when they enter the context and reused while
 the frame stays there.
@@ -28,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from vidprop.config import PropagationConfig
-from vidprop.propagation.affinity import compute_dtype, propagate_context
-from vidprop.propagation.protocol import Protocol, get_protocol
+from vidprop.propagation.affinity import compute_dtype, propagate_context, to_strips
+from vidprop.propagation.protocol import Protocol, protocol_for
 
 __all__ = ["Propagator"]
 
@@ -47,12 +48,13 @@ class Propagator:
 
     def __init__(self, config: PropagationConfig | None = None, protocol: Protocol | None = None) -> None:
         self.config = config or PropagationConfig()
-        self.protocol = protocol or get_protocol(self.config.protocol)
-        # Windowed ring buffer (channels last): protocol A holds the first anchor in slot 0 and the
-        # queue after it; protocol B holds only the queue.
-        self._keys: torch.Tensor | None = None  # (S, h, w, C)
+        self.protocol = protocol or protocol_for(self.config)
+        # Windowed ring buffer (keys in strip layout, labels channels last): protocol A holds the first
+        # anchor in slot 0 and the queue after it; protocol B holds only the queue.
+        self._keys: torch.Tensor | None = None  # (S, strips, h, tile, C)
         self._labels: torch.Tensor | None = None  # (S, h, w, K)
-        # Anchors after the first: (E, h, w, C) / (E, h, w, K), windowed (protocol A).
+        self._grid: tuple[int, int] = (0, 0)  # (h, w)
+        # Anchors after the first: (E, strips, h, tile, C) / (E, h, w, K), windowed (protocol A).
         self._extra_keys: torch.Tensor | None = None
         self._extra_labels: torch.Tensor | None = None
         # Every anchor, searched without a window (protocol B): (G, h*w, C) / (G, h*w, K).
@@ -107,24 +109,26 @@ class Propagator:
         C, h, w = features.shape
         K = labels.shape[0]
         f = self._normalise(features)  # (h, w, C)
+        fs = to_strips(f, cfg.tile)  # (strips, h, tile, C)
         lab = labels.to(device=features.device, dtype=torch.float32).permute(1, 2, 0)  # (h, w, K)
+        self._grid = (h, w)
         self._extra_keys = self._extra_labels = None
         if not self.protocol.global_anchors:
             slots = 1 + cfg.n_last_frames
-            self._keys = f.new_empty((slots, h, w, C))
+            self._keys = fs.new_empty((slots, *fs.shape))
             self._labels = lab.new_zeros((slots, h, w, K))
-            self._keys[0] = f
+            self._keys[0] = fs
             self._labels[0] = lab
             self._n, self._first_slot, self._next = 1, 1, 1
             self._global_keys = self._global_labels = None
         else:
             slots = cfg.n_last_frames
             if self.protocol.seed_queue:  # front padding: copies of the first anchor
-                self._keys = f.unsqueeze(0).repeat(slots, 1, 1, 1)
+                self._keys = fs.unsqueeze(0).repeat(slots, 1, 1, 1, 1)
                 self._labels = lab.unsqueeze(0).repeat(slots, 1, 1, 1)
                 self._n = slots
             else:
-                self._keys = f.new_empty((slots, h, w, C))
+                self._keys = fs.new_empty((slots, *fs.shape))
                 self._labels = lab.new_zeros((slots, h, w, K))
                 self._n = 0
             self._first_slot, self._next = 0, 0
@@ -143,10 +147,10 @@ class Propagator:
             return
         self._check(features, labels)
         if labels.shape[0] != self.num_channels or features.shape[0] != self._keys.shape[-1] \
-                or features.shape[1:] != self._keys.shape[1:3]:
+                or tuple(features.shape[1:]) != self._grid:
             raise ValueError(
                 f"anchor features {tuple(features.shape)} / labels {tuple(labels.shape)} do not match the context "
-                f"(C={self._keys.shape[-1]}, K={self.num_channels}, grid {tuple(self._keys.shape[1:3])})"
+                f"(C={self._keys.shape[-1]}, K={self.num_channels}, grid {self._grid})"
             )
         limit = max(1, int(self.config.max_anchors))
         if limit == 1:
@@ -162,11 +166,12 @@ class Propagator:
             self._global_labels = torch.cat(
                 [self._global_labels[:1], self._global_labels[keep], lab.reshape(1, h * w, -1)], dim=0)
         else:
+            fs = to_strips(f, self.config.tile)
             if self._extra_keys is None or self._extra_labels is None:
-                self._extra_keys, self._extra_labels = f[None].clone(), lab[None].clone()
+                self._extra_keys, self._extra_labels = fs[None], lab[None].clone()
             else:
                 keep = slice(1, None) if 1 + self._extra_keys.shape[0] >= limit else slice(None)
-                self._extra_keys = torch.cat([self._extra_keys[keep], f[None]], dim=0)
+                self._extra_keys = torch.cat([self._extra_keys[keep], fs[None]], dim=0)
                 self._extra_labels = torch.cat([self._extra_labels[keep], lab[None]], dim=0)
 
     def insert_channel(self, position: int) -> None:
@@ -196,10 +201,9 @@ class Propagator:
         """Soft labels (K, h, w) of a frame from the current context, without storing it."""
         if self._keys is None or self._labels is None:
             raise RuntimeError("call reset() with the first frame before step()")
-        if features.shape[0] != self._keys.shape[-1] or features.shape[1:] != self._keys.shape[1:3]:
+        if features.shape[0] != self._keys.shape[-1] or tuple(features.shape[1:]) != self._grid:
             raise ValueError(
-                f"features must be (C, h, w) = {(self._keys.shape[-1], *self._keys.shape[1:3])}, "
-                f"got {tuple(features.shape)}"
+                f"features must be (C, h, w) = {(self._keys.shape[-1], *self._grid)}, got {tuple(features.shape)}"
             )
         cfg = self.config
         proto = self.protocol
@@ -234,7 +238,7 @@ class Propagator:
         if slots == self._first_slot:  # n_last_frames == 0: only the anchors are context
             return
         slot = self._next
-        self._keys[slot] = self._normalise(features)
+        self._keys[slot] = to_strips(self._normalise(features), self.config.tile)
         self._labels[slot] = labels.to(self._labels.dtype).permute(1, 2, 0)
         self._n = min(self._n + 1, slots)
         self._next = slot + 1 if slot + 1 < slots else self._first_slot

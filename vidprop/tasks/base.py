@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import numpy as np
 import torch
 
-from vidprop.config import TaskConfig, fit_frames, load_preset
+from vidprop.config import TaskConfig, fit_backbone_frames, fit_frames, load_preset
 from vidprop.features.base import FeatureExtractor
 from vidprop.io.driver import FrameRecord, resize_frame
 
@@ -37,9 +37,7 @@ def fit_to_extractor(cfg: TaskConfig, extractor: Any) -> TaskConfig:
     from dataclasses import replace
 
     multiple = int(getattr(extractor, "multiple", 1))
-    frames = fit_frames(cfg.frames, multiple)
-    if frames != cfg.frames:
-        log.info("frame sizes floored to multiples of %d for the %s backbone", multiple, cfg.extractor.backbone)
+    frames = fit_frames(cfg.frames, multiple, backbone=cfg.extractor.backbone)
     ext_cfg = getattr(extractor, "config", None)
     return replace(cfg, frames=frames, extractor=ext_cfg if ext_cfg is not None else cfg.extractor)
 
@@ -170,6 +168,7 @@ class PropagationTask:
         cfg = load_preset(config) if isinstance(config, str) else config
         if model is not None:
             cfg = cfg.override(extractor={"model": str(model)})
+        cfg = fit_backbone_frames(cfg)  # sizes that cannot be made valid are refused before the model loads
         ext = build_extractor(cfg.extractor, device=device, dtype=dtype)
         return cls(ext, fit_to_extractor(cfg, ext))
 
@@ -192,7 +191,7 @@ class PropagationTask:
 
                     raise InputError(f"frame {i} must be (H, W, 3) RGB, got shape {orig.shape}")
                 h, w = orig.shape[:2]
-                small = resize_frame(orig, self.config.frames.target_size(w, h))
+                small = resize_frame(orig, self.config.frames.target_size(w, h), self.config.frames.interpolation, as_float=self.config.frames.resize_as_float)
             yield FrameRecord(index=i, name=f"{i:05d}", frame=orig, model_input=small)
 
     def _features(

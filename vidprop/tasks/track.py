@@ -46,6 +46,7 @@ from vidprop.io.video import Backend
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder
+from vidprop.tasks.budget import check_model_input
 from vidprop.progress import progress_bar
 
 __all__ = ["Tracker", "TrackFrame", "TrackJob", "TrackResult", "prepare_track", "track_video"]
@@ -202,7 +203,7 @@ class TrackJob:
         """Track and write ``out_dir`` atomically (see :func:`track_video`)."""
         driver, kps, out_dir = self.driver, self.keypoints, self.out_dir
         vinfo = driver.info
-        target = tracker.config.frames.target_size(vinfo.width, vinfo.height)
+        target = check_model_input(tracker.config, vinfo.width, vinfo.height, source=str(vinfo.path))
         log.info(
             "tracking %d keypoint(s) through %s (%dx%d%s) -> %s",
             len(kps), vinfo.path, vinfo.width, vinfo.height,
@@ -215,7 +216,7 @@ class TrackJob:
         indices: list[int] = []
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp:
             with background_output(tracker, tmp, vinfo, overlay, driver) as (writer, vw):
-                records = driver.records(target)
+                records = driver.records(target, tracker.config.frames.interpolation, as_float=tracker.config.frames.resize_as_float)
                 for rec, fr in tracker._track_records(records, list(kps.names), kps.xy.copy(), "vanish", progress,
                                                       driver.num_frames):
                     xys.append(fr.xy)

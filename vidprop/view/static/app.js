@@ -22,6 +22,7 @@
       else if (k === "text") e.textContent = v;
       else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
       else if (k === "dataset") Object.assign(e.dataset, v);
+      else if (k === "style") e.style.cssText = v; // through the CSSOM: the CSP refuses style attributes
       else e.setAttribute(k, v === true ? "" : v);
     }
     for (const c of children.flat()) {
