@@ -88,7 +88,8 @@ class RaySessions:
             ray.shutdown()
         self.kind = None
         if kind == "local":
-            ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING")
+            # "local": a new instance even while the simulated cluster runs (ray.init() alone would join it)
+            ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING")
         else:
             if self.cluster is None:
                 from ray.cluster_utils import Cluster
