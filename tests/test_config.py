@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from vidprop.config import FrameConfig, PropagationConfig, TaskConfig, load_preset, preset_names
+from vidprop.config import FrameConfig, PropagationConfig, TaskConfig, fit_frames, load_preset, preset_names
 from vidprop.errors import ConfigError
 
 
@@ -28,8 +28,67 @@ def test_frame_sizes():
     assert f.target_size(480, 854) == (480, 832)
     assert f.target_size(1152, 480) == (1152, 480)
     assert FrameConfig(mode="square", size=320).target_size(320, 240) == (320, 320)
-    with pytest.raises(ConfigError, match="multiple of 32"):
-        FrameConfig(short_side=100).target_size(200, 100)
+    # the given short side is the backbone's business (fit_frames); the computed long side is made a multiple
+    assert FrameConfig(short_side=100).target_size(200, 100) == (192, 100)
+    with pytest.raises(ConfigError, match="empty side"):
+        FrameConfig(short_side=10).target_size(20, 10)
+    with pytest.raises(ConfigError, match="multiple of 32 on each side"):
+        FrameConfig(mode="original").target_size(250, 100)
+    with pytest.raises(ConfigError, match="rounding must be"):
+        FrameConfig(rounding="up")
+
+
+@pytest.mark.parametrize("size,rounding,expected", [
+    ((1138, 480), "floor", 1120), ((1138, 480), "ceil", 1152), ((1138, 480), "nearest", 1152),  # 1138 / 32 = 35.56
+    ((1100, 480), "nearest", 1088), ((1088, 480), "ceil", 1088), ((480, 1101), "ceil", 1120),
+])
+def test_rounding_of_the_computed_side(size, rounding, expected):
+    w, h = size
+    got = FrameConfig(rounding=rounding).target_size(w, h)
+    assert max(got) == expected and min(got) == 480
+
+
+def dino_read_frame_size(ori_w, ori_h, scale=480):
+    """facebookresearch/dino eval_video_segmentation.py read_frame, scale_size [480]: (tw, th)."""
+    if ori_h > ori_w:
+        tw = scale
+        th = int(((tw * ori_h) / ori_w // 64) * 64)
+    else:
+        th = scale
+        tw = int(((th * ori_w) / ori_h // 64) * 64)
+    return tw, th
+
+
+@pytest.mark.parametrize("size", [(854, 480), (1138, 480), (480, 854), (910, 480), (1280, 720), (640, 640), (481, 480),
+                                  (1920, 1080), (720, 1280)])
+def test_davis_dino_frames_are_dinos_read_frame(size):
+    cfg = load_preset("davis-dino")
+    fitted = fit_frames(cfg.frames, 8, backbone="dino")  # a patch-8 model keeps DINO's 64
+    assert fitted == cfg.frames
+    assert cfg.frames.target_size(*size) == dino_read_frame_size(*size)
+    assert cfg.extractor.dtype == "float32" and cfg.published
+
+
+def test_fit_frames_floors_given_sides_logs_once_and_refuses_what_cannot_be_valid(caplog):
+    import logging
+
+    from vidprop.config import fit_backbone_frames
+
+    with caplog.at_level(logging.INFO, logger="vidprop.config"):
+        sd = fit_backbone_frames(load_preset("davis").override(frames={"short_side": 250}))
+    assert sd.frames.short_side == 224 and sd.frames.target_size(854, 480) == (384, 224)
+    assert [r.getMessage() for r in caplog.records] == [
+        "frame sizes must be multiples of 32 for the sd backbone: short_side 250 -> 224 (floored)"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vidprop.config"):
+        again = fit_backbone_frames(sd)  # already valid: unchanged, nothing logged
+    assert again is sd and not caplog.records
+    v2 = fit_backbone_frames(load_preset("davis").override(frames={"short_side": 128}, extractor={"backbone": "dinov2"}))
+    assert (v2.frames.short_side, v2.frames.multiple) == (126, 14) and v2.frames.target_size(854, 480) == (224, 126)
+    with pytest.raises(ConfigError, match="--short-side 10 is smaller than 14"):
+        fit_backbone_frames(load_preset("davis").override(frames={"short_side": 10}, extractor={"backbone": "dinov2"}))
+    with pytest.raises(ConfigError, match="--size/--crop 16 is smaller than 32"):
+        fit_backbone_frames(load_preset("jhmdb").override(frames={"size": 16}))
 
 
 def test_override_and_errors(tmp_path):
@@ -66,7 +125,9 @@ def test_published_presets_and_their_quirks():
     assert d.for_sequence("bike-packing") is d
     f = load_preset("davis-fast")
     assert not f.published and f.sequences == {} and f.extractor.dtype == "auto"
-    assert (f.propagation, f.frames) == (d.propagation, d.frames)
+    # davis-fast drops the published quirks: 255 in a first annotation is background there
+    assert (d.propagation.void_label, f.propagation.void_label) == ("object", "background")
+    assert (dataclasses.replace(f.propagation, void_label="object"), f.frames) == (d.propagation, d.frames)
     assert (f.extractor.t, f.extractor.ensemble, f.extractor.up_ft_index) == (51, 8, 2)
 
 
@@ -160,7 +221,59 @@ def test_backbone_switch_and_frame_fitting():
     assert backbone_preset("semantic", "sd+dinov2") == "spair-sd-dinov2" and backbone_preset("geometric", "adm") == "hpatches-adm"
     assert backbone_preset("jhmdb", "dino") == "jhmdb" and backbone_preset("my.yaml", "adm") == "my.yaml"
     # sizes floored to the backbone's multiple only when they do not fit it
-    f = fit_frames(FrameConfig(), 14)
+    f = fit_frames(FrameConfig(), 14)  # 480 -> 476, the long side's multiple 32 -> 14
     assert (f.multiple, f.short_side) == (14, 476) and f.target_size(854, 480) == (840, 476)
     assert fit_frames(FrameConfig(), 8) == FrameConfig()
     assert fit_frames(FrameConfig(mode="fixed", width=768, height=512), 64).target_size(1, 1) == (768, 512)
+
+
+def test_frame_rounding_and_interpolation():
+    import math
+
+    def notebook(width, height, short, m=16):  # DINOv3's ResizeToMultiple (segmentation_tracking.ipynb, cell 15)
+        up = lambda v: math.ceil(v / m) * m  # noqa: E731
+        if width > height:
+            h = up(short)
+            return up(width * h / height), h
+        w = up(short)
+        return w, up(height * w / width)
+
+    ceil = FrameConfig(short_side=960, multiple=16, rounding="ceil")
+    for w, h, s in ((854, 480, 960), (480, 854, 960), (1152, 480, 960), (90, 58, 37), (640, 640, 500), (1920, 1080, 481)):
+        assert replace_side(ceil, s).target_size(w, h) == notebook(w, h, s)
+    assert ceil.target_size(854, 480) == (1712, 960)  # a 60x107 grid
+    near = FrameConfig(short_side=480, multiple=16, rounding="nearest")
+    assert near.target_size(854, 480) == (848, 480)  # 853.3 -> 848; ceil gives 864, floor 848
+    assert FrameConfig(short_side=480, multiple=16, rounding="ceil").target_size(854, 480) == (864, 480)
+    assert FrameConfig(short_side=1440, multiple=16, rounding="nearest").target_size(854, 480) == (2560, 1440)
+    assert FrameConfig(short_side=1440, multiple=16, rounding="ceil").target_size(854, 480) == (2576, 1440)
+    # floor keeps today's behaviour: the short side as given (fit_frames floors it to the backbone's
+    # multiple before the model loads), the long side floored
+    assert FrameConfig(rounding="floor").target_size(854, 480) == FrameConfig().target_size(854, 480) == (832, 480)
+    assert FrameConfig(short_side=100).target_size(200, 100) == (192, 100)
+    assert FrameConfig(short_side=100, rounding="ceil").target_size(200, 100) == (256, 128)
+    for bad in ({"rounding": "up"}, {"interpolation": "area"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            FrameConfig(**bad)
+    with pytest.raises(ConfigError, match="propagation.window"):
+        PropagationConfig(window="diamond")
+    with pytest.raises(ConfigError, match="propagation.minmax"):
+        PropagationConfig(minmax="yes")
+
+
+def replace_side(frames, short_side):
+    return dataclasses.replace(frames, short_side=short_side)
+
+
+def test_resize_frame_interpolation():
+    import numpy as np
+    from PIL import Image
+
+    from vidprop.io.driver import resize_frame
+
+    frame = (np.random.default_rng(0).random((30, 50, 3)) * 255).astype(np.uint8)
+    bicubic = resize_frame(frame, (80, 48), "bicubic")
+    np.testing.assert_array_equal(bicubic, np.asarray(Image.fromarray(frame).resize((80, 48), Image.BICUBIC)))
+    assert not np.array_equal(bicubic, resize_frame(frame, (80, 48)))
+    with pytest.raises(ValueError, match="interpolation"):
+        resize_frame(frame, (80, 48), "area")

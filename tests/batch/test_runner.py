@@ -17,6 +17,7 @@ from vidprop.batch import RowRunner, read_manifest, run_batch
 from vidprop.batch.runner import STATE_DIR
 from vidprop.cli import main
 from vidprop.engine import EngineOptions
+from vidprop.errors import InputError
 from vidprop.io.atomic import PARTIAL_MARKER
 from vidprop.io.masks import write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_frame_folder, write_video
@@ -268,7 +269,10 @@ def test_ray_engine_same_bytes_survives_a_killed_worker_and_resumes(ray_local, f
     assert [r.status for r in rep.results] == ["done", "done", "done", "failed"]
     assert rep.results[0].attempts == 2 and rep.results[1].attempts == 1
     assert rep.engine == {"kind": "ray", "workers": 2, "gpus_per_worker": 1.0, "cpus_per_worker": 1.0,
-                          "startup_seconds": rep.engine["startup_seconds"]}
+                          "startup_seconds": rep.engine["startup_seconds"],
+                          # the killed process: its row ran again on a new worker, counted as one of its retries
+                          "workers_lost": 0, "worker_processes_died": 1, "workers_left": 0,
+                          "workers_joined_late": 0, "rows_requeued": 1}
     assert len({r.worker for r in rep.results[:3]}) >= 2  # rows ran in more than one worker process
     # complete, identical to the sequential engine, nothing half-written or duplicated
     assert _files(out) == _files(sequential[0])
@@ -389,6 +393,29 @@ def test_masks_column_runs_as_segment_with_annotations_at_several_frames(footage
     assert "v0/annotations.json" in _files(tmp_path / "out")
 
 
+def test_a_feature_cache_serves_every_row(footage, tmp_path):
+    """--feature-cache: the rows' features are extracted into the cache once; the outputs are those without it."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.tasks.segment import Segmenter
+
+    d, _ = footage
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"video": str(d / "v0.mp4"), "mask": str(d / "v0_mask.png"), "overlay": False}) + "\n")
+
+    class ColourRunner(RowRunner):
+        def load(self, config):
+            return Segmenter(ColourStats(), config)
+
+    overrides = {"frames": {"mode": "short_side", "short_side": 32}}
+    for out, cache in (("a", tmp_path / "cache"), ("b", tmp_path / "cache"), ("ref", None)):
+        rep = run_batch(m, tmp_path / out, overrides=overrides, progress=False, runner=ColourRunner,
+                        feature_cache=cache)
+        assert [r.status for r in rep.results] == ["done"]
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert entry.name.startswith("v0-") and (entry / "index.json").is_file()
+    assert _files(tmp_path / "a") == _files(tmp_path / "b") == _files(tmp_path / "ref")
+
+
 def test_a_part_of_each_video_and_what_counts_as_other_settings(footage, tiny_sd_path, tmp_path, capsys):
     """--max-frames / --frames (and the columns) run a part of each video, as `segment --max-frames` does;
     a rerun with another part is other settings, adding --resize-mask is not (it never changes a result)."""
@@ -415,3 +442,116 @@ def test_a_part_of_each_video_and_what_counts_as_other_settings(footage, tiny_sd
     assert "already exists and was not written by this batch with these settings" in capsys.readouterr().err
     assert main([*args, "--frames", "x"]) == 2
     assert "--frames 'x': expected START:END" in capsys.readouterr().err
+
+
+def test_direction_formats_and_labels_reach_every_row(footage, tmp_path):
+    """--direction both, --format and --labels: a row writes what segment_video writes with them."""
+    from tests.tasks.test_segment import ColourStats
+    from vidprop.config import load_preset
+    from vidprop.errors import ConfigError
+    from vidprop.tasks.segment import Segmenter, segment_video
+
+    d, _ = footage
+    sc = SyntheticScene(width=64, height=48, num_frames=4, num_objects=2, seed=0)  # v0's scene
+    write_indexed_png(tmp_path / "f2.png", sc.frame(2)[1])
+    (tmp_path / "labels.json").write_text('{"1": "car", "2": {"name": "dog", "color": [1, 2, 3]}}')
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"video": str(d / "v0.mp4"), "masks": ["2:f2.png"], "overlay": False}) + "\n")
+
+    class ColourRunner(RowRunner):
+        def load(self, config):
+            return Segmenter(ColourStats(), config)
+
+    overrides = {"frames": {"mode": "short_side", "short_side": 32}}
+    opts = {"direction": "both", "formats": "png,coco,cvat-video", "labels": tmp_path / "labels.json"}
+    rep = run_batch(m, tmp_path / "out", overrides=overrides, progress=False, runner=ColourRunner, **opts)
+    assert [r.status for r in rep.results] == ["done"] and rep.results[0].frames == 4
+    cfg = load_preset("davis-fast").override(**overrides)
+    segment_video(d / "v0.mp4", None, tmp_path / "ref", segmenter=Segmenter(ColourStats(), cfg), overlay=False,
+                  annotations={"2": tmp_path / "f2.png"}, progress=False, **opts)
+    got = _files(tmp_path / "out")
+    assert got == _files(tmp_path / "ref")
+    assert {"v0/coco.json", "v0/cvat-video.xml", "v0/labels.json"} <= set(got)
+    assert b'label="dog"' in got["v0/cvat-video.xml"]
+    assert json.loads(got["v0/annotations.json"])["direction"] == "both"
+    with pytest.raises(ConfigError, match="for --task segment"):
+        run_batch(m, tmp_path / "t", task="track", progress=False, direction="both")
+
+
+def test_a_full_disk_on_one_row_fails_that_row_with_the_reason_and_the_others_go_on(footage, tiny_sd_path, tmp_path,
+                                                                                    monkeypatch, capsys):
+    import errno
+
+    from vidprop.tasks import segment as segmod
+
+    d, manifest = footage
+    real = segmod.write_indexed_png
+
+    def full_for_v1(path, mask):
+        if Path(path).parent.name.startswith(".v1.partial-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, mask)
+
+    monkeypatch.setattr(segmod, "write_indexed_png", full_for_v1)
+    out = tmp_path / "out"
+    rc = main(["batch", str(manifest), "--out", str(out), "--model", str(tiny_sd_path), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    rep = _report(out)
+    assert [r["status"] for r in rep["rows"]] == ["done", "failed", "done", "failed"]
+    reason = (f"{out.resolve() / 'v1'}: could not be written: no space left on device (the partial folder was "
+              "removed); free some space or choose another output folder, then run the same command again")
+    assert rep["rows"][1]["error"] == reason
+    assert f"{manifest}: line 2 (v1): {reason}" in err
+    assert sorted(p.name for p in out.iterdir()) == [".vidprop-batch", "batch_report.json", "v0", "v2"]
+
+
+class _Warns(RowRunner):
+    """Rows that log a warning (twice: kept once) and, for row "b", fail after one."""
+
+    def load(self, config):
+        return _FakeTask(config)
+
+    def _run(self, task, job, replace):
+        import logging
+
+        log = logging.getLogger("vidprop.tasks.segment")
+        log.warning("frames 0..%d come before the first annotation", len(job.row.name))
+        log.warning("frames 0..%d come before the first annotation", len(job.row.name))
+        log.info("not a warning")
+        if job.row.name == "b":
+            raise InputError(f"{job.row.name}: broken")
+        (job.out / job.row.name).mkdir()
+        return 3
+
+
+def _warning_rows(tmp_path):
+    from vidprop.batch.manifest import BatchRow
+
+    return [BatchRow(where=f"m.jsonl: line {i + 1}", line=i + 1, video=tmp_path / f"{n}.mp4", name=n,
+                     mask=tmp_path / "m.png") for i, n in enumerate(["a", "b"])]
+
+
+def test_a_rows_warnings_reach_the_report_once(tmp_path, caplog):
+    rep = run_batch(_warning_rows(tmp_path), tmp_path / "out", progress=False, runner=_Warns)
+    assert [r.warnings for r in rep.results] == [("frames 0..1 come before the first annotation",)] * 2
+    rows = _report(tmp_path / "out")["rows"]
+    assert [r["warnings"] for r in rows] == [["frames 0..1 come before the first annotation"]] * 2
+    assert [r["status"] for r in rows] == ["done", "failed"]
+    # in this process the row's own log line was the only one: not said again by the driver
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "first annotation" in r.getMessage()]
+    assert len(said) == 4
+
+
+@pytest.mark.ray
+def test_a_ray_rows_warnings_reach_the_drivers_log_and_the_report(ray_local, tmp_path, caplog):
+    from vidprop.engine import EngineOptions
+
+    rep = run_batch(_warning_rows(tmp_path), tmp_path / "out", progress=False, runner=_Warns,
+                    engine=EngineOptions(kind="ray", workers=1, gpus_per_worker=0, cpus_per_worker=1))
+    assert [r.status for r in rep.results] == ["done", "failed"]
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "vidprop.batch.runner"]
+    assert said == ["m.jsonl: line 1 (a): frames 0..1 come before the first annotation",
+                    "m.jsonl: line 2 (b): frames 0..1 come before the first annotation"]
+    assert [r["warnings"] for r in _report(tmp_path / "out")["rows"]] == [
+        ["frames 0..1 come before the first annotation"]] * 2

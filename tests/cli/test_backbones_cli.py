@@ -83,3 +83,30 @@ def test_backbone_errors_are_one_line(tiny_sd_path, clip, tmp_path, capsys):
                "--backbone", "dino", "--out", str(tmp_path / "a.png")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "--backbone dino" in err[0]
+
+
+@pytest.mark.parametrize("backbone,short_side,model_side", [("sd", 250, 224), ("dinov2", 128, 126)])
+def test_short_side_not_a_multiple_is_floored_logged_once_and_runs(backbone, short_side, model_side, tiny_backbones,
+                                                                    clip, tmp_path, capsys):
+    folder, scene = clip
+    flags = backbone_flags(backbone, tiny_backbones[backbone], tmp_path, {})
+    rc = main(["segment", str(folder / "clip.mp4"), "--mask", str(folder / "mask.png"), "--out", str(tmp_path),
+               "--short-side", str(short_side), "--no-overlay", "--no-progress", *flags])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    logged = [line for line in err.splitlines() if "floored" in line]
+    assert len(logged) == 1 and f"short_side {short_side} -> {model_side}" in logged[0], err
+    masks = [read_mask(p)[0] for p in sorted((tmp_path / "clip").glob("*.png"))]
+    assert len(masks) == 2 and all(m.shape == (64, 96) for m in masks)
+
+
+def test_a_size_that_cannot_be_made_valid_is_refused_before_the_model_loads(clip, tmp_path, capsys, monkeypatch):
+    import vidprop.features.registry as registry
+
+    folder, _ = clip
+    monkeypatch.setattr(registry, "build_extractor", lambda *a, **k: pytest.fail("the model was loaded"))
+    rc = main(["-q", "segment", str(folder / "clip.mp4"), "--mask", str(folder / "mask.png"), "--out", str(tmp_path),
+               "--short-side", "10", "--backbone", "dinov2", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--short-side 10 is smaller than 14" in err[0], err
+    assert not (tmp_path / "clip").exists()

@@ -76,3 +76,18 @@ def test_default_presets():
 def test_log_flags_before_or_after_the_command(argv, verbose, quiet):
     args = build_parser().parse_args(argv)
     assert (args.verbose, args.quiet) == (verbose, quiet)
+
+
+def test_engine_flags_reach_the_engine_options():
+    from vidprop.cli.common import engine_from_args
+    from vidprop.engine import EngineOptions
+    from vidprop.errors import ConfigError
+
+    args = build_parser().parse_args(["batch", "v.jsonl", "--out", "o", "--engine", "ray", "--workers", "3",
+                                      "--retries", "0", "--placement-timeout", "5"])
+    assert engine_from_args(args) == EngineOptions(kind="ray", workers=3, retries=0, placement_timeout=5.0)
+    args = build_parser().parse_args(["eval", "jhmdb", "--root", "r", "--split", "s", "--out", "o", "--engine", "ray"])
+    assert engine_from_args(args).placement_timeout == 60.0
+    with pytest.raises(ConfigError, match="placement timeout must be > 0 seconds, got 0"):
+        engine_from_args(build_parser().parse_args(["batch", "v.jsonl", "--out", "o", "--engine", "ray",
+                                                    "--placement-timeout", "0"]))

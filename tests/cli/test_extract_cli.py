@@ -141,3 +141,39 @@ def test_a_pair_backbone_is_refused(data, tiny_sd_path, capsys):
     rc, _, err = _run(capsys, data / "photos" / "cat.png", "--out", data / "x.pt", "--backbone", "sd+dinov2",
                       "--no-progress")
     assert rc == 2 and len(err) == 1 and "computes the features of an image PAIR" in err[0]
+
+
+def test_a_huge_size_is_refused_before_the_model_loads(data, capsys):
+    """--model /nope: the size is checked first (a model that cannot load would be the error otherwise)."""
+    for inputs, flags, want in [
+        ([data / "photos" / "cat.png"], ["--size", "100000"], "--size 100000x100000: the model input would be "
+                                                               "100000x100000 (from the image, 80x48), which needs"),
+        ([data / "judo" / "frames", "--video"], ["--short-side", "99968"], "--short-side 99968: the model input "
+                                                                          "would be 149952x99968"),
+    ]:
+        rc, _, err = _run(capsys, *inputs, "--out", data / "feats", "--model", "/nope", "--device", "cpu", *flags)
+        assert rc == 2 and len(err) == 1 and want in err[0], err
+    assert not (data / "feats").exists()
+
+
+def test_a_part_of_a_video_keeps_its_frames_indices_and_features(data, tiny_sd_path, capsys):
+    """--frames 1:4 --max-frames 2: frames 1 and 2, their names, and the very features the whole run gives them."""
+    flags = ["--video", "--model", tiny_sd_path, "--short-side", "64", "--ensemble", "1", "--no-progress",
+             "--chunk", "2"]
+    frames = data / "judo" / "frames"
+    rc, stdout, err = _run(capsys, frames, "--out", data / "part", "--frames", "1:4", "--max-frames", "2", *flags)
+    assert rc == 0, err
+    part = open_video_features(data / "part" / "judo")
+    assert len(part) == 2 and [f["name"] for f in part.index["frames"]] == ["00001", "00002"]
+    assert [f["index"] for f in part.index["frames"]] == [1, 2] and part.index["first_frame"] == 1
+    rc, _, err = _run(capsys, frames, "--out", data / "whole", *flags)
+    assert rc == 0, err
+    whole = open_video_features(data / "whole" / "judo")
+    assert len(whole) == 5
+    torch.testing.assert_close(part.frame(0), whole.frame(1), rtol=0, atol=0)
+    torch.testing.assert_close(part.frame(1), whole.frame(2), rtol=0, atol=0)
+    rc, _, err = _run(capsys, data / "photos" / "cat.png", "--out", data / "x", "--max-frames", "2", "--size", "64")
+    assert rc == 2 and err == ["vidprop: error: --frames / --max-frames select frames of a video; the inputs are "
+                               "still images"]
+    rc, _, err = _run(capsys, frames, "--out", data / "x", "--frames", "9:", *flags)
+    assert rc == 2 and "--frames starts at 9 but the folder has 5 frames" in err[0]

@@ -143,3 +143,14 @@ def test_existing_outputs_are_not_replaced_without_overwrite(files, tmp_path, ca
     rc, err = _err(capsys, ["edit", str(files / "src.png"), str(files / "tgt.png"), "--sticker",
                             str(files / "layer.png"), "--out", str(tmp_path / "e.png"), "--overwrite", *model])
     assert rc == 2 and "already exists" not in err[-1] and "/nonexistent/model" in err[-1]
+
+
+@pytest.mark.parametrize("command", ["match", "edit"])
+def test_a_huge_size_is_refused_before_the_model_loads(files, tmp_path, capsys, command):
+    extra = ["--points", "1,1"] if command == "match" else ["--sticker", str(files / "layer.png")]
+    rc, lines = _err(capsys, [command, str(files / "src.png"), str(files / "tgt.png"), *extra, "--out",
+                              str(tmp_path / "o.png"), "--model", "/nope", "--device", "cpu", "--size", "99968"])
+    assert rc == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"vidprop: error: --size 99968x99968: the model input would be 99968x99968 (from "
+                               f"{files / 'src.png'}, 96x64), which needs at least ")
+    assert not (tmp_path / "o.png").exists()

@@ -167,8 +167,9 @@ def test_annotations_at_any_frame_both_directions_and_every_format(annotated, ti
     np.testing.assert_array_equal(got[2] == 2, masks[2] == 2)  # annotations are exact for their ids
     np.testing.assert_array_equal(got[3] == 5, masks[3] == 5)
     np.testing.assert_array_equal(got[6] == 2, masks[6] == 2)
-    assert not any((g == 5).any() for g in got[:2])  # id 5 is first annotated at frame 3; the backward pass
-    assert all((g == 2).any() for g in got[:2])  # from frame 2 fills frames 0 and 1 with id 2
+    # each object flows back from its own first annotation: id 2 from frame 2 into frames 0-1, id 5 from frame 3
+    assert all((g == 2).any() for g in got[:2])
+    assert any((g == 5).any() for g in got[:3])
     for (name, m), p, g in zip(read_coco_masks(res / "coco.json"), pngs, got):
         assert name == p.stem
         np.testing.assert_array_equal(m, g)
@@ -194,7 +195,8 @@ def test_a_part_of_the_video(annotated, tiny_sd_path, tmp_path):
                  "--max-frames", "3", "--out", str(out), "--model", str(tiny_sd_path), *QUICK]) == 0
     assert sorted(p.name for p in (out / "clip").glob("*.png")) == ["00003.png", "00004.png", "00005.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "clip" / "00003.png")), masks[3])
-    assert json.loads((out / "clip" / "annotations.json").read_text())["frames"] == [3, 6]
+    # one mask on the run's first frame: a first-frame run, no annotations.json (README); source.json says where
+    assert not (out / "clip" / "annotations.json").exists()
     src = json.loads((out / "clip" / "source.json").read_text())  # `vidprop view` shows video frames 3, 4, 5
     assert (src["first_frame"], src["frames"], src["kind"]) == (3, 3, "video")
 
@@ -238,8 +240,33 @@ def test_bad_annotations_fail_before_the_model_loads(annotated, tmp_path, capsys
     assert rc != 0 and "afile: is a file, not a folder" in err[-1] and len(err) == 1
 
 
-def test_an_annotation_past_the_end_of_a_video_file_is_reported_when_it_ends(annotated, tiny_sd_path, tmp_path,
-                                                                              capsys):
+@pytest.mark.parametrize("backend", ["pyav", "auto"])
+def test_an_annotation_past_the_end_of_a_video_file_is_refused_before_the_model_loads(annotated, tmp_path, capsys,
+                                                                                       monkeypatch, backend):
+    """The container reports 8 frames (decord / PyAV): --mask 20:... is refused before any work."""
+    from vidprop.tasks.segment import Segmenter
+
+    d, masks = annotated
+    monkeypatch.setattr(Segmenter, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("model loaded")))
+    m0 = tmp_path / "m0.png"
+    write_indexed_png(m0, masks[0])
+    out = tmp_path / "out"
+    rc = main(["segment", str(d / "clip.mp4"), "--mask", str(m0), "--mask", f"20:{m0}", "--out", str(out),
+               "--backend", backend, *QUICK])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert f"{m0}: annotates frame 20 but {d / 'clip.mp4'} has 8 frames (0..7, as its " \
+           "container reports)" in err[0]
+    assert not out.exists()
+
+
+def test_an_annotation_past_the_end_of_a_video_of_unknown_length_is_reported_when_it_ends(annotated, tiny_sd_path,
+                                                                                           tmp_path, capsys,
+                                                                                           monkeypatch):
+    """A container that reports no frame count: the error comes when the video ends, and nothing is written."""
+    from vidprop.io import video as video_mod
+
+    monkeypatch.setattr(video_mod, "_probe", lambda path, backend: (None, None))
     d, masks = annotated
     m0 = tmp_path / "m0.png"
     write_indexed_png(m0, masks[0])
@@ -247,5 +274,74 @@ def test_an_annotation_past_the_end_of_a_video_file_is_reported_when_it_ends(ann
     rc = main(["segment", str(d / "clip.mp4"), "--mask", str(m0), "--mask", f"20:{m0}", "--out", str(out),
                "--model", str(tiny_sd_path), *QUICK])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0 and "annotates frame 20 but the video ended after frame 7 (8 frames)" in err[-1]
+    assert rc == 2 and "annotates frame 20 but the video ended after frame 7 (8 frames)" in err[-1]
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+# ---------------------------------------------------------------- a full disk
+def _fail_on_call(real, n):
+    """``real`` that raises ENOSPC on its ``n``-th call, as a writer on a disk that fills up."""
+    import errno
+
+    calls = {"n": 0}
+
+    def writer(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    return writer
+
+
+@pytest.mark.parametrize("where", ["png", "overlay"])
+def test_a_full_disk_is_one_line_naming_the_folder_exit_2_and_nothing_left(footage, tiny_sd_path, tmp_path, capsys,
+                                                                           monkeypatch, where):
+    from vidprop.io.writers import VideoWriter
+    from vidprop.tasks import segment as segmod
+
+    d, _ = footage
+    if where == "png":
+        monkeypatch.setattr(segmod, "write_indexed_png", _fail_on_call(segmod.write_indexed_png, 3))
+    else:
+        monkeypatch.setattr(VideoWriter, "write", _fail_on_call(VideoWriter.write, 2))
+    out = tmp_path / "out"
+    rc = main(["segment", str(d / "clip.mp4"), "--mask", str(d / "mask.png"), "--out", str(out),
+               "--model", str(tiny_sd_path), *FAST])
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("INFO: ")]
+    assert rc == 2 and len(err) == 1, err
+    assert err[0] == (f"vidprop: error: {out / 'clip'}: could not be written: no space left on device (the partial "
+                      "folder was removed); free some space or choose another output folder, then run the same "
+                      "command again")
+    assert list(out.iterdir()) == []  # no partial folder, no final one
+
+
+# ---------------------------------------------------------------- sizes and flags said as flags
+def test_a_huge_short_side_or_zero_is_refused_before_the_model_loads_in_flag_words(footage, tmp_path, capsys,
+                                                                                    monkeypatch):
+    from vidprop.tasks.segment import Segmenter
+
+    d, _ = footage
+    monkeypatch.setattr(Segmenter, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("model loaded")))
+    base = ["segment", str(d / "clip.mp4"), "--mask", str(d / "mask.png"), "--out", str(tmp_path / "o"),
+            "--device", "cpu", "--no-progress"]
+    rc, err = _run_err(capsys, [*base, "--short-side", "100000"])
+    assert rc == 2 and err.startswith("vidprop: error: --short-side 100000: the model input would be 177760x100000 "
+                                      f"(from {d / 'clip.mp4'}, 128x72), which needs at least ")
+    assert err.endswith("; this machine's RAM has " + err.split("this machine's RAM has ")[1]) and "smaller size" in err
+    rc, err = _run_err(capsys, [*base, "--short-side", "0"])
+    assert rc == 2 and err == "vidprop: error: --short-side must be positive, got 0"
+    rc, err = _run_err(capsys, [*base, "--ensemble", "0"])
+    assert rc == 2 and err == "vidprop: error: --ensemble must be >= 1, got 0"
+    assert not (tmp_path / "o").exists()
+    # an existing result: the flag, not the keyword argument
+    (tmp_path / "o" / "clip").mkdir(parents=True)
+    rc, err = _run_err(capsys, [*base])
+    assert rc == 2 and err == f"vidprop: error: {tmp_path / 'o' / 'clip'} already exists; pass --overwrite to replace it"
+
+
+def test_segment_logs_the_model_input_size(footage, tiny_sd_path, tmp_path, capsys):
+    d, _ = footage
+    assert main(["segment", str(d / "clip.mp4"), "--mask", str(d / "mask.png"), "--out", str(tmp_path),
+                 "--model", str(tiny_sd_path), *QUICK]) == 0
+    assert f"INFO: segmenting {d / 'clip.mp4'} (128x72 -> model input 96x64, 6 frames)" in capsys.readouterr().err

@@ -129,3 +129,13 @@ def test_track_a_part_of_the_video(clip, tmp_path, tiny_sd_path):
     assert [f["frame"] for f in doc["frames"]] == [2, 3, 4] and doc["frames"][0]["name"] == "00002"
     with open(out / "moving" / "keypoints.csv") as f:
         assert sorted({int(r["frame"]) for r in csv.DictReader(f)}) == [2, 3, 4]
+
+
+def test_track_a_huge_crop_is_refused_before_the_model_loads(clip, tmp_path, capsys):
+    video, kp, _ = clip
+    rc = main(["track", str(video), "--keypoints", str(kp), "--out", str(tmp_path / "o"), "--model", "/nope",
+               "--device", "cpu", "--crop", "99968"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith(
+        "vidprop: error: --crop 99968: the model input would be 99968x99968 (from "), err
+    assert not (tmp_path / "o").exists()

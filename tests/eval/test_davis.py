@@ -304,7 +304,7 @@ def test_fast_metrics_equal_plain_reference(h, w):
     np.testing.assert_allclose(D.db_eval_boundary(gt, pred), [ref_f(g, p) for g, p in zip(gt, pred)],
                                rtol=0, atol=1e-15)
     for g, p in zip(gt, pred):  # the fused per-frame path used for scoring
-        j, f = D._jf_frame(np.ascontiguousarray(g), np.ascontiguousarray(p), D.disk(D.boundary_radius(h, w)))
+        j, f = D.jf_frame(np.ascontiguousarray(g), np.ascontiguousarray(p), D.disk(D.boundary_radius(h, w)))
         assert j == pytest.approx(ref_j(g, p), abs=1e-15) and f == pytest.approx(ref_f(g, p), abs=1e-15)
 
 

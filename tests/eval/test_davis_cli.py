@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -187,8 +189,8 @@ def shooting_davis(tmp_path_factory):
 
 @pytest.fixture
 def context_sizes(monkeypatch):
-    """Record the n_last_frames of every Propagator the segment task builds, in order."""
-    import vidprop.tasks.segment as segmod
+    """Record the n_last_frames of every Propagator the segment task builds (in its session), in order."""
+    import vidprop.tasks.session as segmod
 
     seen: list[int] = []
 
@@ -282,3 +284,69 @@ def test_engine_flags_reach_the_runner(scene_davis, tmp_path, capsys, monkeypatc
     rc, _, err = _run(capsys, ["eval", "davis", "--root", str(scene_davis), "--out", str(tmp_path),
                                "--gpus-per-worker", "1"])
     assert rc == 2 and "--gpus-per-worker: only with --engine ray" in err
+
+
+# ------------------------------------------------------------------ a full disk
+def test_a_sequence_that_fills_the_disk_fails_alone_and_the_others_are_written(scene_davis, tmp_path, monkeypatch):
+    import errno
+
+    from vidprop.config import load_preset
+    from vidprop.errors import WriteError
+    from vidprop.eval.davis import run_davis
+    from vidprop.tasks import segment as segmod
+
+    real = segmod.write_indexed_png
+
+    def full_for_alpha(path, mask):
+        if Path(path).parent.name.startswith(".alpha.partial-"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, mask)
+
+    monkeypatch.setattr(segmod, "write_indexed_png", full_for_alpha)
+    cfg = load_preset("davis").override(frames={"short_side": 64}, propagation={"n_last_frames": 3})
+    out = tmp_path / "run"
+    with pytest.raises(WriteError) as info:
+        run_davis(scene_davis, out, config=cfg, segmenter=colour_segmenter(cfg), progress=False)
+    assert str(info.value) == (
+        f"1 of 2 sequence(s) could not be written, nothing scored: {out / 'alpha'}: could not be written: no space "
+        "left on device (the partial folder was removed); free some space or choose another output folder, then "
+        "run the same command again; the other sequences are complete and a re-run redoes only these")
+    assert sorted(p.name for p in out.iterdir()) == ["beta", "config.yaml"]
+    assert len(list((out / "beta").glob("*.png"))) == 5
+
+
+def test_a_run_that_failed_before_any_result_does_not_bind_the_corrected_one(scene_davis, tmp_path):
+    """A size the frames cannot take fails at the first sequence and leaves only config.yaml: the corrected
+    re-run (other settings) runs, and records its own settings."""
+    from vidprop.config import load_preset
+    from vidprop.errors import ConfigError
+    from vidprop.eval.davis import run_davis
+
+    out = tmp_path / "run"
+    bad = load_preset("davis").override(frames={"short_side": 99968}, propagation={"n_last_frames": 3})
+    with pytest.raises(ConfigError, match="the model input would be 149952x99968"):
+        run_davis(scene_davis, out, config=bad, segmenter=colour_segmenter(bad), progress=False, score=False)
+    assert [p.name for p in out.iterdir()] == ["config.yaml"]
+    good = bad.override(frames={"short_side": 64})
+    run_davis(scene_davis, out, config=good, segmenter=colour_segmenter(good), progress=False, score=False)
+    assert sorted(p.name for p in out.iterdir()) == ["alpha", "beta", "config.yaml"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["config"]["frames"]["short_side"] == 64
+    # with results there, other settings are refused as before
+    (out / "alpha" / "00004.png").unlink()
+    other = good.override(propagation={"topk": 3})
+    with pytest.raises(ConfigError, match="holds results made with other settings"):
+        run_davis(scene_davis, out, config=other, segmenter=colour_segmenter(other), progress=False, score=False)
+
+
+def test_the_scoring_benchmarks_synthetic_layout_is_one_eval_davis_propagates_on(tmp_path):
+    from vidprop.bench.davis_scoring import make_synthetic_davis
+    from vidprop.config import load_preset
+    from vidprop.eval.davis import run_davis
+
+    names = make_synthetic_davis(tmp_path / "DAVIS", tmp_path / "pred", num_sequences=2, num_frames=3, height=160,
+                                 width=240)
+    cfg = load_preset("davis").override(frames={"short_side": 64}, propagation={"n_last_frames": 3})
+    run_davis(tmp_path / "DAVIS", tmp_path / "run", config=cfg, segmenter=colour_segmenter(cfg), progress=False,
+              score=False)
+    for name in names:
+        assert len(list((tmp_path / "run" / name).glob("*.png"))) == 3

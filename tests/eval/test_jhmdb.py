@@ -344,3 +344,141 @@ def test_ray_engine_writes_the_same_predictions(ray_local, tmp_path, torch_threa
     np.testing.assert_array_equal(ray.mean, seq.mean)
     meta = {k: yaml.safe_load((tmp_path / k / "config.yaml").read_text()) for k in ("seq", "ray")}
     assert meta["ray"]["config"] == meta["seq"]["config"] and meta["ray"]["device"] == "cpu"
+
+
+# ---------------------------------------------------------------- frames resized as CRW resizes them
+def crw_load_and_resize(path, size):
+    """ajabri/videowalk code/data/jhmdb.py load_image + resize, written plainly: (H, W, 3) RGB in [0, 1]."""
+    import cv2
+
+    img = cv2.imread(str(path)).astype(np.float32)
+    img = img / 255.0
+    img = img[:, :, ::-1].copy()
+    return cv2.resize(img, (size, size))
+
+
+class RecordingColours:
+    """A backbone-free extractor that keeps every model input it is given."""
+
+    stride = 8
+    channels = 3
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(self):
+        self.inputs = []
+
+    def extract(self, images, *, indices=None):
+        self.inputs.extend(images.clone())
+        return torch.nn.functional.avg_pool2d(images.float() / 255, 8)
+
+
+@pytest.mark.parametrize("preset_dtype", ["float32", "uint8"])
+def test_jhmdb_frames_are_resized_as_floats_as_crw_does(tmp_path, preset_dtype):
+    from vidprop.tasks.track import Tracker
+
+    root, split, videos = _scene_dataset(tmp_path)
+    (video,) = find_videos(root, ["walk/clip_a"])
+    cfg = load_preset("jhmdb").override(frames={"size": 64})
+    assert cfg.frames.resize_dtype == "float32"  # the preset follows CRW
+    cfg = cfg.override(frames={"resize_dtype": preset_dtype})
+    ext = RecordingColours()
+    jhmdb.predict_video(Tracker(ext, cfg), video, video.ground_truth(), tmp_path / "p.npz")
+    assert len(ext.inputs) == len(video.frames)
+    worst = 0.0
+    for got, path in zip(ext.inputs, video.frames):
+        ref = crw_load_and_resize(path, 64)  # (64, 64, 3) in [0, 1]
+        got = got.permute(1, 2, 0).double().numpy() / 255.0
+        worst = max(worst, float(np.abs(got - ref).max()))
+    if preset_dtype == "float32":
+        assert ext.inputs[0].dtype == torch.float32 and worst <= 1e-6
+    else:  # OpenCV's uint8 resize (fixed-point weights, rounded to whole grey levels) is up to ~1 level away
+        assert ext.inputs[0].dtype == torch.uint8 and 0.3 / 255 < worst <= 1.0 / 255
+class SlowColour:
+    """ColourStats taking 0.3 s per call: a video lasts long enough to lose a machine while it runs."""
+
+    def __init__(self):
+        from tests.tasks.test_segment import ColourStats
+
+        self.inner = ColourStats()
+        self.stride, self.channels, self.device, self.dtype = 8, 6, torch.device("cpu"), torch.float32
+
+    def extract(self, images, **kw):
+        import time
+
+        time.sleep(0.3)
+        return self.inner.extract(images, **kw)
+
+
+def slow_colour_tracker(cfg):
+    from vidprop.tasks.track import Tracker
+
+    return Tracker(SlowColour(), cfg)
+
+
+@pytest.mark.ray
+def test_ray_engine_on_a_cluster_that_loses_its_machines(ray_cluster, tmp_path, torch_threads, deadline):
+    """A machine lost mid-run: its video runs on the worker left, the same predictions as the sequential run;
+    every machine lost: one line, the videos done kept, and the re-run resumes from them."""
+    import functools
+    import threading
+    import time
+
+    from vidprop.engine import EngineOptions, NoWorkersLeftError
+    from vidprop.io.synthetic import SyntheticScene
+
+    videos = {}
+    for k in range(6):
+        sc = SyntheticScene(width=80, height=48, num_frames=4, num_objects=1, seed=k)
+        gt = np.stack([np.random.default_rng(k).uniform([4, 4], [76, 44], size=(J, 2))] * 4)
+        videos[f"c{k % 2}/clip_{k}"] = ([f for f, _ in sc.frames()], gt)
+    root = make_jhmdb(tmp_path / "JHMDB", videos)
+    split = tmp_path / "split.txt"
+    split.write_text("".join(f"{key}\n" for key in videos))
+    cfg = load_preset("jhmdb").override(frames={"size": 64})
+    build = functools.partial(slow_colour_tracker, cfg)
+    with torch_threads(1):
+        evaluate_jhmdb(root, split, tmp_path / "seq", config=cfg, tracker=build())
+    engine = EngineOptions(kind="ray", workers=2, cpus_per_worker=1, gpus_per_worker=0, retries=0,
+                           placement_timeout=8)
+
+    def remove_after(node, out, n):
+        def watch():
+            while len(list((out / "predictions").rglob("*.npz"))) < n:
+                time.sleep(0.05)
+            ray_cluster.remove_node(node)
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        return t
+
+    def same(out):
+        return {key: (out / "predictions" / f"{key}.npz").read_bytes() == (tmp_path / "seq" / "predictions" / f"{key}.npz").read_bytes()
+                for key in videos if (out / "predictions" / f"{key}.npz").exists()}
+
+    ray_cluster.add_node(num_cpus=1)
+    lose = ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    watcher = remove_after(lose, tmp_path / "one", 2)
+    with deadline(240):
+        evaluate_jhmdb(root, split, tmp_path / "one", config=cfg, tracker=build, engine=engine)
+    watcher.join(timeout=30)
+    assert lose not in ray_cluster.worker_nodes
+    assert same(tmp_path / "one") == {key: True for key in videos}
+    assert (tmp_path / "one" / "pck.csv").read_text() == (tmp_path / "seq" / "pck.csv").read_text()
+    # every machine lost: one line; the videos done are kept and a re-run resumes from them
+    for node in list(ray_cluster.worker_nodes):
+        ray_cluster.remove_node(node)
+    only = ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    watcher = remove_after(only, tmp_path / "all", 2)
+    with deadline(240), pytest.raises(NoWorkersLeftError) as err:
+        evaluate_jhmdb(root, split, tmp_path / "all", config=cfg, tracker=build, engine=engine)
+    assert "\n" not in str(err.value) and str(err.value).startswith("no Ray worker is left")
+    kept = same(tmp_path / "all")
+    assert 2 <= len(kept) < len(videos) and all(kept.values())
+    ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    with deadline(240):
+        evaluate_jhmdb(root, split, tmp_path / "all", config=cfg, tracker=build, engine=engine)
+    assert same(tmp_path / "all") == {key: True for key in videos}
+    assert (tmp_path / "all" / "pck.csv").read_text() == (tmp_path / "seq" / "pck.csv").read_text()

@@ -469,4 +469,45 @@ def test_run_hpatches_with_keypoint_files_and_the_precision_it_ran_in(hpatches_r
     assert hpatches_differences(geo, kp_dir, False, "lmeds", 3) == []
     assert hpatches_differences(geo, None, True, "ransac", 3, limit=2) == [
         "only the first 2 sequence(s)", "SIFT keypoints instead of the SuperPoint keypoint files",
-        "the 8 high-resolution sequences included", "homography ransac at 3 px instead of LMEDS at 3 px"]
+        "the 8 high-resolution sequences included",
+        "cosine matches and ransac at 3 px instead of the preset's cosine and lmeds at 3 px"]
+    adm = load_preset("hpatches-adm")  # DIFT_adm's published command: --metric l2 --mode ransac
+    assert adm.published and (adm.matching.distance, adm.matching.homography, adm.matching.threshold) == ("l2", "ransac", 3.0)
+    assert hpatches_differences(adm, kp_dir, False, "ransac", 3, distance="l2") == []
+    assert hpatches_differences(adm, kp_dir, False, "lmeds", 3, distance="cosine") == [
+        "cosine matches and lmeds at 3 px instead of the preset's l2 and ransac at 3 px"]
+
+
+def test_hpatches_adm_runs_difts_published_matching_l2_and_ransac(hpatches_root, tmp_path, monkeypatch):
+    """The preset's matching section reaches the matcher: L2 mutual neighbours and RANSAC at 3 px (DIFT_adm's command)."""
+    import vidprop.tasks.match as match
+
+    seen = []
+    real = match.geometric_match_features
+
+    def spy(*a, **kw):
+        seen.append((kw["distance"], kw["method"], kw["threshold"]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(match, "geometric_match_features", spy)
+    s = run_hpatches(PatchMatcher("hpatches-adm"), hpatches_root, tmp_path / "adm", max_keypoints=100)
+    assert set(seen) == {("l2", "ransac", 3.0)} and len(seen) == 10
+    assert s["distance"] == "l2" and s["homography"] == {"method": "ransac", "threshold": 3.0}
+    seen.clear()
+    s = run_hpatches(PatchMatcher("hpatches-adm"), hpatches_root, tmp_path / "cos", max_keypoints=100,
+                     distance="cosine", method="lmeds")
+    assert set(seen) == {("cosine", "lmeds", 3.0)}
+    assert "cosine matches and lmeds at 3 px instead of the preset's l2 and ransac at 3 px" in s["differences_from_published"]
+
+
+def test_run_spair_scores_sd_dinos_protocol_on_their_sampled_pairs(spair_root, tmp_path):
+    from vidprop.eval.sddino_pck import category_mean
+
+    s = run_spair(PatchMatcher("semantic"), spair_root, tmp_path / "sd", protocols="sd-dino", sample=4)
+    r = s["protocols"]["sd-dino"]
+    assert s["protocol"] == "sd-dino" and "59.9" in r["compare_to"]
+    assert s["overall"]["pairs"] == 8  # 4 per category, drawn with replacement from 3
+    assert r["overall"]["category_mean"] == category_mean(r["per_category"])
+    assert "4 pairs per category drawn as sd-dino's script draws them (seed 42)" in s["differences_from_published"]
+    rows = (tmp_path / "sd" / "pairs.csv").read_text().splitlines()
+    assert rows[0].split(",")[3] == "sd-dino:correct@0.05" and len(rows) == 9

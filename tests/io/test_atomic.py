@@ -156,3 +156,48 @@ def test_overwrite_failure_keeps_the_old_results(tmp_path):
             raise RuntimeError("midway")
     assert (res / "00000.png").read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+
+
+# ---------------------------------------------------------------- a full disk
+def _enospc(*_a, **_k):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_inside_a_result_folder_is_one_line_naming_it_and_nothing_is_left(tmp_path):
+    import errno
+
+    from vidprop.errors import WriteError
+
+    out = tmp_path / "res" / "clip"
+    with pytest.raises(WriteError) as info:
+        with atomic_dir(out) as tmp:
+            (tmp / "00000.png").write_bytes(b"x")
+            _enospc()
+    msg = str(info.value)
+    assert msg.startswith(f"{out}: could not be written: no space left on device (the partial folder was removed)")
+    assert "\n" not in msg and isinstance(info.value.__cause__, OSError) and info.value.__cause__.errno == errno.ENOSPC
+    assert list((tmp_path / "res").iterdir()) == []
+    # the old results stay when a replacement fills the disk
+    out.mkdir()
+    (out / "00000.png").write_bytes(b"old")
+    with pytest.raises(WriteError, match="quota"):
+        with atomic_dir(out, overwrite=True):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert [p.name for p in (tmp_path / "res").iterdir()] == ["clip"] and (out / "00000.png").read_bytes() == b"old"
+
+
+def test_a_full_disk_while_writing_a_file_and_other_errors_pass_through(tmp_path):
+    from vidprop.errors import WriteError
+
+    with pytest.raises(WriteError, match=r"report\.json: could not be written: no space left on device \(the "
+                                         r"partial file was removed\)"):
+        with atomic_file(tmp_path / "report.json") as tmp:
+            tmp.write_text("{")
+            _enospc()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(PermissionError):  # not a full disk: unchanged
+        with atomic_dir(tmp_path / "x"):
+            raise PermissionError(13, "Permission denied")
+    assert list(tmp_path.iterdir()) == []

@@ -43,7 +43,19 @@ def test_records_carry_index_name_original_and_model_input(sources):
     again = list(drv.records(None))  # a second pass decodes again; no model input asked for
     assert [r.index for r in again] == [2, 3, 4, 5] and all(r.model_input is None for r in again)
     np.testing.assert_array_equal(again[0].frame, recs[0].frame)
-    assert drv.contains(5) is None and drv.contains(6) is False and drv.contains(1) is False  # length unknown
+    assert drv.contains(5) is True and drv.contains(6) is False and drv.contains(1) is False
+    # the container's count (PyAV reads the header) is the length known before reading; not exact (length_known)
+    assert drv.reported_length == 8 and not drv.length_known and drv.video_length is None
+    whole = VideoDriver(clip, backend="pyav")
+    assert whole.contains(7) is True and whole.contains(8) is False
+
+
+def test_a_video_without_a_reported_frame_count_has_an_unknown_length(sources, monkeypatch):
+    from vidprop.io import video as video_mod
+
+    monkeypatch.setattr(video_mod, "_probe", lambda path, backend: (None, None))
+    drv = VideoDriver(sources[0], backend="pyav")
+    assert drv.reported_length is None and drv.contains(7) is None and drv.contains(100) is None
 
 
 def test_frame_folder_names_and_lengths(sources):

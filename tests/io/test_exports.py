@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from vidprop.errors import InputError, OutputExistsError
+from vidprop.io.formats import ExportContext
 from vidprop.io.exports import CocoWriter, export_results, parse_formats, read_coco_masks
 from vidprop.io.masks import davis_palette, read_mask, write_indexed_png
 
@@ -40,16 +41,18 @@ def test_coco_document_loads_in_pycocotools_and_round_trips(tmp_path):
     from pycocotools import mask as mask_util
 
     masks = _masks()
-    coco = CocoWriter("clip", 40, 30)
+    coco = CocoWriter(ExportContext(root=tmp_path, video="clip", width=40, height=30))
     for t, m in enumerate(masks):
         coco.add(10 + t, f"{10 + t:05d}", m)
-    coco.write(tmp_path / "coco.json")
+    assert coco.finish() == tmp_path / "coco.json"
     back = read_coco_masks(tmp_path / "coco.json")
     assert [n for n, _ in back] == [f"{10 + t:05d}" for t in range(5)]
     for (_, b), m in zip(back, masks):
         np.testing.assert_array_equal(b, m)
     doc = json.loads((tmp_path / "coco.json").read_text())
     assert [c["id"] for c in doc["categories"]] == [2, 9, 200]
+    assert [c["name"] for c in doc["categories"]] == ["object 2", "object 9", "object 200"]
+    assert [im["file_name"] for im in doc["images"]] == [f"{10 + t:05d}.jpg" for t in range(5)]  # with its extension
     assert [im["frame_index"] for im in doc["images"]] == [10, 11, 12, 13, 14]
     ann = next(a for a in doc["annotations"] if a["image_id"] == 1 and a["track_id"] == 2)
     assert ann["area"] == float((masks[0] == 2).sum())

@@ -46,7 +46,8 @@ def test_background_writer_reraises_the_first_error_and_drains():
 
 
 def _reference_overlay(frame, mask, alpha):
-    """Plain per-pixel loops: blend object pixels, colour those with a different id in their 3x3 neighbourhood."""
+    """Plain per-pixel loops: blend object pixels; those with a different id in their 3x3 neighbourhood (the
+    contour) white on a dark frame pixel (grey 0.299 R + 0.587 G + 0.114 B, rounded, <= 127), black on a bright one."""
     pal = davis_palette().astype(np.float64)
     out = frame.copy()
     H, W = mask.shape
@@ -57,13 +58,27 @@ def _reference_overlay(frame, mask, alpha):
                 continue
             nb = mask[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
             if (nb != k).any():
-                out[y, x] = pal[k]
+                r, g, b = frame[y, x].astype(np.float64)
+                out[y, x] = 255 if round(0.299 * r + 0.587 * g + 0.114 * b) <= 127 else 0
             else:
                 out[y, x] = np.rint((1 - alpha) * frame[y, x] + alpha * pal[k])
     return out
 
 
-def test_overlay_blends_objects_and_draws_solid_borders():
+def test_overlay_contour_stays_visible_on_an_object_of_the_masks_colour():
+    """An id-1 (red) mask on a red object: the contour is white on the dark red, black on a bright frame."""
+    red_frame = np.zeros((9, 9, 3), np.uint8)
+    red_frame[..., 0] = 128  # the object is the palette's own id-1 red
+    mask = np.zeros((9, 9), np.uint8)
+    mask[2:7, 2:7] = 1
+    out = overlay_mask(red_frame, mask)
+    np.testing.assert_array_equal(out[2, 4], [255, 255, 255])  # contour: white on a dark frame pixel
+    np.testing.assert_array_equal(out[4, 4], [128, 0, 0])  # interior: red on red, as blended
+    bright = np.full((9, 9, 3), 230, np.uint8)
+    np.testing.assert_array_equal(overlay_mask(bright, mask)[6, 2], [0, 0, 0])  # black on a bright one
+
+
+def test_overlay_blends_objects_and_draws_contrasting_contours():
     frame = np.full((9, 9, 3), 100, np.uint8)
     mask = np.zeros((9, 9), np.uint8)
     mask[2:7, 2:7] = 1
@@ -71,7 +86,8 @@ def test_overlay_blends_objects_and_draws_solid_borders():
     red = davis_palette()[1]  # (128, 0, 0)
     assert (out[0, 0] == 100).all()  # background untouched
     np.testing.assert_array_equal(out[4, 4], [114, 50, 50])  # interior: (100 + colour) / 2
-    np.testing.assert_array_equal(out[2, 4], red)  # border pixel of the object: solid colour
+    np.testing.assert_array_equal(out[2, 4], [255, 255, 255])  # contour on a dark (100) frame: white
+    assert (out[4, 4] != red).any()
     np.testing.assert_array_equal(out[1, 4], [100, 100, 100])  # just outside: untouched
     np.testing.assert_array_equal(overlay_mask(frame, np.zeros_like(mask)), frame)
     with pytest.raises(ValueError, match="differ in size"):

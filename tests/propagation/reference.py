@@ -7,6 +7,7 @@ vidprop.propagation must agree with these.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -79,3 +80,83 @@ def dense_protocol_b(query, ctx_feats, ctx_labels, *, n_global, temperature, top
     segs = torch.cat([s.reshape(s.shape[0], -1).double() for s in ctx_labels], dim=1)  # (K, N*hw)
     pred = (segs[:, ids] * weights[None]).sum(1)  # (K, hw)
     return pred.reshape(-1, h, w)
+
+
+# ----------------------------------------------------------------------------- DINOv3's notebook
+# A plain re-implementation of the loop of facebookresearch/dinov3
+# notebooks/segmentation_tracking.ipynb (cells 17, 19, 25, 29, 31), written from
+# reading it: dense (h*w) x (t*h*w) similarities, a dense (h, w, h, w)
+# neighbourhood mask, no tiling.
+
+
+@functools.lru_cache(maxsize=8)
+def notebook_neighbourhood(h: int, w: int, size: float, shape: str) -> torch.Tensor:
+    """(h, w, h, w) bool: key (ky, kx) allowed for query (qy, qx) when its L2 (circle) or
+    L-inf (square) distance is <= size."""
+    ys = torch.arange(h, dtype=torch.float64)
+    xs = torch.arange(w, dtype=torch.float64)
+    dy = ys[None, None, :, None] - ys[:, None, None, None]  # (qy, 1, ky, 1)
+    dx = xs[None, None, None, :] - xs[None, :, None, None]  # (1, qx, 1, kx)
+    if shape == "circle":
+        d = torch.sqrt(dy * dy + dx * dx)
+    else:
+        d = torch.maximum(dy.abs(), dx.abs())
+    return d <= size
+
+
+def notebook_propagate(current, context_feats, context_probs, neighbourhood, *, topk, temperature):
+    """current (h, w, D) and context (t, h, w, D) L2-normalised; probs (t, h, w, M) -> (h, w, M).
+
+    Cosine to every context cell, -inf outside the neighbourhood, keep the
+    entries >= the k-th largest (ties kept), softmax of sim / T over them,
+    weighted sum of the context probabilities, renormalised to sum 1.
+    """
+    t, h, w, M = context_probs.shape
+    sim = torch.einsum("ijd,tuvd->ijtuv", current, context_feats)  # (h, w, t, h, w)
+    sim = sim.masked_fill(~neighbourhood[:, :, None], float("-inf")).reshape(h * w, t * h * w)
+    kth = torch.topk(sim, topk, dim=1).values[:, -1:]
+    sim = torch.where(sim >= kth, sim, torch.full_like(sim, float("-inf")))
+    weights = torch.softmax(sim / temperature, dim=1)
+    probs = weights @ context_probs.reshape(t * h * w, M)
+    probs = probs / probs.sum(dim=1, keepdim=True)
+    return probs.reshape(h, w, M)
+
+
+def notebook_decode(probs, size, *, mode, minmax):
+    """(h, w, M) -> ((M, H, W) scores, (H, W) argmax): straight to ``size`` = (H, W), then min-max."""
+    p = torch.nn.functional.interpolate(probs.permute(2, 0, 1)[None], size=size, mode=mode,
+                                        **({"align_corners": False} if mode == "bilinear" else {}))[0]
+    if minmax:
+        lo = p.flatten(1).min(dim=1).values[:, None, None]
+        hi = p.flatten(1).max(dim=1).values[:, None, None]
+        p = torch.nan_to_num((p - lo) / (hi - lo), nan=0.0)
+    return p, p.argmax(0).to(torch.uint8)
+
+
+def notebook_video(feats, first_mask, *, context, size, shape, topk, temperature, decode, minmax, queued=None):
+    """feats: list of (h, w, D) L2-normalised features; first_mask (H, W) int ids 0..M-1.
+
+    Returns (list of (h, w, M) soft probabilities of frames 1.., list of (H, W) uint8 masks of frames 1..).
+    ``queued``: the (h, w, M) probabilities that enter the queue for frames 1.. instead of the loop's own
+    (one step at a time against another implementation's context, without its round-off accumulating).
+    """
+    h, w = feats[0].shape[:2]
+    H, W = first_mask.shape
+    M = int(first_mask.max()) + 1
+    small = torch.nn.functional.interpolate(torch.as_tensor(first_mask)[None, None].double(), (h, w),
+                                            mode="nearest-exact")[0, 0].long()
+    first_probs = torch.nn.functional.one_hot(small, M).to(feats[0].dtype)
+    neighbourhood = notebook_neighbourhood(h, w, size, shape)
+    queue_f, queue_p, probs_out, masks_out = [], [], [], []
+    for t, cur in enumerate(feats[1:]):
+        ctx_f = torch.stack([feats[0], *queue_f])
+        ctx_p = torch.stack([first_probs, *queue_p])
+        probs = notebook_propagate(cur, ctx_f, ctx_p, neighbourhood, topk=topk, temperature=temperature)
+        queue_f.append(cur)
+        queue_p.append(probs if queued is None else queued[t].to(probs.dtype))
+        if len(queue_f) > context:
+            queue_f.pop(0)
+            queue_p.pop(0)
+        probs_out.append(probs)
+        masks_out.append(notebook_decode(probs, (H, W), mode=decode, minmax=minmax)[1])
+    return probs_out, masks_out

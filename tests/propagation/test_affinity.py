@@ -144,8 +144,10 @@ def test_window_reach():
     assert window_reach(2.5, "square") == 2
     assert window_reach(5, "disc") == 4  # distance < 5
     assert window_reach(5.5, "disc") == 5
+    assert window_reach(12, "circle") == 12  # distance <= 12
+    assert window_reach(2.5, "circle") == 2
     with pytest.raises(ValueError):
-        window_reach(3, "circle")
+        window_reach(3, "diamond")
 
 
 # ---------------------------------------------------------------- the banded kernel's edge cases
@@ -255,5 +257,8 @@ def test_window_predicate_and_size():
     disc = window_allows(d[:, None], d[None, :], 2.5, "disc")
     # dy^2 + dx^2 < 6.25: the 21 cells of offsets with |d| <= 2 except the 4 corners (8 > 6.25)
     assert int(disc.sum()) == 21 and window_size(2.5, "disc") == 21
+    circle = window_allows(d[:, None], d[None, :], 2, "circle")
+    # dy^2 + dx^2 <= 4: the 13 cells within distance 2 (the 5x5 square less its 12 cells beyond distance 2)
+    assert int(circle.sum()) == 13 and window_size(2, "circle") == 13
     with pytest.raises(ValueError):
         window_allows(d, d, 2, "diamond")

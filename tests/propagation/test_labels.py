@@ -64,3 +64,26 @@ def test_decode_crw_argmax_after_bilinear():
     soft = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # (2, 1, 2)
     out = decode_crw(soft, (4, 1), [2])
     np.testing.assert_array_equal(out, [[0, 0, 2, 2]])
+
+
+def dift_norm_mask(mask):
+    """DIFT's / DINO's norm_mask written plainly: per channel with max > 0, (x - min) / max of that."""
+    mask = mask.clone()
+    for c in range(mask.shape[0]):
+        ch = mask[c]
+        if ch.max() > 0:
+            ch = ch - ch.min()
+            mask[c] = ch / ch.max()
+    return mask
+
+
+def test_constant_positive_channel_is_zeroed_a_deliberate_difference_from_the_reference():
+    # an object whose propagated score is exactly constant and > 0 over the frame (it covers the frame)
+    soft = torch.stack([torch.tensor([[0.2, 0.6], [0.4, 0.1]]), torch.full((2, 2), 0.7)])
+    ref = dift_norm_mask(soft)
+    assert torch.isnan(ref[1]).all()  # the reference divides 0 by 0 ...
+    assert (torch.max(ref, dim=0)[1] == 1).all()  # ... and torch.max takes the NaN: object 1 everywhere
+    got = norm_mask(soft)
+    torch.testing.assert_close(got[1], torch.zeros(2, 2))  # vidprop: the channel is zeroed (docs/propagation.md)
+    torch.testing.assert_close(got[0], ref[0])  # every other channel as the reference
+    assert torch.argmax(got, dim=0).tolist() == [[0, 0], [0, 0]]

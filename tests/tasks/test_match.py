@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidprop.errors import InputError
+from vidprop.errors import ConfigError, InputError
 from vidprop.tasks.match import (
     composite_warped,
     detect_sift,
@@ -141,6 +141,42 @@ def test_mutual_nearest_neighbours():
     ia, ib, sims = mutual_nearest(a, b)
     assert sorted(zip(ia.tolist(), ib.tolist())) == [(0, 1), (1, 2), (2, 0)]  # a[3] is not mutual
     assert np.all(sims > 0.99)
+
+
+def dift_mnn_matcher(descriptors_a, descriptors_b, metric="cosine"):
+    """DIFT's eval_homography.py mnn_matcher (L9-24), written plainly: (N, 2) index pairs."""
+    if metric == "cosine":
+        sim = F.normalize(descriptors_a) @ F.normalize(descriptors_b).t()
+    else:
+        dist = ((descriptors_a ** 2).sum(1, keepdim=True) + (descriptors_b ** 2).sum(1, keepdim=True).t()
+                - 2 * descriptors_a.mm(descriptors_b.t()))
+        sim = -dist
+    nn12 = torch.max(sim, dim=1)[1]
+    nn21 = torch.max(sim, dim=0)[1]
+    ids1 = torch.arange(0, sim.shape[0])
+    mask = ids1 == nn21[nn12]
+    return torch.stack([ids1[mask], nn12[mask]]).t().numpy()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_mutual_nearest_matches_difts_matcher_for_both_distances(metric):
+    # synthetic descriptors of uneven norms (as raw DIFT features): the two distances pick different pairs
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(300, 16, generator=g) * torch.rand(300, 1, generator=g).mul(3).add(0.2)
+    b = torch.randn(280, 16, generator=g) * torch.rand(280, 1, generator=g).mul(3).add(0.2)
+    ia, ib, sims = mutual_nearest(a, b, metric)
+    ref = dift_mnn_matcher(a, b, metric)
+    assert len(ref) > 20
+    np.testing.assert_array_equal(np.stack([ia, ib], 1), ref)
+    cos = (F.normalize(a, dim=1)[ia] * F.normalize(b, dim=1)[ib]).sum(1).numpy()
+    np.testing.assert_allclose(sims, cos, atol=1e-6)  # the score reported is the cosine either way
+    other = dift_mnn_matcher(a, b, "l2" if metric == "cosine" else "cosine")
+    assert {tuple(r) for r in other} != {tuple(r) for r in ref}  # the distance matters on these descriptors
+
+
+def test_mutual_nearest_refuses_an_unknown_distance():
+    with pytest.raises(ConfigError, match="distance must be cosine or l2"):
+        mutual_nearest(torch.ones(2, 3), torch.ones(2, 3), "l1")
 
 
 def _position_code(u: np.ndarray, v: np.ndarray) -> np.ndarray:

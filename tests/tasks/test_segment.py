@@ -303,3 +303,23 @@ def test_first_frame_runs_write_what_they_always_wrote(tmp_path):
     res = segment_video(tmp_path / "v.mp4", tmp_path / "m.png", tmp_path / "b", segmenter=seg, progress=False,
                         overlay=False, annotations={2: tmp_path / "m2.png"})
     assert res.annotations == res.output_dir / "annotations.json" and res.annotations.is_file()
+
+
+def test_a_first_frame_run_writes_no_annotation_record_whatever_its_range_or_direction(tmp_path):
+    """README: annotations.json only for runs with annotations beyond a first-frame mask."""
+    scene = SyntheticScene(width=96, height=64, num_frames=5, num_objects=2, seed=4, object_ids=(3, 8))
+    write_video(scene, tmp_path / "v.mp4", lossless=True)
+    write_indexed_png(tmp_path / "m.png", scene.frame(0)[1])
+    write_indexed_png(tmp_path / "m1.png", scene.frame(1)[1])
+    seg = Segmenter(ColourStats(), load_preset("davis").override(frames={"short_side": 64}))
+    for out, kwargs in [("part", {"max_frames": 3}), ("both", {"direction": "both"}), ("frame", {"mode": "frame"})]:
+        res = segment_video(tmp_path / "v.mp4", tmp_path / "m.png", tmp_path / out, segmenter=seg, progress=False,
+                            overlay=False, **kwargs)
+        assert res.annotations is None and not (res.output_dir / "annotations.json").exists(), out
+    # the run's first frame with --frames 1: is a first-frame run too; an annotation later is not
+    res = segment_video(tmp_path / "v.mp4", None, tmp_path / "from1", segmenter=seg, progress=False, overlay=False,
+                        annotations={1: tmp_path / "m1.png"}, frames="1:")
+    assert res.annotations is None
+    res = segment_video(tmp_path / "v.mp4", None, tmp_path / "later", segmenter=seg, progress=False, overlay=False,
+                        annotations={1: tmp_path / "m1.png"})
+    assert res.annotations is not None and res.annotations.is_file()

@@ -14,9 +14,11 @@ these settings is never replaced without ``overwrite`` (refused before any
 work).  A worker killed mid-row leaves only a temporary folder, removed when
 the row runs again.
 
-``OUT/batch_report.json`` records every row: status (``done``, ``skipped``
-= complete from an earlier run, ``failed``, ``pending`` = not reached),
-error, frames, seconds, frames/s, attempts and the worker that ran it.
+``OUT/batch_report.json`` (:mod:`vidprop.batch.report`) records every row,
+rewritten as rows finish.  On Ray, a row whose worker's machine is lost runs
+again on another worker (:mod:`vidprop.ray_pool`); when no worker is left the
+run stops with :class:`~vidprop.engine.NoWorkersLeftError`, the report
+written, and a re-run resumes.
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from vidprop.batch.manifest import TASKS, BatchRow, Task, check_names, read_input
+from vidprop.batch.report import REPORT_NAME, BatchReport, ReportWriter, RowResult
+from vidprop.batch.row_warnings import kept_warnings
 from vidprop.config import TaskConfig, load_preset
-from vidprop.engine import EngineOptions, open_engine
+from vidprop.engine import EngineOptions, NoWorkersLeftError, open_engine
 from vidprop.errors import ConfigError, InputError, OutputExistsError, VidpropError
 from vidprop.eval.records import comparable_config
 from vidprop.io.atomic import atomic_file, remove_stale_partials
@@ -48,7 +53,6 @@ __all__ = ["RowJob", "RowResult", "RowRunner", "BatchReport", "run_batch", "row_
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "batch_report.json"
 STATE_DIR = ".vidprop-batch"
 DEFAULT_PRESETS = {"segment": "davis-fast", "track": "jhmdb"}
 
@@ -71,24 +75,10 @@ class RowJob:
     backend: str
     frames: str | None = None  # "START:END" of the video, as --frames
     max_frames: int | None = None
-
-
-@dataclass(frozen=True)
-class RowResult:
-    """How a row ended."""
-
-    index: int
-    name: str
-    status: str  # done, skipped, failed, pending
-    error: str | None = None
-    frames: int = 0
-    seconds: float = 0.0
-    attempts: int = 0
-    worker: str | None = None
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+    direction: str = "forward"  # segment: as segment --direction
+    formats: tuple[str, ...] = ("png",)  # segment: as segment --format
+    labels: str | None = None  # segment: as segment --labels
+    feature_cache: str | None = None  # a folder of cached features (--feature-cache)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -132,7 +122,8 @@ def _frame_span(frames: str | None, max_frames: int | None) -> list[int | None]:
 
 
 def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool,
-                frames: str | None = None, max_frames: int | None = None) -> str:
+                frames: str | None = None, max_frames: int | None = None,
+                outputs: Mapping[str, Any] | None = None) -> str:
     """A hash of everything that decides a row's outputs: its inputs and effective settings.
 
     Not ``resize_mask``: it never changes a written result (a mask of the frames' size is used as it is
@@ -149,6 +140,8 @@ def fingerprint(job_task: Task, row: BatchRow, cfg: TaskConfig, overlay: bool,
         "overlay": overlay,
         "frames": _frame_span(frames, max_frames),
     }
+    if outputs:  # segment's direction / formats / labels, only when not the defaults (older fingerprints stay)
+        doc["outputs"] = dict(outputs)
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -218,6 +211,11 @@ class RowRunner:
                 "device": str(getattr(ext, "device", "")), "worker": self.worker_id}
 
     def __call__(self, job: RowJob) -> RowResult:
+        with kept_warnings() as kept:
+            res = self._call(job)
+        return dataclasses.replace(res, warnings=tuple(kept)) if kept else res
+
+    def _call(self, job: RowJob) -> RowResult:
         t0 = time.perf_counter()
         row = job.row
         out_dir = job.out / row.name
@@ -237,7 +235,10 @@ class RowRunner:
                 log.debug("%s failed", row.where, exc_info=True)
             _release_memory(exc)
             error = describe_error(exc)
-            _write_state(state_path, state="failed", error=error, **state)
+            try:
+                _write_state(state_path, state="failed", error=error, **state)
+            except VidpropError as state_exc:  # a full disk fails this too: the row's own error is the one told
+                log.warning("%s: %s", row.where, state_exc)
             return RowResult(job.index, row.name, "failed", error=error, seconds=time.perf_counter() - t0,
                              attempts=attempt, worker=self.worker_id)
         seconds = time.perf_counter() - t0
@@ -256,16 +257,28 @@ class RowRunner:
                 kwargs["masks"] = row.masks
             elif row.masks is not None:  # FRAME:PATH items: frame index or frame file name -> annotation
                 kwargs["annotations"] = {frame: Path(path) for frame, _, path in (m.partition(":") for m in row.masks)}
+            if job.direction != "forward":
+                kwargs["direction"] = job.direction
+            if job.formats != ("png",):
+                kwargs["formats"] = job.formats
+            if job.labels is not None:
+                kwargs["labels"] = Path(job.labels)
             res = segment_video(row.video, row.mask, job.out, segmenter=task, name=row.name, overwrite=replace,
                                 overlay=job.overlay, resize_mask=job.resize_mask, backend=job.backend,
-                                frames=job.frames, max_frames=job.max_frames, progress=False, **kwargs)
+                                frames=job.frames, max_frames=job.max_frames, progress=False, **kwargs,
+                                **_cache_kwargs(job))
         else:
             from vidprop.tasks.track import track_video
 
             res = track_video(row.video, row.keypoints, job.out, tracker=task, name=row.name, overwrite=replace,
                               overlay=job.overlay, backend=job.backend, frames=job.frames, max_frames=job.max_frames,
-                              progress=False)
+                              progress=False, **_cache_kwargs(job))
         return int(res.num_frames)
+
+
+def _cache_kwargs(job: RowJob) -> dict[str, Any]:
+    """``feature_cache=`` for the task function, only when the batch has one."""
+    return {"feature_cache": job.feature_cache} if job.feature_cache is not None else {}
 
 
 def _release_memory(exc: BaseException) -> None:
@@ -277,90 +290,12 @@ def _release_memory(exc: BaseException) -> None:
                 torch.cuda.empty_cache()
 
 
-# ====================================================================== the report
-@dataclass
-class BatchReport:
-    """The outcome of a batch run (also written to ``OUT/batch_report.json``)."""
-
-    out: Path
-    task: Task
-    rows: list[BatchRow]
-    results: list[RowResult]
-    engine: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    started: str = ""
-    source: str = ""
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.results)
-
-    @property
-    def failed(self) -> list[RowResult]:
-        return [r for r in self.results if r.status == "failed"]
-
-    @property
-    def frames(self) -> int:
-        """Frames computed in this run (skipped rows not counted)."""
-        return sum(r.frames for r in self.results if r.status == "done")
-
-    @property
-    def ok(self) -> bool:
-        return all(r.status in ("done", "skipped") for r in self.results)
-
-    def summary(self) -> str:
-        fps = self.frames / self.seconds if self.seconds > 0 else 0.0
-        return (f"{len(self.results)} videos: {self.count('done')} done, {self.count('skipped')} skipped (complete), "
-                f"{self.count('failed')} failed" + (f", {self.count('pending')} not run" if self.count("pending") else "")
-                + f"; {self.frames} frames in {self.seconds:.1f}s ({fps:.2f} frames/s)")
-
-    def to_dict(self) -> dict[str, Any]:
-        from vidprop import __version__
-
-        rows = []
-        for row, r in zip(self.rows, self.results):
-            rows.append({
-                "line": row.line,
-                "name": row.name,
-                "video": str(row.video),
-                "status": r.status,
-                "error": r.error,
-                "frames": r.frames,
-                "seconds": round(r.seconds, 3),
-                "frames_per_second": round(r.fps, 3),
-                "attempts": r.attempts,
-                "worker": r.worker,
-                "output": str(self.out / row.name) if r.status in ("done", "skipped") else None,
-            })
-        return {
-            "vidprop_version": __version__,
-            "task": self.task,
-            "input": self.source,
-            "out": str(self.out),
-            "started": self.started,
-            "seconds": round(self.seconds, 3),
-            "engine": self.engine,
-            "videos": len(self.results),
-            "done": self.count("done"),
-            "skipped": self.count("skipped"),
-            "failed": self.count("failed"),
-            "pending": self.count("pending"),
-            "frames": self.frames,
-            "frames_per_second": round(self.frames / self.seconds, 3) if self.seconds > 0 else 0.0,
-            "rows": rows,
-        }
-
-    def write(self) -> Path:
-        path = self.out / REPORT_NAME
-        with atomic_file(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
-
-
 # ====================================================================== the driver
 def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | str,
           overrides: Mapping[str, Mapping[str, Any]] | None, overlay: bool, resize_mask: bool, backend: str,
           overwrite: bool, run_id: str, frames: str | None = None,
-          max_frames: int | None = None) -> tuple[list[RowJob], dict[int, RowResult]]:
+          max_frames: int | None = None,
+          outputs: Mapping[str, Any] | None = None) -> tuple[list[RowJob], dict[int, RowResult]]:
     """Settings of every row, what is complete already, what to run; conflicts refused before any work."""
     jobs: list[RowJob] = []
     skipped: dict[int, RowResult] = {}
@@ -370,7 +305,7 @@ def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | st
         ov = bool(row.option("overlay", overlay))
         rm = bool(row.option("resize_mask", resize_mask))
         fr, mf = row.option("frames", frames), row.option("max_frames", max_frames)
-        fp = fingerprint(task, row, cfg, ov, fr, mf)
+        fp = fingerprint(task, row, cfg, ov, fr, mf, outputs)
         out_dir = out / row.name
         state = _read_state(_state_path(out, row.name)) or {}
         owned = state.get("fingerprint") == fp
@@ -384,13 +319,37 @@ def _plan(rows: Sequence[BatchRow], out: Path, task: Task, base: TaskConfig | st
             continue
         jobs.append(RowJob(index=i, row=row, task=task, config=cfg, out=out, fingerprint=fp, run_id=run_id,
                            replace=out_dir.exists(), overlay=ov, resize_mask=rm,
-                           backend=str(row.option("backend", backend)), frames=fr, max_frames=mf))
+                           backend=str(row.option("backend", backend)), frames=fr, max_frames=mf,
+                           **(outputs or {})))
     if conflicts:
         c = conflicts[0]
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise OutputExistsError(f"{c.where}: {out / c.name} already exists and was not written by this batch with "
                                 f"these settings{more}; pass --overwrite (overwrite=True) to replace it")
     return jobs, skipped
+
+
+def _segment_outputs(task: Task, direction: str, formats: Sequence[str] | str,
+                     labels: str | Path | None) -> dict[str, Any]:
+    """The segment output options that differ from the defaults, checked before any work."""
+    from vidprop.io.annotations import DIRECTIONS
+    from vidprop.io.exports import parse_formats
+    from vidprop.io.formats.labels import read_labels
+
+    fmts = parse_formats(formats)
+    out: dict[str, Any] = {}
+    if direction != "forward":
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        out["direction"] = direction
+    if fmts != ("png",):
+        out["formats"] = fmts
+    if labels is not None:
+        read_labels(labels)  # a bad file fails before any row
+        out["labels"] = str(Path(labels).resolve())
+    if out and task != "segment":
+        raise ConfigError(f"{', '.join(out)} are for --task segment")
+    return out
 
 
 def _dispatch_order(jobs: list[RowJob]) -> list[RowJob]:
@@ -417,6 +376,10 @@ def run_batch(
     engine: EngineOptions | None = None,
     progress: bool = True,
     runner: type[RowRunner] = RowRunner,
+    direction: str = "forward",
+    formats: Sequence[str] | str = ("png",),
+    labels: str | Path | None = None,
+    feature_cache: str | Path | None = None,
 ) -> BatchReport:
     """Run every row of ``source`` (a manifest, a folder of videos, or rows) into ``out``.
 
@@ -425,7 +388,9 @@ def run_batch(
     changes for every row (``{"propagation": {"topk": 10}}``), before a row's
     own columns.  ``overlay``, ``resize_mask``, ``backend``, ``frames``
     ("START:END") and ``max_frames`` (a part of each video, as ``--frames`` /
-    ``--max-frames``) are defaults a row may change.  A failing row is reported (``results``, the report file
+    ``--max-frames``) are defaults a row may change.  Segment only, for every
+    row: ``direction``, ``formats`` and ``labels`` (a ``--labels`` file), as
+    ``vidprop segment`` takes them.  A failing row is reported (``results``, the report file
     and one log line) and the others go on; a malformed input, a model that
     does not load or an output folder that would be replaced without
     ``overwrite`` raises before any row runs.  Returns the report, also
@@ -433,6 +398,7 @@ def run_batch(
     """
     if task not in TASKS:
         raise ConfigError(f"task must be segment or track, got {task!r}")
+    outputs = _segment_outputs(task, direction, formats, labels)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     if isinstance(source, (str, Path)):
@@ -451,7 +417,15 @@ def run_batch(
 
         parse_frame_range(frames, max_frames)  # a bad value fails before any work
     jobs, skipped = _plan(rows, out, task, base, overrides, overlay, resize_mask, backend, overwrite, run_id,
-                          frames, max_frames)
+                          frames, max_frames, outputs)
+    if feature_cache is not None:  # every row's features are read from (extracted once into) this folder
+        from dataclasses import replace as _replace
+
+        from vidprop.features.cache import FeatureCache
+
+        cache_root = Path(feature_cache).expanduser().resolve()
+        FeatureCache(cache_root).check_writable()
+        jobs = [_replace(j, feature_cache=str(cache_root)) for j in jobs]
     results: dict[int, RowResult] = dict(skipped)
     engine_info: dict[str, Any] = {"kind": options.kind}
     if options.address:
@@ -461,6 +435,7 @@ def run_batch(
     if skipped:
         log.info("%d of %d videos are complete in %s; skipping them", len(skipped), len(rows), out)
     bar = progress_bar(total=len(rows), desc=f"batch {task}", unit="video", enabled=progress, leave=True)
+    writer = ReportWriter(report, results, t0)
     frames = 0
     try:
         if skipped:
@@ -477,28 +452,41 @@ def run_batch(
                     engine_info.update(workers=p.workers, gpus_per_worker=p.gpus_per_worker,
                                        cpus_per_worker=p.cpus_per_worker)
                 engine_info["startup_seconds"] = round(time.perf_counter() - t_run, 3)
+                stats = getattr(eng, "stats", None)
                 out.mkdir(parents=True, exist_ok=True)  # only once the workers are ready: a bad model writes nothing
-                for outcome in eng.map(order):
-                    job = order[outcome.index]
-                    if outcome.error is not None:  # the worker itself failed (died every attempt, or a bug)
-                        res = RowResult(job.index, job.row.name, "failed", error=describe_error(outcome.error))
-                    else:
-                        res = outcome.value
-                    results[job.index] = res
-                    if res.status == "failed":
-                        log.error("%s (%s): %s", job.row.where, job.row.name, res.error)
-                    frames += res.frames if res.status == "done" else 0
-                    bar.update(1)
-                    elapsed = time.perf_counter() - t0
-                    failed = sum(r.status == "failed" for r in results.values())
-                    bar.set_postfix_str(f"{frames} frames, {frames / elapsed:.2f} frames/s"
-                                        + (f", {failed} failed" if failed else ""))
+                writer.write()  # every row pending (or skipped) until it finishes
+                try:
+                    for outcome in eng.map(order):
+                        job = order[outcome.index]
+                        if outcome.error is not None:  # the worker itself failed (died every attempt, or a bug)
+                            res = RowResult(job.index, job.row.name, "failed", error=describe_error(outcome.error))
+                        else:
+                            res = outcome.value
+                        results[job.index] = res
+                        if options.kind != "sequential":  # logged in the worker's process: said here too
+                            for warning in res.warnings:
+                                log.warning("%s (%s): %s", job.row.where, job.row.name, warning)
+                        if res.status == "failed":
+                            log.error("%s (%s): %s", job.row.where, job.row.name, res.error)
+                        frames += res.frames if res.status == "done" else 0
+                        bar.update(1)
+                        elapsed = time.perf_counter() - t0
+                        failed = sum(r.status == "failed" for r in results.values())
+                        bar.set_postfix_str(f"{frames} frames, {frames / elapsed:.2f} frames/s"
+                                            + (f", {failed} failed" if failed else ""))
+                        if stats is not None:
+                            engine_info.update(stats.as_dict())
+                        writer.row_finished()
+                finally:
+                    if stats is not None:
+                        engine_info.update(stats.as_dict())
+    except NoWorkersLeftError as exc:
+        missing = len(rows) - len(results)
+        raise NoWorkersLeftError(f"{exc}; {missing} of {len(rows)} videos not run, see {out / REPORT_NAME}") from None
     finally:
         bar.close()
-        report.results = [results.get(i) or RowResult(i, r.name, "pending") for i, r in enumerate(rows)]
-        report.seconds = time.perf_counter() - t0
-        if out.is_dir():
-            report.write()
+        report.finished = len(results) == len(rows)
+        writer.write()
     log.info("batch: %s", report.summary())
     return report
 

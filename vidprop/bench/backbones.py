@@ -37,6 +37,7 @@ BENCH_BACKBONES: dict[str, BenchBackbone] = {b.name: b for b in (
     BenchBackbone("dinov2", "davis-dinov2", "DINOv2 ViT-B/14"),
     BenchBackbone("sd+dinov2", "spair-sd-dinov2", "SD 1.5 + DINOv2 B/14", per_call=2),
     BenchBackbone("cleandift", "davis-cleandift", "SD 2.1 U-Net + VAE"),
+    BenchBackbone("dinov3", "davis-dinov3", "DINOv3 ViT-L/16"),
 )}
 
 
@@ -86,6 +87,13 @@ def build_bench_extractor(name: str, *, device: str = "cpu", dtype: str = "float
     from vidprop.features.vit import VitExtractor
 
     cfg = _settings(name, device, dtype)
+    if name == "dinov3":
+        from transformers import DINOv3ViTModel
+
+        from vidprop.features.dinov3 import Dinov3Extractor, vitl16_config
+
+        with torch.device(device if device == "meta" else "cpu"):
+            return Dinov3Extractor(DINOv3ViTModel(vitl16_config()), config=cfg)
     if name in ("sd", "cleandift"):
         parts = _sd_parts("sd21", device)
         return DiftExtractor(parts["unet"], parts["vae"], parts["scheduler"], config=cfg, prompt_embeds=torch.zeros(1, 77, 1024))

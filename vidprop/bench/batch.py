@@ -4,6 +4,7 @@
     vidprop bench batch --videos 16 --frames 24 --workers 1,2,4
     vidprop bench batch --threads 1 --cpus-per-worker 1        # every engine with 1 torch thread per worker
     vidprop bench batch --device cuda --architecture sd21 --gpus-per-worker 1    # on a GPU machine
+    vidprop bench batch --lose-node                      # a simulated 2-node cluster, a node lost halfway
 
 Every run segments the same synthetic videos (``segment`` settings, no
 overlay) into a fresh folder.  Per engine it prints the start-up time (the
@@ -15,6 +16,10 @@ checked against the sequential run's (masks byte for byte when the thread
 counts agree, else the share of identical masks).  Nothing is downloaded:
 the model is a random one written to a temporary folder (``--architecture
 sd21`` has the real SD 2.1 shapes) unless ``--model`` names one.
+
+``--lose-node``: the run time on a simulated Ray cluster (``--nodes`` nodes of
+``--cpus-per-node`` CPUs, one worker each) without and with a node lost when
+half the videos are done, and the rows redone (:mod:`vidprop.bench.batch_lose_node`).
 """
 
 from __future__ import annotations
@@ -68,7 +73,17 @@ def main(argv: list[str] | None = None) -> int:
                                                          "(default: the machine's CPUs divided among the workers)")
     p.add_argument("--threads", type=int, help="torch threads of the sequential engine (default: torch's default)")
     p.add_argument("--skip-sequential", action="store_true")
+    lose = p.add_argument_group("--lose-node: a simulated Ray cluster that loses a machine halfway")
+    lose.add_argument("--lose-node", action="store_true",
+                      help="run on a simulated cluster, without and with a worker node lost when half the videos are done")
+    lose.add_argument("--nodes", type=int, default=2, help="worker nodes, one worker each (default 2)")
+    lose.add_argument("--cpus-per-node", type=int, default=1, help="CPUs of each worker node (default 1)")
+    lose.add_argument("--kill", action="store_true", help="kill the node outright instead of stopping it")
+    lose.add_argument("--placement-timeout", type=float, default=60.0,
+                      help="seconds a replacement worker may wait for room (default 60)")
     args = p.parse_args(argv)
+    if args.lose_node and args.nodes < 2:
+        p.error("--lose-node needs --nodes 2 or more (one is lost)")
 
     import logging
 
@@ -96,6 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"frames": {"mode": "short_side", "short_side": args.short_side},
                      "extractor": {"model": model, "ensemble": args.ensemble, "device": args.device}}
         total_frames = args.videos * args.frames
+        if args.lose_node:
+            from vidprop.bench.batch_lose_node import run_lose_node
+
+            print(f"vidprop batch (segment, no overlay) on a simulated Ray cluster: {args.nodes} worker nodes of "
+                  f"{args.cpus_per_node} CPU(s), one worker each; {args.videos} synthetic {args.width}x{args.height} "
+                  f"videos x {args.frames} frames, short side {args.short_side}, ensemble {args.ensemble}, "
+                  f"{'model ' + args.model if args.model else args.architecture + ' random SD'}; "
+                  f"node {'killed' if args.kill else 'stopped'} when half the videos are done")
+            for line in run_lose_node(manifest, tmp, overrides=overrides, videos=args.videos, nodes=args.nodes,
+                                      cpus_per_node=args.cpus_per_node, graceful=not args.kill,
+                                      placement_timeout=args.placement_timeout, masks=_masks):
+                print(line)
+            return 0
         print(f"vidprop batch (segment, no overlay): {args.videos} synthetic {args.width}x{args.height} videos x "
               f"{args.frames} frames = {total_frames} frames, short side {args.short_side}, ensemble {args.ensemble}, "
               f"{'model ' + args.model if args.model else args.architecture + ' random SD'} on {args.device}; "

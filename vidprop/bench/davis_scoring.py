@@ -59,8 +59,8 @@ def make_synthetic_davis(
     earlier ones; some leave the frame or vanish for a while), a void (255)
     rectangle in some frames, and predictions = the ground truth shifted by a
     few pixels, with blotches, dropped objects and a missing last object in
-    some sequences.  JPEG frames are hard links of one small image (scoring
-    never decodes them).  Returns the sequence names.
+    some sequences.  JPEG frames are hard links of one flat grey image at the
+    masks' size (scoring never decodes them; eval davis accepts the layout).  Returns the sequence names.
     """
     root, results = Path(root), Path(results)
     rng = np.random.default_rng(seed)
@@ -68,8 +68,8 @@ def make_synthetic_davis(
     (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
     names = [f"seq{i:02d}" for i in range(num_sequences)]
     (root / "ImageSets" / "2017" / f"{set}.txt").write_text("\n".join(names) + "\n")
-    jpg = root / "_frame.jpg"
-    Image.new("RGB", (width // 8, height // 8), (90, 90, 90)).save(jpg, quality=80)
+    jpg = root / "_frame.jpg"  # at the masks' size: `vidprop eval davis` can propagate on this layout too
+    Image.new("RGB", (width, height), (90, 90, 90)).save(jpg, quality=80)
     for name in names:
         img_dir = root / "JPEGImages" / "480p" / name
         ann_dir = root / "Annotations" / "480p" / name

@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", choices=_VARIANTS, default=None, help="run one variant only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backbone", nargs="+", metavar="NAME",
-                   help="compare backbones instead: any of sd, adm, dino, clip, dinov2, sd+dinov2, cleandift, or all "
+                   help="compare backbones instead: any of sd, adm, dino, clip, dinov2, sd+dinov2, cleandift, dinov3, or all "
                         "(timed at --size, default 480x832 on CUDA and 240x416 on a CPU)")
     p.add_argument("--flops-size", default="480x832", help="HxW at which FLOPs are counted with --backbone (default 480x832)")
     p.add_argument("--worker", choices=_VARIANTS, help=argparse.SUPPRESS)

@@ -2,6 +2,7 @@
 
     vidprop bench propagate                    # DAVIS scale, protocol A
     vidprop bench propagate --protocol crw --grid 40x40 --context 7 --radius 5 --topk 10 --temperature 0.05
+    vidprop bench propagate --window circle --grid 60x107 --channels 1024 --context 7 --radius 12 --topk 5  # DINOv3
     vidprop bench propagate --device cuda      # the same code path on a GPU
 
 Each variant runs in its own subprocess so its peak memory (RSS high-water
@@ -43,7 +44,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def dense_step(query, keys, labels, *, protocol, temperature, topk, radius):
+def dense_step(query, keys, labels, *, protocol, temperature, topk, radius, window=None):
     """Dense protocol A/B step. query (C, h, w); keys (N, C, h, w) (frame 0 first); labels (N, K, h, w)."""
     N, C, h, w = keys.shape
     q = F.normalize(query.reshape(C, -1), dim=0)  # (C, hw)
@@ -52,7 +53,10 @@ def dense_step(query, keys, labels, *, protocol, temperature, topk, radius):
     ys, xs = ys.reshape(-1), xs.reshape(-1)
     dy, dx = ys[:, None] - ys[None], xs[:, None] - xs[None]  # (hw keys, hw queries)
     if protocol == "dino":
-        mask = ((dy.abs() <= radius) & (dx.abs() <= radius)).float()
+        if window == "circle":  # DINOv3's notebook: distance <= radius
+            mask = ((dy * dy + dx * dx).float().sqrt() <= radius).float()
+        else:
+            mask = ((dy.abs() <= radius) & (dx.abs() <= radius)).float()
         aff = torch.exp(torch.einsum("nck,cq->nkq", k, q) / temperature) * mask  # (N, hw, hw)
         aff = aff.reshape(N * h * w, h * w)
         tk_min = torch.topk(aff, dim=0, k=topk).values.min(dim=0).values
@@ -153,7 +157,7 @@ def _worker(args) -> None:
     if args.worker == "dense":
         def step() -> None:
             result["out"] = dense_step(query, keys, labels, protocol=args.protocol, temperature=args.temperature,
-                                       topk=args.topk, radius=args.radius)
+                                       topk=args.topk, radius=args.radius, window=args.window)
 
         for _ in range(args.repeat):
             times.append(_timed(step, dev))
@@ -161,7 +165,7 @@ def _worker(args) -> None:
         peak = _peak(dev, base)
     else:
         cfg = PropagationConfig(protocol=args.protocol, temperature=args.temperature, topk=args.topk,
-                                n_last_frames=args.context, radius=args.radius, tile=args.tile)
+                                n_last_frames=args.context, radius=args.radius, tile=args.tile, window=args.window)
         prop = Propagator(cfg)
         prop.reset(keys[0], labels[0])
         for i in range(1, keys.shape[0]):  # protocol B: the short-term queue (a ring; order does not matter)
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vidprop bench propagate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocol", choices=["dino", "crw"], default="dino")
+    p.add_argument("--window", choices=["square", "circle"],
+                   help="protocol A's window (default square; circle: distance <= radius, DINOv3's notebook)")
     p.add_argument("--grid", default="60x104", help="feature grid HxW (DAVIS 480x832 at stride 8: 60x104)")
     p.add_argument("--channels", type=int, default=640)
     p.add_argument("--context", type=int, default=28, help="previous frames besides frame 0 (A: 28 -> 29 context frames)")
@@ -219,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import tempfile
 
-    print(f"propagation step, protocol {'A (dino)' if args.protocol == 'dino' else 'B (crw)'}: grid {args.h}x{args.w}, "
+    print(f"propagation step, protocol {'A (dino)' if args.protocol == 'dino' else 'B (crw)'}"
+          f"{', ' + args.window + ' window' if args.window else ''}: grid {args.h}x{args.w}, "
           f"C={args.channels}, {args.context + 1} context frames, radius {args.radius:g}, top-k {args.topk}, "
           f"tile {args.tile}, {args.threads} threads, {args.device}, torch {torch.__version__}")
     results = {}

@@ -10,7 +10,10 @@ spills its frames to a temporary file.  Each run is a separate process; its
 peak RSS (ru_maxrss) is printed with the time per frame.  The annotated runs
 use ``--masks`` with ``--annotations`` masks spread evenly over the longest
 video (first one on frame 0), then the same with ``--direction both`` and the
-first annotation at 10% of the video.
+first annotation at 10% of the video, then (``--entering``) objects that each
+enter at their own frame with ``--direction both`` on the shortest video: one
+backward pass per entering object, so memory must not grow with their number
+either (its peak is compared with the shortest first-frame run).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lengths", default="100,1000", help="video lengths in frames")
     p.add_argument("--annotations", type=int, default=10,
                    help="annotated frames spread over the longest video (0: first-frame runs only)")
+    p.add_argument("--entering", type=int, default=4,
+                   help="objects entering at their own frames, --direction both, on the shortest video (0: none)")
     p.add_argument("--size", default="128x72", help="frame size WxH of the synthetic videos")
     p.add_argument("--short-side", type=int, default=64, help="model input short side")
     p.add_argument("--ensemble", type=int, default=1)
@@ -109,6 +114,26 @@ def main(argv: list[str] | None = None) -> int:
                       f"({100 * (info['peak_mb'] - first_only) / first_only:+.1f}% vs the first-frame run), "
                       f"{1000 * info['seconds'] / n:6.1f} ms/frame, {written} masks written "
                       f"({time.perf_counter() - t0:.0f} s with start-up)")
+        e = args.entering
+        if e > 0 and scene is not None:
+            n = lengths[0]
+            sc = SyntheticScene(width=w, height=h, num_frames=n, num_objects=2, seed=0)
+            masks = tmp_path / "entering"
+            masks.mkdir()
+            for i in range(e):  # object i + 1 first annotated at its own frame (the scene's object 1 relabelled)
+                t = round((i + 1) * (n - 1) / e)
+                m = sc.frame(t)[1]
+                write_indexed_png(masks / f"{t:05d}.png", ((m == m[m > 0].min()) * (i + 1)).astype("uint8"))
+            t0 = time.perf_counter()
+            info = _run([sys.executable, "-c", _CHILD, "-q", "segment", str(tmp_path / f"video{n}.mp4"), "--masks",
+                         str(masks), "--out", str(tmp_path / "entering-out"), "--direction", "both", *base])
+            if info is None:
+                return 1
+            first_only = rows[0][2]["peak_mb"]
+            print(f"  {n:>6} frames, {e} objects entering at their own frames, --direction both ({e} backward "
+                  f"passes): peak RSS {info['peak_mb']:8.1f} MB ({100 * (info['peak_mb'] - first_only) / first_only:+.1f}% "
+                  f"vs the first-frame run), {1000 * info['seconds'] / n:6.1f} ms/frame "
+                  f"({time.perf_counter() - t0:.0f} s with start-up)")
     return 0
 
 

@@ -33,7 +33,9 @@ COMMANDS = [
     "vidprop.cli.batch",
     "vidprop.cli.extract",
     "vidprop.cli.export",
+    "vidprop.cli.score",
     "vidprop.cli.view",
+    "vidprop.cli.annotate",
 ]
 #: Modules providing ``register_eval(eval_subparsers)``.
 EVAL_COMMANDS: list[str] = [
@@ -159,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
                 return int(args.func(args) or 0)
         except VidpropError as exc:
-            print(f"vidprop: error: {exc}", file=sys.stderr)
+            from vidprop.cli.common import cli_message
+
+            print(f"vidprop: error: {cli_message(str(exc), args)}", file=sys.stderr)
             return exc.exit_code
         except Terminated:
             print("vidprop: terminated (SIGTERM)", file=sys.stderr)

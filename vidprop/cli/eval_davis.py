@@ -32,7 +32,9 @@ ROOT/Annotations/480p/<seq>/00000.png ... (indexed PNGs, 255 = void).
 presets: `davis` (default) is DIFT's published run exactly (float32 features;
 the sequence `shooting` with 10 context frames instead of 28, as DIFT's script);
 `davis-fast` has no per-sequence change and half precision on a GPU: NOT the
-published protocol.  Changing a setting with a flag makes any run unpublished.
+published protocol. `--backbone dinov3` runs `davis-dinov3` (the DINOv3 authors'
+notebook protocol; `--config davis-dinov3-paper` for the paper's text) and prints
+the J&F published for the model size it recognises (ViT-L/16 at 960: 79.9).  Changing a setting with a flag makes any run unpublished.
 OUT/config.yaml and the printed tables say which preset produced the run.
 
 propagation writes OUT/<seq>/<frame>.png (indexed PNGs, one per frame) and
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from vidprop.cli.common import engine_from_args, progress_enabled
     from vidprop.cli.segment import segment_config_from_args
     from vidprop.eval.davis import format_tables, run_davis, run_note, score_davis, write_csvs, write_summary_image
+    from vidprop.eval.davis.runner import published_reference
     from vidprop.io.atomic import check_writable_target
 
     progress = progress_enabled(args)
@@ -110,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             raise ConfigError("--out DIR is needed to write the masks (or score existing ones: --results DIR)")
         cfg = segment_config_from_args(args)
+        ref = published_reference(cfg)
+        if ref is not None:
+            print(ref["note"], flush=True)
         scores = run_davis(args.root, args.out, args.set, sequences=sequences, config=cfg,
                            overwrite=args.overwrite, workers=args.workers, progress=progress, engine=engine)
         report_dir = Path(args.out)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from vidprop.cli.common import add_engine_args, engine_from_args, progress_enabled
-from vidprop.cli.match import add_attention_args, add_pair_model_args, attention_factory, load_attention, pair_config
+from vidprop.cli.match import (add_attention_args, add_geometric_matching_args, add_pair_model_args, attention_factory,
+                               load_attention, pair_config)
 
 __all__ = ["register_eval"]
 
@@ -23,6 +24,11 @@ PCK protocols (--pck-protocol; default: the method's own):
           table (test, PCK@0.1 per image): DIFT_sd 52.9, DINO 33.9, OpenCLIP 38.4.
   hedlin  images and points rescaled to 512x512, alpha x max(h, w) of the SOURCE box in
           that space.  Compares to Hedlin et al.'s 28.9 @0.05 and 45.4 @0.1 (per image).
+  sd-dino Zhang et al.'s (Junyi42/sd-dino pck_spair_pascal.py): the target letterboxed to
+          840x840, the prediction snapped to the centre of its 14-pixel patch, distance
+          STRICTLY below alpha x max(h, w) of the target box in that space, points pooled per
+          category, then the mean over categories ("category mean").  With --sample 20 (their
+          pairs) and the spair-sd-dinov2 preset it compares to their 59.9 @0.1.
 
 output: OUT/config.yaml (what ran: settings, model, revision, vidprop version, date; written
 first), OUT/parts/<category>.csv (one per finished category: a rerun into the same OUT with
@@ -66,9 +72,12 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
     p.add_argument("--no-category-prompt", action="store_true", help='prompt "" instead of "a photo of a {category}"')
     p.add_argument("--method", choices=["dift", "attention"], default="dift",
                    help="DIFT features (default) or Hedlin et al.'s attention matcher (slow: minutes per point)")
-    p.add_argument("--pck-protocol", choices=["dift", "hedlin", "both"],
+    p.add_argument("--pck-protocol", choices=["dift", "hedlin", "sd-dino", "both"],
                    help="PCK protocol (default: dift for --method dift, hedlin for --method attention); "
-                        "both: score both, the method's own first")
+                        "sd-dino: Zhang et al.'s (SD + DINOv2); both: dift and hedlin, the method's own first")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="N pairs per category drawn as sd-dino's script draws them (np.random.seed(42), "
+                        "np.random.choice with replacement; their default 20); default: every pair")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
     add_pair_model_args(p, "semantic")
     add_attention_args(p)
@@ -88,8 +97,7 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
     h.add_argument("--max-keypoints", type=int, default=1000, help="SIFT keypoints per image (default 1000)")
     h.add_argument("--include-high-res", action="store_true",
                    help="keep the 8 high-resolution sequences the standard download removes")
-    h.add_argument("--homography", choices=["lmeds", "ransac"], default="lmeds", help="estimator (default lmeds)")
-    h.add_argument("--threshold", type=float, default=3.0, help="reprojection threshold, pixels (default 3)")
+    add_geometric_matching_args(h)
     h.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
     add_pair_model_args(h, "geometric")
     add_engine_args(h)
@@ -107,6 +115,10 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
     pairs = read_spair(args.root, args.split, limit=args.limit, categories=args.category)  # fail before loading
     protocols = resolve_protocols(args.method, args.pck_protocol)
     check_protocol_boxes(pairs, protocols, Path(args.root) / "PairAnnotation" / args.split)
+    if args.sample is not None and args.sample < 1:
+        from vidprop.errors import ConfigError
+
+        raise ConfigError(f"--sample must be >= 1, got {args.sample}")
     attention = matcher = None
     if args.method == "attention":  # on Ray, each worker loads it once
         attention = attention_factory(args) if engine.kind != "sequential" else load_attention(args)
@@ -116,7 +128,7 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
         matcher = PairMatcher.from_pretrained(config=pair_config(args, "semantic"))
     s = run_spair(matcher, args.root, args.out, split=args.split, limit=args.limit, categories=args.category,
                   use_category_prompt=not args.no_category_prompt, attention=attention, protocols=protocols,
-                  progress=progress_enabled(args), overwrite=args.overwrite, engine=engine)
+                  progress=progress_enabled(args), overwrite=args.overwrite, engine=engine, sample=args.sample)
     o = s["overall"]
     print(f"SPair-71k {args.split}: {o['pairs']} pairs, {o['points']} points ({args.method}, {s['dtype']})")
     for name, r in s["protocols"].items():
@@ -124,6 +136,9 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
         for kind in ("per_image", "per_point"):
             vals = "  ".join(f"@{a}: {v:.2f}" for a, v in r["overall"][kind].items())
             print(f"  PCK {kind.replace('_', ' '):<9} {vals}")
+        if name == "sd-dino":
+            vals = "  ".join(f"@{a}: {v:.2f}" for a, v in r["overall"]["category_mean"].items())
+            print(f"  PCK category mean {vals}")
         print(f"  compare to: {r['compare_to']}")
     if not s["published"]:
         print("NOT the published run: " + "; ".join(s["differences_from_published"]))
@@ -145,11 +160,11 @@ def run_hpatches_cmd(args: argparse.Namespace) -> int:
         for seq in seqs:
             for i in range(1, 7):
                 hpatches_keypoints(args.keypoints, seq.name, i)
-    cfg = pair_config(args, "geometric")
+    cfg = pair_config(args, "geometric", geometric=True)
     matcher = cfg if engine.kind != "sequential" else PairMatcher.from_pretrained(config=cfg)  # Ray: each worker loads it
     s = run_hpatches(matcher, args.root, args.out, limit=args.limit, keypoints=args.keypoints,
                      max_keypoints=args.max_keypoints, include_high_res=args.include_high_res,
-                     method=args.homography, threshold=args.threshold, progress=progress_enabled(args),
+                     progress=progress_enabled(args),
                      overwrite=args.overwrite, engine=engine)
     kp = (f"keypoints from {args.keypoints}" if args.keypoints else f"SIFT keypoints (<= {args.max_keypoints})")
     print(f"HPatches: {s['sequences']} sequences, {kp}, {s['dtype']}; homography accuracy (mean corner error)")

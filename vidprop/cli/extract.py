@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from vidprop.cli.common import add_model_args, add_progress_arg, config_from_args, progress_enabled
+from vidprop.cli.common import (
+    add_frame_range_args,
+    add_model_args,
+    add_progress_arg,
+    config_from_args,
+    progress_enabled,
+)
 from vidprop.io.video import BACKENDS
 
 __all__ = ["register", "extract_config_from_args"]
@@ -20,6 +26,7 @@ examples:
   vidprop extract cat.jpg --out cat.pt --size 0 --t 0 --up-ft-index 2   # keep the image's size
   vidprop extract clip.mp4 --out feats/                       # feats/clip/chunk_00000.safetensors ... + index.json
   vidprop extract judo/frames --video --out feats/ --chunk 1  # a frame folder as a video, one file per frame
+  vidprop extract clip.mp4 --out feats/ --frames 100:200      # a part of a video (--max-frames 20: a quick look)
 
 inputs: image files; a folder (its images, sorted, not recursive); a video file;
 with --video, folders are videos' frame folders.  Images and videos are extracted
@@ -84,12 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--chunk", type=int, default=16, help="video frames per file (default 16; 1 = a file per frame)")
     g.add_argument("--backend", default="auto", choices=list(BACKENDS),
                    help="video decoder (default: decord if installed, else PyAV)")
+    add_frame_range_args(p)
     add_progress_arg(p)
     m = add_model_args(p, None, preset_help="dift for images, davis-fast for videos")
     m.add_argument("--size", type=int, nargs="+", metavar="N",
-                   help="model input size: N (square) or W H, multiples of 32; 0 = the input's own size "
+                   help="model input size: N (square) or W H (floored to the backbone's input multiple, e.g. 32 for sd); 0 = the input's own size "
                         "(images: dift preset 768x768)")
-    m.add_argument("--short-side", type=int, help="resize so the short side is this (multiple of 32; videos: davis-fast 480)")
+    m.add_argument("--short-side", type=int, help="resize so the short side is this (videos: davis-fast 480; floored to the backbone's input multiple, e.g. 32 for sd, 14 for dinov2)")
     m.add_argument("--prompt", help='prompt (default: the preset\'s, "")')
     p.set_defaults(func=run)
 
@@ -124,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--chunk must be >= 1, got {args.chunk}")
     if args.name and (kind != "videos" or len(paths) != 1):
         raise ConfigError("--name names one video's folder; give exactly one video with it")
+    if kind != "videos" and (args.frames is not None or args.max_frames is not None):
+        raise ConfigError("--frames / --max-frames select frames of a video; the inputs are still images")
+    if args.frames is not None or args.max_frames is not None:
+        from vidprop.io.driver import parse_frame_range
+
+        parse_frame_range(args.frames, args.max_frames)  # a bad range fails before any work
     cfg = extract_config_from_args(args, kind)
     options = SaveOptions(format=args.format, save_dtype=args.save_dtype, upsample=args.upsample,
                           chunk=args.chunk, overwrite=args.overwrite)
@@ -140,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for video in paths:
         res = extract_video(video, args.out, saver=saver, options=options, name=args.name, backend=args.backend,
-                            progress=progress)
+                            progress=progress, frames=args.frames, max_frames=args.max_frames)
         if res.frames_extracted:
             done = f", {len(res.skipped)} chunk file(s) already complete" if res.skipped else ""
             print(f"extracted {res.frames_extracted} of {res.frames_total} frames of {video} in {res.seconds:.1f} s, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -56,7 +57,7 @@ def add_pair_model_args(p: argparse.ArgumentParser, default_preset: str | None) 
                    "float32 for attention)",
     )
     g.add_argument("--size", type=int, help="square model input side (preset: 768; attention: 512); "
-                                            "a multiple of 32 (64 for attention)")
+                                            "floored to the backbone's input multiple (32 for sd, 14 for dinov2/clip; 64 for attention)")
     add_progress_arg(p)
 
 
@@ -76,9 +77,23 @@ def add_attention_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--attention-batch", type=int, help="U-Net samples per call (5)")
 
 
-def pair_config(args: argparse.Namespace, default_preset: str):
+def pair_config(args: argparse.Namespace, default_preset: str, *, geometric: bool = False):
+    """The preset and flags of a pair command; ``geometric``: also --distance/--homography/--threshold."""
     frames = {"mode": "fixed", "width": args.size, "height": args.size} if args.size is not None else None
-    return config_from_args(args, default_preset, frames=frames)
+    cfg = config_from_args(args, default_preset, frames=frames)
+    if not geometric:
+        return cfg
+    return cfg.override(matching={"distance": args.distance, "homography": args.homography, "threshold": args.threshold})
+
+
+def add_geometric_matching_args(g: argparse._ActionsContainer) -> None:
+    """--distance, --homography, --threshold (default: the preset's ``matching``, its published command)."""
+    g.add_argument("--distance", choices=["cosine", "l2"],
+                   help="mutual nearest neighbours by the cosine or the L2 distance of the descriptors (default: the "
+                        "preset's: cosine for geometric (DIFT_sd), l2 for hpatches-adm (DIFT_adm's published command))")
+    g.add_argument("--homography", choices=["lmeds", "ransac"],
+                   help="homography estimator (default: the preset's: lmeds for geometric, ransac for hpatches-adm)")
+    g.add_argument("--threshold", type=float, help="reprojection threshold, pixels (default: the preset's, 3)")
 
 
 def attention_settings(args: argparse.Namespace):
@@ -168,8 +183,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("geometric mode")
     g.add_argument("--target-points", nargs="+", metavar="X,Y", help="target keypoints (default: SIFT)")
     g.add_argument("--max-keypoints", type=int, default=1000, help="SIFT keypoints per image (default 1000)")
-    g.add_argument("--homography", choices=["lmeds", "ransac"], default="lmeds", help="estimator (default lmeds)")
-    g.add_argument("--threshold", type=float, default=3.0, help="reprojection threshold, pixels (default 3)")
+    add_geometric_matching_args(g)
     add_pair_model_args(p, None)
     add_attention_args(p)
     p.set_defaults(func=run_match)
@@ -203,6 +217,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_match(args: argparse.Namespace) -> int:
     from vidprop.errors import ConfigError, InputError
     from vidprop.io.images import check_points_inside, draw_matches, heatmap_overlay, parse_points, write_image
+    from vidprop.tasks.budget import check_model_input
     from vidprop.tasks.match import MatchResult, PairMatcher
 
     out = Path(args.out)
@@ -234,22 +249,24 @@ def run_match(args: argparse.Namespace) -> int:
                                 "heads": matcher.settings.heads,
                                 "final_loss": [float(l[:, -1].mean()) for l in am.losses]})
     else:
-        cfg = pair_config(args, "geometric" if args.mode == "geometric" else "semantic")
+        cfg = pair_config(args, "geometric" if args.mode == "geometric" else "semantic", geometric=args.mode == "geometric")
+        check_model_input(cfg, src.shape[1], src.shape[0], source=str(args.source))  # a huge --size: before loading
         matcher = PairMatcher.from_pretrained(config=cfg)
         if args.mode == "semantic":
             res = matcher.match_semantic(src, tgt, pts, category=args.category, prompt=args.prompt,
                                          heatmap=args.heatmap)
         else:
             res = matcher.match_geometric(src, tgt, src_points=pts if len(pts) else None, tgt_points=tpts,
-                                          max_keypoints=args.max_keypoints, method=args.homography,
-                                          threshold=args.threshold, prompt=args.prompt, names=names)
+                                          max_keypoints=args.max_keypoints, prompt=args.prompt, names=names)
+        res.info["matching"] = dataclasses.asdict(cfg.matching)
         res.info["model"] = cfg.extractor.model
         res.info["backbone"] = cfg.extractor.backbone
 
     # report
     if res.mode == "geometric":
         print(f"{res.num_source_keypoints} source / {res.num_target_keypoints} target keypoints, "
-              f"{len(res.source_points)} mutual matches, {int(res.inliers.sum())} inliers ({args.homography})")
+              f"{len(res.source_points)} mutual matches, {int(res.inliers.sum())} inliers "
+              f"({res.info['matching']['distance']}, {res.info['matching']['homography']})")
         print("H = " + json.dumps([[round(float(v), 6) for v in row] for row in res.homography]))
     else:
         label = "cosine" if res.mode == "semantic" else "attention"
@@ -274,6 +291,7 @@ def run_match(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- edit
 def run_edit(args: argparse.Namespace) -> int:
     from vidprop.io.images import parse_point, read_rgba, write_image
+    from vidprop.tasks.budget import check_model_input
     from vidprop.tasks.match import PairMatcher, sticker_layer
 
     out = Path(args.out)
@@ -283,6 +301,7 @@ def run_edit(args: argparse.Namespace) -> int:
     at = parse_point(args.at, "--at") if args.at else None
     sticker_layer(sticker, src.shape[:2], at, name=args.sticker)  # check before loading the model
     cfg = pair_config(args, "semantic")
+    check_model_input(cfg, src.shape[1], src.shape[0], source=str(args.source))  # a huge --size: before loading
     matcher = PairMatcher.from_pretrained(config=cfg)
     res = matcher.edit(src, tgt, sticker, at=at, category=args.category, prompt=args.prompt,
                        max_points=args.max_points, threshold=args.threshold, composite=args.composite,

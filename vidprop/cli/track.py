@@ -7,7 +7,9 @@ import argparse
 from vidprop.cli.common import (
     add_frame_range_args,
     add_model_args,
+    add_feature_cache_arg,
     add_progress_arg,
+    check_feature_cache,
     add_propagation_args,
     add_video_output_args,
     config_from_args,
@@ -50,7 +52,7 @@ heatmap per joint on the feature grid, decoded back to pixels each frame.
 def add_crop_arg(p: argparse.ArgumentParser) -> None:
     """``--crop`` and ``--keypoint-rule``: the frame size and heatmap drawing of the keypoint commands."""
     p.add_argument("--crop", type=int, metavar="N",
-                   help="resize frames to a square N x N (multiple of 32; the JHMDB preset uses 320)")
+                   help="resize frames to a square N x N (the JHMDB preset uses 320; floored to the backbone's input multiple, e.g. 32 for sd)")
     p.add_argument("--keypoint-rule", choices=["crw", "ideal"],
                    help="how first-frame heatmaps are drawn near the left/top border: crw (default, CRW's code, "
                         "as the published JHMDB numbers) or ideal (the full 4x4 Gaussian patch)")
@@ -77,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_video_output_args(p)
     add_frame_range_args(p)
     add_progress_arg(p)
+    add_feature_cache_arg(p)
     add_model_args(p, "jhmdb")
     add_crop_arg(p)
     add_propagation_args(p)
@@ -84,14 +87,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vidprop.tasks.budget import check_model_input
     from vidprop.tasks.track import Tracker, prepare_track
 
     cfg = track_config_from_args(args)
     # Everything that can be checked is checked before the model loads (the video is opened once, here).
     job = prepare_track(args.video, args.keypoints, args.out, name=args.name, overwrite=args.overwrite,
                         backend=args.backend, frames=args.frames, max_frames=args.max_frames)
+    check_model_input(cfg, *job.driver.size, source=str(job.driver.path))  # a huge size: refused before loading
+    check_feature_cache(args)
     tracker = Tracker.from_pretrained(config=cfg)
-    res = job.run(tracker, overlay=not args.no_overlay, progress=progress_enabled(args))
+    res = job.run(tracker, overlay=not args.no_overlay, progress=progress_enabled(args),
+                  feature_cache=args.feature_cache)
     extra = f" and {res.overlay.name}" if res.overlay else ""
     print(f"wrote keypoints of {res.num_frames} frames to {res.json.parent} ({res.json.name}, {res.csv.name}{extra})")
     if args.profile:

@@ -52,7 +52,7 @@ import numpy as np
 from vidprop.engine import EngineOptions
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.pairs import ALPHAS, PckProtocol, check_engine, pck_correct, rescale_points, resolve_protocols
-from vidprop.eval.pfwillow import HEDLIN_SPACE, _settings, protocol_header, summarise_protocols
+from vidprop.eval.pfwillow import HEDLIN_SPACE, method_settings, protocol_header, summarise_protocols
 from vidprop.eval.runs import run_record, write_results
 from vidprop.progress import progress_bar
 
@@ -404,7 +404,7 @@ def run_cub(
     }
     if layout == "release":
         summary["classes"] = classes
-    summary.update(_settings(info, attention))
+    summary.update(method_settings(info, attention))
     log.info("CUB: %d %s, %d pairs, %s @0.1 (%s protocol) %.2f", len(data), groups_word, len(rows), first["headline"],
              names[0], first["headline_values"].get("0.1", math.nan))
     write_results(out, header, rows, summary)

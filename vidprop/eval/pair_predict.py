@@ -27,10 +27,18 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from vidprop.eval.pair_models import (
+    attention_info,
+    dtype_name,
+    load_attention_matcher,
+    load_matcher,
+    recorded_model,
+    wants_gpu,
+)
 
 __all__ = ["PairPredictor", "round_and_clip", "PairJob", "GroupUnit", "GroupResult", "GroupWorker", "recorded_model",
            "GroupRun", "run_groups"]
@@ -141,19 +149,15 @@ class GroupWorker:
 
     def __init__(self, matcher: Any = None, *, attention: Any = None,
                  on_pair: Callable[[], None] | None = None) -> None:
-        from vidprop.eval.pairs import _load_matcher, load_attention_matcher
-
-        self.matcher = _load_matcher(matcher) if attention is None else None
+        self.matcher = load_matcher(matcher) if attention is None else None
         self.attention = load_attention_matcher(attention) if attention is not None else None
         self.on_pair = on_pair
 
     def info(self) -> dict[str, Any]:
-        from vidprop.eval.pairs import _dtype_name, attention_info
-
         if self.attention is not None:
             return attention_info(self.attention)
         ext = getattr(self.matcher, "extractor", None)
-        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
+        return {"config": self.matcher.config, "dtype": dtype_name(self.matcher),
                 "revision": getattr(ext, "model_revision", None)}
 
     def __call__(self, unit: GroupUnit) -> GroupResult:
@@ -177,15 +181,6 @@ class GroupWorker:
             if self.on_pair is not None:
                 self.on_pair()
         return GroupResult(preds, sizes, predict.encoded, predict.points)
-
-
-def recorded_model(info: dict[str, Any], attention: Any = None) -> Any:
-    """What :func:`~vidprop.eval.runs.run_record` reads of the model that ran, from what the workers report
-    (the model itself may live in another process): the attention settings, model and precision, or the
-    config and revision of the DIFT matcher."""
-    if attention is not None:
-        return SimpleNamespace(settings=info.get("settings"), model_id=info.get("model_id"), dtype=info.get("dtype"))
-    return SimpleNamespace(config=info["config"], extractor=SimpleNamespace(model_revision=info.get("revision")))
 
 
 @dataclass
@@ -224,14 +219,13 @@ def run_groups(
     rows and saved as its part.  ``bar``: the run's progress bar (pairs).
     """
     from vidprop.engine import open_engine
-    from vidprop.eval.pairs import _wants_gpu
     from vidprop.eval.runs import load_part, save_part, start_run
 
     factory = functools.partial(GroupWorker, matcher, attention=attention,
                                 on_pair=None if elsewhere else (lambda: bar.update(1)))
     parts: list[list[list[Any]]] = [[] for _ in groups]
     encoded = matched = 0
-    with open_engine(factory, engine, max_rows=len(groups), wants_gpu=_wants_gpu(matcher)) as eng:
+    with open_engine(factory, engine, max_rows=len(groups), wants_gpu=wants_gpu(matcher)) as eng:
         info = eng.info
         start_run(out, record(info), overwrite=overwrite)
         todo = []

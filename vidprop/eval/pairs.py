@@ -33,7 +33,16 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from vidprop.engine import EngineOptions, open_engine
-from vidprop.eval.pair_predict import recorded_model
+from vidprop.eval.pair_models import (
+    attention_info,
+    dtype_name,
+    is_loaded_attention,
+    is_loaded_matcher,
+    load_attention_matcher,
+    load_matcher,
+    recorded_model,
+    wants_gpu,
+)
 from vidprop.eval.runs import load_part, save_part, start_run, write_results
 from vidprop.eval.runs import run_record as runs_record
 from vidprop.errors import ConfigError, InputError
@@ -173,6 +182,14 @@ PCK_PROTOCOLS: dict[str, PckProtocol] = {
         "images and points rescaled to 512x512; distance <= alpha * max(h, w) of the SOURCE box in that space",
         "Hedlin et al. 2023 (optimised-prompt attention), SPair-71k test per image: 28.9 @0.05, 45.4 @0.1",
     ),
+    "sd-dino": PckProtocol(
+        "sd-dino", "target", 840,
+        "Zhang et al.'s (sd-dino): target letterboxed to 840x840, the prediction snapped to the centre of its "
+        "14-pixel patch, distance < alpha * max(h, w) of the TARGET box in that space (strict), points pooled "
+        "per category, then the mean over categories (category_mean)",
+        "Zhang et al. 2023 (SD + DINOv2, zero-shot), SPair-71k test PCK@0.1: 59.9 (category_mean; their script "
+        "scores 20 random pairs per category: --sample 20)",
+    ),
 }
 
 
@@ -188,7 +205,7 @@ def resolve_protocols(method: str, choice: str | Sequence[str] | None = None) ->
     if choice is None:
         return [own]
     if choice == "both":
-        return [own] + [n for n in PCK_PROTOCOLS if n != own]
+        return [own] + [n for n in ("dift", "hedlin") if n != own]
     names = [choice] if isinstance(choice, str) else list(choice)
     unknown = [n for n in names if n not in PCK_PROTOCOLS]
     if unknown or not names:
@@ -263,6 +280,10 @@ def protocol_correct(protocol: PckProtocol | str, pred: np.ndarray, gt: np.ndarr
     box, size = (src_box, src_size) if proto.box == "source" else (trg_box, trg_size)
     if box is None:
         raise ValueError(f"the {proto.name} PCK protocol needs the {proto.box} bounding box")
+    if proto.name == "sd-dino":
+        from vidprop.eval.sddino_pck import sd_dino_correct
+
+        return sd_dino_correct(pred, gt, box, size, alphas, size=proto.space or 840)
     thr = box_threshold(box, size, proto.space)
     return pck_correct(rescale_points(pred, trg_size, proto.space), rescale_points(gt, trg_size, proto.space),
                        alphas=alphas, threshold=thr)
@@ -282,7 +303,8 @@ def _pck_block(records: list[tuple[str, dict[float, np.ndarray]]], alphas: Seque
 def summarise_pck(records: Iterable[tuple[str, dict[float, np.ndarray]]],
                   alphas: Sequence[float] = ALPHAS) -> dict[str, Any]:
     """PCK in percent, overall and per category, both "per image" (mean over pairs of each
-    pair's fraction correct) and "per point" (all correct / all points).
+    pair's fraction correct) and "per point" (all correct / all points); overall also
+    "category_mean" (the mean over categories of their per-point PCK, sd-dino's figure).
 
     ``records``: (category, {alpha: correct bool array}) per pair.
     """
@@ -290,10 +312,12 @@ def summarise_pck(records: Iterable[tuple[str, dict[float, np.ndarray]]],
     by_cat: dict[str, list] = defaultdict(list)
     for cat, c in records:
         by_cat[cat].append((cat, c))
-    return {
-        "overall": _pck_block(records, alphas),
-        "per_category": {cat: _pck_block(r, alphas) for cat, r in sorted(by_cat.items())},
-    }
+    from vidprop.eval.sddino_pck import category_mean
+
+    per_category = {cat: _pck_block(r, alphas) for cat, r in sorted(by_cat.items())}
+    overall = _pck_block(records, alphas)
+    overall["category_mean"] = category_mean(per_category)  # mean over categories of their per-point PCK
+    return {"overall": overall, "per_category": per_category}
 
 
 class _FeatureCache:
@@ -347,15 +371,6 @@ def spair_differences(method: str, config: Any, *, split: str = "test", limit: i
     return out
 
 
-def _dtype_name(obj: Any) -> str | None:
-    """The precision a model actually computes in (``float32``, ``float16`` ...), when it says."""
-    for holder in (obj, getattr(obj, "extractor", None)):
-        dt = getattr(holder, "dtype", None)
-        if dt is not None:
-            return str(dt).replace("torch.", "")
-    return None
-
-
 class SpairWorker:
     """Matches and scores SPair-71k pairs one category at a time; built once per engine worker.
 
@@ -368,7 +383,7 @@ class SpairWorker:
     def __init__(self, matcher: Any, *, protocols: Sequence[str], use_category_prompt: bool = True,
                  attention: Any = None, on_pair: Callable[[], None] | None = None) -> None:
         if attention is None:
-            matcher = _load_matcher(matcher)
+            matcher = load_matcher(matcher)
         else:
             attention = load_attention_matcher(attention)
         self.matcher, self.attention = matcher, attention
@@ -379,7 +394,7 @@ class SpairWorker:
     def info(self) -> dict[str, Any]:
         if self.attention is not None:
             return attention_info(self.attention)
-        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
+        return {"config": self.matcher.config, "dtype": dtype_name(self.matcher),
                 "revision": getattr(getattr(self.matcher, "extractor", None), "model_revision", None)}
 
     def _encode(self, key: str) -> tuple[Any, tuple[int, int]]:
@@ -435,25 +450,10 @@ def check_engine(engine: EngineOptions | None, matcher: Any, attention: Any) -> 
     """Whether groups run on another engine than this process; refuses a loaded model there (it cannot travel
     to Ray workers: give a TaskConfig or a picklable callable that builds the matcher in each worker)."""
     elsewhere = engine is not None and engine.kind != "sequential"
-    if elsewhere and (_is_loaded_attention(attention) if attention is not None else _is_loaded_matcher(matcher)):
+    if elsewhere and (is_loaded_attention(attention) if attention is not None else is_loaded_matcher(matcher)):
         raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
                           "worker calls it once), not a loaded model")
     return elsewhere
-
-
-def _is_loaded_attention(attention: Any) -> bool:
-    return hasattr(attention, "match")
-
-
-def load_attention_matcher(attention: Any) -> Any:
-    """An AttentionMatcher from itself or from a picklable callable that builds one (in an engine worker)."""
-    return attention if _is_loaded_attention(attention) or not callable(attention) else attention()
-
-
-def attention_info(attention: Any) -> dict[str, Any]:
-    """What the driver records of a (worker's) attention matcher: its settings, model and precision."""
-    return {"config": None, "dtype": _dtype_name(attention), "revision": None,
-            "settings": getattr(attention, "settings", None), "model_id": getattr(attention, "model_id", None)}
 
 
 def run_spair(
@@ -470,6 +470,7 @@ def run_spair(
     progress: bool = False,
     overwrite: bool = False,
     engine: EngineOptions | None = None,
+    sample: int | None = None,
 ) -> dict[str, Any]:
     """Match every source keypoint of every pair and score PCK.
 
@@ -489,7 +490,8 @@ def run_spair(
     method; see :func:`resolve_protocols`).  The
     first is the summary's main ``overall`` / ``per_category``; every protocol
     is under ``protocols`` with its description and the published numbers it
-    compares to.
+    compares to.  ``sample``: score N pairs per category drawn as sd-dino's
+    script draws them (seed 42, with replacement; :func:`~vidprop.eval.sddino_pck.sample_pairs`).
     """
 
     method = "attention" if attention is not None else "dift"
@@ -499,6 +501,12 @@ def run_spair(
         root = Path(root).resolve()  # the workers read the images
     out = Path(out)
     pairs = read_spair(root, split, limit=limit, categories=categories)
+    if sample is not None:
+        from vidprop.eval.sddino_pck import sample_pairs
+
+        if sample < 1:
+            raise ConfigError(f"--sample must be >= 1, got {sample}")
+        pairs = sample_pairs(pairs, sample)
     check_protocol_boxes(pairs, names, Path(root) / "PairAnnotation" / split)
     order = sorted(range(len(pairs)), key=lambda i: (pairs[i].category, i))  # group by category
     units: dict[str, list[int]] = {}
@@ -514,12 +522,12 @@ def run_spair(
     factory = functools.partial(SpairWorker, matcher, protocols=names, use_category_prompt=use_category_prompt,
                                 attention=attention, on_pair=None if elsewhere else (lambda: bar.update(1)))
     try:
-        with open_engine(factory, engine, max_rows=len(units), wants_gpu=_wants_gpu(matcher)) as eng:
+        with open_engine(factory, engine, max_rows=len(units), wants_gpu=wants_gpu(matcher)) as eng:
             info = eng.info
             start_run(out, runs_record("SPair-71k", root, recorded_model(info, attention), split=split,
                                        pairs=len(pairs), limit=limit, categories=list(categories or []),
                                        category_prompt=use_category_prompt if attention is None else None,
-                                       protocols=names, alphas=list(ALPHAS)), overwrite=overwrite)
+                                       protocols=names, alphas=list(ALPHAS), sample=sample), overwrite=overwrite)
             todo = []
             for cat, members in units.items():
                 done = load_part(out, cat)
@@ -558,6 +566,8 @@ def run_spair(
     differences = spair_differences(
         method, info.get("settings") if attention is not None else config, split=split,
         limit=limit, categories=categories, use_category_prompt=use_category_prompt, dtype=dtype)
+    if sample is not None:
+        differences.append(f"{sample} pairs per category drawn as sd-dino's script draws them (seed 42)")
     summary: dict[str, Any] = {
         "benchmark": "SPair-71k",
         "split": split,
@@ -598,31 +608,6 @@ def _spair_records(rows: Sequence[Sequence[Any]], k: int) -> list[tuple[str, dic
     """Protocol ``k``'s records from SPair rows (fresh or read back from a part): per protocol a row holds its
     counts of correct points, then its PCK, per alpha."""
     return counts_to_records(rows, 1, 2, 3 + 2 * k * len(ALPHAS))
-
-
-def _is_loaded_matcher(matcher: Any) -> bool:
-    return hasattr(matcher, "features")
-
-
-def _load_matcher(matcher: Any) -> Any:
-    """A PairMatcher from itself, a TaskConfig (loaded) or a callable that builds one."""
-    from vidprop.config import TaskConfig
-
-    if isinstance(matcher, TaskConfig):
-        from vidprop.tasks.match import PairMatcher
-
-        return PairMatcher.from_pretrained(config=matcher)
-    if not _is_loaded_matcher(matcher) and callable(matcher):
-        return matcher()
-    return matcher
-
-
-def _wants_gpu(matcher: Any) -> bool:
-    from vidprop.config import TaskConfig
-
-    if isinstance(matcher, TaskConfig):
-        return not str(matcher.extractor.device).startswith("cpu")
-    return True
 
 
 def _clip_points(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -768,9 +753,12 @@ def homography_accuracy(errors: Sequence[float], kinds: Sequence[str],
 
 
 def hpatches_differences(config: Any, keypoints: str | Path | None, include_high_res: bool, method: str,
-                         threshold: float, limit: int | None = None, dtype: str | None = None) -> list[str]:
+                         threshold: float, limit: int | None = None, dtype: str | None = None,
+                         distance: str = "cosine") -> list[str]:
     """How a run differs from DIFT's published HPatches run (empty: it is that run); ``dtype``: the
-    precision the features were computed in, when known."""
+    precision the features were computed in, when known.  The published matching (distance,
+    estimator, threshold) is the preset's ``matching`` section (DIFT_sd: cosine + LMEDS, DIFT_adm:
+    L2 + RANSAC, both at 3 px)."""
     out = []
     if limit is not None:
         out.append(f"only the first {limit} sequence(s)")
@@ -780,8 +768,11 @@ def hpatches_differences(config: Any, keypoints: str | Path | None, include_high
         out.append("SIFT keypoints instead of the SuperPoint keypoint files")
     if include_high_res:
         out.append("the 8 high-resolution sequences included")
-    if (method, float(threshold)) != ("lmeds", 3.0):
-        out.append(f"homography {method} at {threshold:g} px instead of LMEDS at 3 px")
+    m = getattr(config, "matching", None)
+    want = (m.distance, m.homography, float(m.threshold)) if m is not None else ("cosine", "lmeds", 3.0)
+    if (distance, method, float(threshold)) != want:
+        out.append(f"{distance} matches and {method} at {threshold:g} px instead of the preset's "
+                   f"{want[0]} and {want[1]} at {want[2]:g} px")
     if dtype is not None and dtype != "float32":
         out.append(f"features computed in {dtype} instead of the authors' float32")
     return out
@@ -795,17 +786,21 @@ class HpatchesWorker:
     """
 
     def __init__(self, matcher: Any, *, keypoints: str | Path | None = None, max_keypoints: int = 1000,
-                 method: str = "lmeds", threshold: float = 3.0, on_pair: Callable[[], None] | None = None) -> None:
-        matcher = _load_matcher(matcher)
+                 method: str | None = None, threshold: float | None = None, on_pair: Callable[[], None] | None = None,
+                 distance: str | None = None) -> None:
+        matcher = load_matcher(matcher)
         self.matcher = matcher
         self.keypoints = keypoints
         self.max_keypoints = max_keypoints
-        self.method, self.threshold = method, threshold
+        m = matcher.config.matching  # None: the preset's published matching
+        self.method = m.homography if method is None else method
+        self.threshold = m.threshold if threshold is None else threshold
+        self.distance = m.distance if distance is None else distance
         self.on_pair = on_pair
         self.text = matcher.prompt(None, None)
 
     def info(self) -> dict[str, Any]:
-        return {"config": self.matcher.config, "dtype": _dtype_name(self.matcher),
+        return {"config": self.matcher.config, "dtype": dtype_name(self.matcher),
                 "revision": getattr(getattr(self.matcher, "extractor", None), "model_revision", None)}
 
     def _encode(self, key: str) -> tuple[Any, np.ndarray, tuple[int, int]]:
@@ -830,7 +825,7 @@ class HpatchesWorker:
         for i in range(2, 7):
             fi, ki, hwi = cache.get(str(seq.images[i - 1]), seq.name)
             res = geometric_match_features(f1, fi, hw1, hwi, k1, ki, method=self.method, threshold=self.threshold,
-                                           require_homography=False, convention="dift")
+                                           require_homography=False, convention="dift", distance=self.distance)
             err = corner_error(res.homography, seq.homographies[i - 2], hw1[1], hw1[0])
             n_in = int(res.inliers.sum()) if res.inliers is not None else 0
             rows.append([seq.name, seq.kind, i, len(k1), len(ki), len(res.source_points), n_in,
@@ -849,11 +844,12 @@ def run_hpatches(
     keypoints: str | Path | None = None,
     max_keypoints: int = 1000,
     include_high_res: bool = False,
-    method: str = "lmeds",
-    threshold: float = 3.0,
+    method: str | None = None,
+    threshold: float | None = None,
     progress: bool = False,
     overwrite: bool = False,
     engine: EngineOptions | None = None,
+    distance: str | None = None,
 ) -> dict[str, Any]:
     """Image 1 against images 2..6 of every sequence: keypoints, DIFT descriptors (the "geometric"
     preset) sampled as DIFT's evaluation samples them, mutual nearest neighbours, homography, corner error.
@@ -865,7 +861,9 @@ def run_hpatches(
     used 1,000 SuperPoint keypoints per image), duplicates removed; without it,
     up to ``max_keypoints`` OpenCV SIFT keypoints.  Image 1's features and
     keypoints are computed once per sequence.  A pair where no homography can
-    be fitted counts as wrong (error inf).  ``engine``: where sequences run
+    be fitted counts as wrong (error inf).  ``distance`` (cosine/l2), ``method``
+    (lmeds/ransac), ``threshold``: None takes the config's ``matching`` section
+    (hpatches-adm: DIFT's L2 + RANSAC command).  ``engine``: where sequences run
     (default: in this process; ``EngineOptions(kind="ray")``: spread over Ray
     workers, each loading the model once; the scores are the same).
     """
@@ -890,17 +888,21 @@ def run_hpatches(
     t0 = time.perf_counter()
     bar = progress_bar(total=5 * len(seqs), desc="HPatches", unit="pair", enabled=progress, leave=True)
     factory = functools.partial(HpatchesWorker, matcher, keypoints=keypoints, max_keypoints=max_keypoints,
-                                method=method, threshold=threshold,
+                                method=method, threshold=threshold, distance=distance,
                                 on_pair=None if elsewhere else (lambda: bar.update(1)))
     parts: list[Any] = [None] * len(seqs)  # each sequence's rows
     try:
-        with open_engine(factory, engine, max_rows=len(seqs), wants_gpu=_wants_gpu(matcher)) as eng:
+        with open_engine(factory, engine, max_rows=len(seqs), wants_gpu=wants_gpu(matcher)) as eng:
             info = eng.info
+            m = info["config"].matching
+            method = m.homography if method is None else method
+            threshold = float(m.threshold if threshold is None else threshold)
+            distance = m.distance if distance is None else distance
             start_run(out, runs_record(
                 "HPatches", root, recorded_model(info), sequences=len(seqs), limit=limit,
                 keypoints=str(Path(keypoints).resolve()) if keypoints is not None else None,
                 max_keypoints=None if keypoints is not None else max_keypoints, include_high_res=include_high_res,
-                homography={"method": method, "threshold": float(threshold)}), overwrite=overwrite)
+                homography={"method": method, "threshold": float(threshold)}, distance=distance), overwrite=overwrite)
             todo = []
             for k, seq in enumerate(seqs):
                 done = load_part(out, seq.name)
@@ -926,7 +928,7 @@ def run_hpatches(
     kinds = [str(r[1]) for r in rows]
     config, dtype = info["config"], info["dtype"]
     summary = homography_accuracy(errors, kinds)
-    differences = hpatches_differences(config, keypoints, include_high_res, method, threshold, limit, dtype)
+    differences = hpatches_differences(config, keypoints, include_high_res, method, threshold, limit, dtype, distance)
     summary = {
         "benchmark": "HPatches",
         "published": not differences,
@@ -934,6 +936,7 @@ def run_hpatches(
         "metric": "percent of pairs whose mean corner error <= threshold",
         "accuracy": summary,
         "homography": {"method": method, "threshold": threshold},
+        "distance": distance,
         "keypoints": {"source": "files", "folder": str(keypoints)} if keypoints is not None
         else {"source": "sift", "max_keypoints": max_keypoints},
         "high_res_sequences": "included" if include_high_res else "excluded",

@@ -56,6 +56,7 @@ from vidprop.eval.runs import run_record, write_results
 from vidprop.progress import progress_bar
 
 __all__ = [
+    "method_settings",
     "WillowPair",
     "WILLOW_PROTOCOLS",
     "HEDLIN_SPACE",
@@ -330,7 +331,7 @@ def run_pfwillow(
         "points_matched_this_run": matched,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    summary.update(_settings(info, attention))
+    summary.update(method_settings(info, attention))
     pck = summary["overall"]["per_image"].get("0.1", math.nan)
     log.info("PF-WILLOW: %d pairs, PCK@0.1 per image (%s protocol) %.2f", len(rows), names[0], pck)
     write_results(out, *_with_pck(rows, names), summary)
@@ -352,7 +353,7 @@ def _with_pck(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[list
     return header, out
 
 
-def _settings(info: dict[str, Any], attention: Any) -> dict[str, Any]:
+def method_settings(info: dict[str, Any], attention: Any) -> dict[str, Any]:
     """What ran, for the summary (from what the workers report): the DIFT TaskConfig, or the attention
     settings and model."""
     import dataclasses

@@ -17,6 +17,7 @@ name and description may differ); otherwise the run is refused unless
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from vidprop.config import RUNTIME_FIELDS, TaskConfig
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file
 
-__all__ = ["comparable_config", "check_run_settings", "protocol_note", "run_record", "write_run_record"]
+log = logging.getLogger(__name__)
+
+__all__ = ["comparable_config", "holds_results", "check_run_settings", "protocol_note", "run_record", "write_run_record"]
 
 
 def comparable_config(cfg: TaskConfig | dict[str, Any]) -> dict[str, Any]:
@@ -42,15 +45,30 @@ def comparable_config(cfg: TaskConfig | dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+def holds_results(folder: str | Path, record: str = "config.yaml") -> bool:
+    """Whether a run's folder holds any result: an entry other than its ``record`` and hidden ones (partial
+    folders of unfinished units, state).  A run that failed before its first unit leaves only the record."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    return any(p.name != record and not p.name.startswith(".") for p in folder.iterdir())
+
+
 def check_run_settings(cfg_path: str | Path, cfg: TaskConfig, unit: str, overwrite: bool) -> None:
     """Refuse to resume a results folder whose ``config.yaml`` holds other settings than ``cfg``.
 
-    ``unit``: what the run redoes with ``--overwrite`` ("sequence", "video"), for the message.
+    A ``config.yaml`` alone (a run that failed before any result, e.g. on a size its frames refused) binds
+    nothing: the record is replaced.  ``unit``: what the run redoes with ``--overwrite`` ("sequence",
+    "video"), for the message.
     """
     import yaml
 
     cfg_path = Path(cfg_path)
     if overwrite or not cfg_path.is_file():
+        return
+    if not holds_results(cfg_path.parent, cfg_path.name):
+        log.info("%s: no results beside it (an earlier run stopped before any); recording this run's settings",
+                 cfg_path)
         return
     try:
         old = yaml.safe_load(cfg_path.read_text()) or {}

@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from vidprop.eval.records import holds_results
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file
 
@@ -88,7 +89,7 @@ def start_run(out: str | Path, record: dict[str, Any], *, overwrite: bool) -> No
 
     out = Path(out)
     path = out / "config.yaml"
-    if path.is_file() and not overwrite:
+    if path.is_file() and not overwrite and holds_results(out):  # a record alone: a run that stopped before any
         try:
             old = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 from vidprop.engine import EngineOptions
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.davis.runner import SegmenterWorker, segment_run, segmenting_engine
+from vidprop.eval.davis.runner import SegmenterWorker, UnwrittenUnits, segment_run, segmenting_engine
 from vidprop.eval.records import run_record
 from vidprop.io.atomic import atomic_file
 from vidprop.io.video import IMAGE_EXTENSIONS
@@ -230,10 +230,14 @@ def run_ytvos(
                                dtype=dtype) as eng:
             bar = progress_bar(total=len(todo), desc="YouTube-VOS propagate", unit="video", enabled=progress,
                                leave=True)
+            unwritten = UnwrittenUnits("video", len(todo))  # a full disk: the others go on, then one error
             try:
                 for outcome in eng.map(todo):
                     v = todo[outcome.index]
                     if outcome.error is not None:
+                        if unwritten.take(v.name, outcome.error):
+                            bar.update(1)
+                            continue
                         raise outcome.error
                     n, profile = outcome.value
                     log.info("%s: %d frames propagated, %d scored frames written (%s)", v.name, n, len(v.scored),
@@ -242,6 +246,7 @@ def run_ytvos(
                     bar.set_postfix_str(v.name)
             finally:
                 bar.close()
+            unwritten.raise_if_any()
     zip_path = None
     if make_zip:
         zip_path = write_submission_zip(out, [v.name for v in items])

@@ -69,6 +69,7 @@ __all__ = [
     "AttentionSettings",
     "AttentionStore",
     "CrossAttentionCapture",
+    "check_heads",
     "AttentionMatcher",
     "AttentionMatch",
     "attention_loss",
@@ -132,8 +133,7 @@ class AttentionSettings:
             raise ConfigError(f"attention.crop_fraction must be in (0, 1], got {self.crop_fraction}")
         if not 0 <= self.margin < 0.5:
             raise ConfigError(f"attention.margin must be in [0, 0.5), got {self.margin}")
-        if self.heads not in ("second_half", "all"):
-            raise ConfigError(f"attention.heads must be second_half or all, got {self.heads!r}")
+        check_heads(self.heads)
         if self.noise not in ("uniform", "gaussian"):
             raise ConfigError(f"attention.noise must be uniform or gaussian, got {self.noise!r}")
         if not 0 <= self.t_opt < 1000 or not 0 <= self.t_inf < 1000:
@@ -182,6 +182,17 @@ class AttentionStore:
             raise _StopForward()
 
 
+def check_heads(heads: Any) -> str:
+    """``heads`` if it is one of the documented choices ("second_half", "all"); else one-line ConfigError.
+
+    Only those two strings are accepted (a bool such as ``True``, or "second-half", is refused rather
+    than silently averaging every head).
+    """
+    if not isinstance(heads, str) or heads not in ("second_half", "all"):
+        raise ConfigError(f"attention.heads must be 'second_half' or 'all' (--heads second-half|all), got {heads!r}")
+    return heads
+
+
 class CrossAttentionCapture:
     """An attention processor that computes attention as diffusers' ``AttnProcessor``
     (explicit softmax(QK^T * scale)) and records the probability map of one
@@ -193,7 +204,7 @@ class CrossAttentionCapture:
         self.store = store
         self.name = name
         self.token = token
-        self.heads = heads
+        self.heads = check_heads(heads)
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
@@ -328,13 +339,13 @@ class AttentionMatcher:
 
     def __init__(self, unet: Any, vae: Any, scheduler: Any, settings: AttentionSettings | None = None, *,
                  device: str | torch.device | None = None, dtype: str | torch.dtype | None = "float32") -> None:
-        from vidprop.features.dift import _move, resolve_device, resolve_dtype
+        from vidprop.features.dift import move_module, resolve_device, resolve_dtype
 
         self.settings = settings or AttentionSettings()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.unet = _move(unet, self.device, self.dtype).eval().requires_grad_(False)
-        self.vae = _move(vae, self.device, self.dtype).eval().requires_grad_(False)
+        self.unet = move_module(unet, self.device, self.dtype).eval().requires_grad_(False)
+        self.vae = move_module(vae, self.device, self.dtype).eval().requires_grad_(False)
         self.scheduler = scheduler
         self._abar = scheduler.alphas_cumprod.to(torch.float64)
         self.layer_names = resolve_layers(self.unet, self.settings.layers)

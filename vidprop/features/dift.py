@@ -33,7 +33,7 @@ from vidprop.errors import ConfigError, ModelLoadError
 from vidprop.features.base import check_images
 from vidprop.features.hub import HubUnavailableError, download_hint, load_from_hub
 
-__all__ = ["DiftExtractor", "resolve_device", "resolve_dtype", "frame_generator", "load_sd_components"]
+__all__ = ["DiftExtractor", "accelerate_available", "move_module", "resolve_device", "resolve_dtype", "frame_generator", "load_sd_components"]
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,14 @@ def frame_generator(seed: int, index: int, device: torch.device) -> torch.Genera
     return gen
 
 
-def _move(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
+def accelerate_available() -> bool:
+    """Whether ``accelerate`` is installed (diffusers then loads models without a throw-away random init)."""
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
+
+
+def move_module(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
     """Move a model, casting only when its dtype differs (avoids diffusers' cast warning)."""
     param = next(module.parameters(), None)
     if param is not None and param.dtype != dtype:
@@ -171,9 +178,14 @@ def load_sd_components(
         )
     source = str(local) if is_local else model
     kwargs: dict[str, Any] = {} if is_local else {"revision": revision}
+    # diffusers' models load faster with accelerate; without it, say so here instead of diffusers' notice on
+    # every model (twice per load: U-Net and VAE), which asks for low_cpu_mem_usage only when it can be had
+    fast = {"low_cpu_mem_usage": accelerate_available()}
     loaders = {
-        "unet": lambda kw: UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype, **kw),
-        "vae": lambda kw: AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype, **kw),
+        "unet": lambda kw: UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype,
+                                                                **fast, **kw),
+        "vae": lambda kw: AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype, **fast,
+                                                        **kw),
         "scheduler": lambda kw: DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kw),
         "tokenizer": lambda kw: CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kw),
         "text_encoder": lambda kw: CLIPTextModel.from_pretrained(source, subfolder="text_encoder",
@@ -244,8 +256,8 @@ class DiftExtractor:
         self.config = config or ExtractorConfig()
         self.device = resolve_device(device if device is not None else self.config.device)
         self.dtype = resolve_dtype(dtype if dtype is not None else self.config.dtype, self.device)
-        self.unet = _move(unet, self.device, self.dtype).eval().requires_grad_(False)
-        self.vae = _move(vae, self.device, self.dtype).eval().requires_grad_(False)
+        self.unet = move_module(unet, self.device, self.dtype).eval().requires_grad_(False)
+        self.vae = move_module(vae, self.device, self.dtype).eval().requires_grad_(False)
         self.scheduler = scheduler
         if self.config.channels_last:
             self.unet.to(memory_format=torch.channels_last)
@@ -364,7 +376,8 @@ class DiftExtractor:
 
     @torch.inference_mode()
     def encode_latent_dist(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """VAE encoder once: images (B, 3, H, W) uint8 or [-1, 1] float -> mean, std (B, 4, H/8, W/8)."""
+        """VAE encoder once: images (B, 3, H, W) uint8, or float pixel values on the 0-255 scale (frames
+        resized as floats, frames.resize_dtype float32) -> mean, std (B, 4, H/8, W/8)."""
         x = self._to_model_input(images)
         moments = self.vae.encode(x).latent_dist
         return moments.mean, moments.std
@@ -378,8 +391,8 @@ class DiftExtractor:
         x = images.to(self.device, non_blocking=True)
         if x.dtype == torch.uint8:
             x = x.to(self.dtype) / 127.5 - 1.0
-        else:
-            x = x.to(self.dtype)
+        else:  # unrounded 0-255 pixel values (resized as floats): mapped in float32, then cast
+            x = (x.float() / 127.5 - 1.0).to(self.dtype)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

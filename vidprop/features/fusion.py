@@ -4,9 +4,13 @@ The recipe of the authors' evaluation script (Junyi42/sd-dino,
 ``pck_spair_pascal.py``, its defaults):
 
 * Stable Diffusion 1.5 at 960x960, timestep 100, the latent of the VAE
-  posterior MEAN (no sampling), one noise draw shared by every image (seed
-  42, drawn at the 64x64 latent of a 512 image and resized bicubically to
-  the latent), empty prompt;
+  posterior MEAN (no sampling), empty prompt;
+* the SD part computed on sliding square crops of 512 (ODISE's
+  ``FeatureExtractorBackbone.slide_forward`` with ``slide_training``, the
+  configuration sd-dino loads: a 960 image gives 2 x 2 crops at offsets 0
+  and 448), each crop with ODISE's one shared noise draw (seed 42, 64x64, so
+  unresized for a 512 crop), each layer's crop features added into the
+  image's grid and averaged where crops overlap (:func:`crop_boxes`);
 * three decoder layers: the inputs of the U-Net's output blocks 2, 5 and 8
   (i.e. the outputs of blocks 1, 4 and 7: 1/64, 1/32 and 1/16 of the input);
 * each layer reduced to 256 dimensions by ONE PCA fitted on the tokens of
@@ -44,7 +48,7 @@ from vidprop.features.base import check_images
 from vidprop.features.dift import DiftExtractor, load_sd_components, resolve_device, resolve_dtype
 from vidprop.features.vit import VitExtractor, load_vit
 
-__all__ = ["SdDinoExtractor", "decoder_layer", "joint_pca", "pca_basis", "project", "shared_noise"]
+__all__ = ["SdDinoExtractor", "crop_boxes", "decoder_layer", "joint_pca", "pca_basis", "project", "shared_noise"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,26 @@ def shared_noise(seed: int, shape: tuple[int, int], channels: int = 4) -> torch.
     if tuple(shape) != (64, 64):
         noise = F.interpolate(noise, size=tuple(shape), mode="bicubic", align_corners=False)
     return noise
+
+
+def crop_boxes(height: int, width: int, window: int) -> list[tuple[int, int, int, int]]:
+    """The (y1, y2, x1, x2) square crops ODISE's sliding inference takes from a ``height x width`` image.
+
+    The crop side is ``min(window, height, width)`` and the step equals it;
+    the last crop of a row or column is moved back to end at the border (so
+    it overlaps the one before).  ``window`` 0: the whole image.
+    """
+    if window <= 0:
+        return [(0, height, 0, width)]
+    side = min(window, height, width)
+    rows = max(height - side + side - 1, 0) // side + 1
+    cols = max(width - side + side - 1, 0) // side + 1
+    boxes = []
+    for r in range(rows):
+        for c in range(cols):
+            y2, x2 = min(r * side + side, height), min(c * side + side, width)
+            boxes.append((max(y2 - side, 0), y2, max(x2 - side, 0), x2))
+    return boxes
 
 
 def pca_basis(maps: Sequence[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,17 +238,39 @@ class SdDinoExtractor:
         return patches.transpose(1, 2).reshape(x.shape[0], -1, *grid).float()
 
     # ------------------------------------------------------------------ extraction
-    def _raw_layers(self, images: torch.Tensor, prompt: str | None) -> list[torch.Tensor]:
+    def sd_feature_maps(self, images: torch.Tensor, prompt: str | None = None) -> list[torch.Tensor]:
+        """(B, 3, H, W) uint8 -> each SD layer over the whole image, (B, C_l, H / s_l, W / s_l) float32.
+
+        The crops of :func:`crop_boxes` (``fusion_sd_window``) go through the
+        U-Net ``batch_size`` at a time; each layer's crop features are added
+        into the image's grid at ``y1 // s_l, x1 // s_l`` and divided by the
+        number of crops that cover each cell (ODISE's ``count_mats``).
+        """
+        check_images(images, multiple=self.multiple)
+        B, _, H, W = images.shape
+        boxes = crop_boxes(H, W, self.config.fusion_sd_window)
+        crops = torch.cat([images[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in boxes])  # box-major: (n * B, 3, c, c)
         bs = self.config.batch_size
-        raw = [self.sd_layers(images[i : i + bs], prompt) for i in range(0, images.shape[0], bs)]
-        return [torch.cat([r[k] for r in raw]) for k in range(len(self.layers))]  # each (B, C_l, h_l, w_l)
+        raw = [self.sd_layers(crops[i : i + bs], prompt) for i in range(0, crops.shape[0], bs)]
+        per_crop = [torch.cat([r[k] for r in raw]) for k in range(len(self.layers))]
+        if len(boxes) == 1:
+            return per_crop
+        out = []
+        for k, maps in enumerate(per_crop):
+            s = self.vae_factor * self.layers[k][1]
+            acc = maps.new_zeros(B, maps.shape[1], H // s, W // s)
+            count = maps.new_zeros(1, 1, H // s, W // s)
+            for n, (y1, y2, x1, x2) in enumerate(boxes):
+                acc[:, :, y1 // s : y2 // s, x1 // s : x2 // s] += maps[n * B : (n + 1) * B]
+                count[:, :, y1 // s : y2 // s, x1 // s : x2 // s] += 1
+            out.append(acc / count)
+        return out
 
     @torch.inference_mode()
     def fit_pca(self, images: torch.Tensor, prompt: str | None = None) -> None:
         """Fit the PCA of each SD layer on ``images`` and keep it for every later call (videos:
         the first frame), until :meth:`clear_pca`."""
-        check_images(images, multiple=self.multiple)
-        layers = self._raw_layers(images, prompt)
+        layers = self.sd_feature_maps(images, prompt)
         self._basis = [pca_basis(list(maps), dim) for maps, dim in zip(layers, self.config.fusion_pca_dims)]
 
     def clear_pca(self) -> None:
@@ -239,10 +285,9 @@ class SdDinoExtractor:
         :meth:`fit_pca` is used).  ``indices`` are not used: the noise is
         the recipe's single shared draw.
         """
-        check_images(images, multiple=self.multiple)
         cfg = self.config
         B = images.shape[0]
-        layers = self._raw_layers(images, prompt)
+        layers = self.sd_feature_maps(images, prompt)
         grid = tuple(layers[-1].shape[-2:])
         basis = self._basis or [pca_basis(list(maps), dim) for maps, dim in zip(layers, cfg.fusion_pca_dims)]
         reduced = [[project(m, mean, P) * float(weight) for m in maps]  # per image (d_k, h_k, w_k)

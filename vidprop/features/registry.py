@@ -72,6 +72,12 @@ def _vit(cfg: ExtractorConfig, device: Any, dtype: Any, keep_text_encoder: bool)
     return VitExtractor.from_pretrained(config=cfg, kind=cfg.backbone, device=device, dtype=dtype)
 
 
+def _dinov3(cfg: ExtractorConfig, device: Any, dtype: Any, keep_text_encoder: bool) -> FeatureExtractor:
+    from vidprop.features.dinov3 import Dinov3Extractor
+
+    return Dinov3Extractor.from_pretrained(config=cfg, device=device, dtype=dtype)
+
+
 def _fusion(cfg: ExtractorConfig, device: Any, dtype: Any, keep_text_encoder: bool) -> FeatureExtractor:
     from vidprop.features.fusion import SdDinoExtractor
 
@@ -88,6 +94,8 @@ REGISTRY: dict[str, Backbone] = {
         Backbone("dinov2", "DINOv2 ViT-B/14 patch tokens (facebook/dinov2-base)", _vit),
         Backbone("sd+dinov2", "SD 1.5 + DINOv2 fused features for image pairs (Zhang et al. 2023)", _fusion),
         Backbone("cleandift", "CleanDIFT U-Net weights on SD 2.1, one clean pass (--weights: the U-Net .safetensors)", _cleandift),
+        Backbone("dinov3", "DINOv3 ViT/16 patch tokens, L2-normalised (facebook/dinov3-vitl16-pretrain-lvd1689m; gated: "
+                           "accept the licence and log in, or --model a local folder)", _dinov3),
     )
 }
 assert tuple(REGISTRY) == BACKBONES

@@ -140,6 +140,10 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             write(fh)
     except OSError as exc:
         raise _write_error(path, exc) from exc
+    except WriteError as exc:  # a full disk, said for the features (atomic_file removed the partial file)
+        if isinstance(exc.__cause__, OSError):
+            raise _write_error(path, exc.__cause__) from exc.__cause__
+        raise
 
 
 def save_features(path: str | Path, features: torch.Tensor, meta: Mapping[str, Any]) -> Path:

@@ -1,7 +1,8 @@
-"""Vision-transformer backbones through ``transformers``: DINO, OpenCLIP, DINOv2.
+"""Vision-transformer backbones through ``transformers``: DINO, OpenCLIP, DINOv2 (DINOv3: :mod:`.dinov3`).
 
 Each takes frames of any size whose sides are multiples of the patch size
-(the position embeddings are interpolated to the frame's grid), normalises
+(the position table is resized to the frame's grid by the backbone's own
+published rule, :mod:`vidprop.features.posembed`, not transformers'), normalises
 them as the backbone's published evaluation did, and returns the patch
 tokens of one transformer block (the class token, and any register tokens,
 dropped) as a (C, H / patch, W / patch) map:
@@ -40,6 +41,7 @@ from vidprop.config import BACKBONE_DEFAULT_MODELS, ExtractorConfig
 from vidprop.errors import ConfigError, ModelLoadError
 from vidprop.features.base import check_images
 from vidprop.features.dift import resolve_device, resolve_dtype
+from vidprop.features.posembed import POS_RULES, use_published_pos_embedding
 
 __all__ = ["VitExtractor", "NORMALISATION", "transformer_blocks", "load_vit", "save_random_vit"]
 
@@ -50,13 +52,14 @@ NORMALISATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
     "dino": ((0.485, 0.456, 0.406), (0.228, 0.224, 0.225)),
     "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
     "dinov2": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "dinov3": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # the notebook's TVT.Normalize (cell 15)
 }
 
 
 def _model_class(kind: str) -> Any:
-    from transformers import CLIPVisionModel, Dinov2Model, ViTModel
+    from transformers import CLIPVisionModel, Dinov2Model, DINOv3ViTModel, ViTModel
 
-    return {"dino": ViTModel, "clip": CLIPVisionModel, "dinov2": Dinov2Model}[kind]
+    return {"dino": ViTModel, "clip": CLIPVisionModel, "dinov2": Dinov2Model, "dinov3": DINOv3ViTModel}[kind]
 
 
 def transformer_blocks(model: nn.Module) -> nn.ModuleList:
@@ -107,6 +110,8 @@ class VitExtractor:
     """
 
     model_revision: str | None = None
+    #: L2-normalise each cell's features (DINOv3's notebook does; the propagator normalises anyway).
+    l2_normalise: bool = False
 
     def __init__(self, model: nn.Module, kind: str, *, config: ExtractorConfig | None = None,
                  device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> None:
@@ -124,7 +129,9 @@ class VitExtractor:
             raise ConfigError(f"layer must be in [-{n}, {n - 1}] for this {n}-block model, got {layer}")
         self.layer = layer % n
         self.final_norm = self.config.final_norm
-        if self.final_norm and not hasattr(self.model, "layernorm"):
+        norm = getattr(self.model, "layernorm", None)
+        self._norm = norm if norm is not None else getattr(self.model, "norm", None)  # DINOv3: ``norm``
+        if self.final_norm and self._norm is None:
             raise ConfigError(f"{type(model).__name__} has no final layer norm; set final_norm: false")
         if self.final_norm and self.layer != n - 1:
             log.info("applying the final norm to the tokens of block %d of %d", self.layer, n)
@@ -133,6 +140,9 @@ class VitExtractor:
         self.patch = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
         self.prefix_tokens = 1 + int(getattr(cfg, "num_register_tokens", 0) or 0)
         self.channels = int(cfg.hidden_size)
+        #: The position table is resized as the backbone's published code did (see posembed.py); None for
+        #: backbones without a learned table to resize (DINOv3: rotary position embeddings).
+        self.pos_rule = use_published_pos_embedding(self.model, kind, self.patch) if kind in POS_RULES else None
         mean, std = NORMALISATION[kind]
         self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
@@ -165,7 +175,7 @@ class VitExtractor:
         return ((x - self._mean) / self._std).to(self.dtype)
 
     def _call(self, pixels: torch.Tensor) -> Any:
-        if self.kind == "dinov2":  # always interpolates its position embeddings
+        if self.kind in ("dinov2", "dinov3"):  # DINOv2 always interpolates; DINOv3's RoPE follows the grid
             return self.model(pixel_values=pixels)
         return self.model(pixel_values=pixels, interpolate_pos_encoding=True)
 
@@ -198,12 +208,15 @@ class VitExtractor:
             return torch.cat([self.extract(images[i : i + bs]) for i in range(0, B, bs)])
         tok = self.tokens(images)  # (B, prefix + h*w, C)
         if self.final_norm:
-            tok = self.model.layernorm(tok)
+            tok = self._norm(tok)
         h, w = H // self.patch, W // self.patch
         patches = tok[:, self.prefix_tokens :]  # class (and register) tokens dropped
         if patches.shape[1] != h * w:
             raise RuntimeError(f"expected {h}x{w} patch tokens, got {patches.shape[1]}")  # pragma: no cover
-        return patches.transpose(1, 2).reshape(B, self.channels, h, w).contiguous()
+        feats = patches.transpose(1, 2).reshape(B, self.channels, h, w)
+        if self.l2_normalise:
+            feats = torch.nn.functional.normalize(feats, dim=1)
+        return feats.contiguous()
 
 
 def save_random_vit(folder: str | Path, kind: str, *, seed: int = 0, architecture: str = "tiny") -> Path:

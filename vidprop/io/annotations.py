@@ -74,6 +74,8 @@ class Annotation:
     mask: np.ndarray  # (H, W) uint8 ids
     source: str  # file path, or a description of an array
     ids: tuple[int, ...] = field(default=())
+    #: id -> (r, g, b) of the objects an RGB colour mask drew (empty for other masks).
+    colours: dict[int, tuple[int, int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.ids:
@@ -163,42 +165,57 @@ def _read(src: MaskSource, allow_empty: bool) -> tuple[np.ndarray, str]:
 _PALETTE = {tuple(int(x) for x in c): i for i, c in enumerate(davis_palette()[1:], start=1)}
 
 
-def _unify_colours(items: list[tuple[MaskSource, np.ndarray, str]]) -> list[np.ndarray]:
-    """Give the colour masks of a run one colour -> id table (ids 1.. in order of colour value)."""
+def _colour_table(path: Path, arr: np.ndarray) -> dict[int, tuple[int, int, int]]:
+    """id -> colour of a colour mask read as ``arr``."""
     from PIL import Image
 
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    table = {}
+    for v in np.unique(arr):
+        if v:
+            ys, xs = np.nonzero(arr == v)
+            table[int(v)] = tuple(int(c) for c in rgb[ys[0], xs[0]])
+    return table  # type: ignore[return-value]
+
+
+def _unify_colours(items: list[tuple[MaskSource, np.ndarray, str]],
+                   colour_ids: Mapping[tuple[int, int, int], int] | None = None,
+                   ) -> tuple[list[np.ndarray], list[dict[int, tuple[int, int, int]]]]:
+    """Give the colour masks of a run one colour -> id table; returns the masks and each one's id -> colour.
+
+    The table is ``colour_ids`` (``--labels`` colours) when it holds every
+    colour; else DAVIS palette colours keep their palette index; else ids
+    1.. in order of colour value over every file.
+    """
     colour = [i for i, (_, _, kind) in enumerate(items) if kind == "colour"]
     masks = [arr for _, arr, _ in items]
-    if len(colour) < 2:
-        return masks
-    tables: dict[int, dict[int, tuple[int, int, int]]] = {}
-    for i in colour:
-        src, arr, _ = items[i]
-        with Image.open(src.mask) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        table = {}
-        for v in np.unique(arr):
-            if v:
-                ys, xs = np.nonzero(arr == v)
-                table[int(v)] = tuple(int(c) for c in rgb[ys[0], xs[0]])
-        tables[i] = table
+    kept: list[dict[int, tuple[int, int, int]]] = [{} for _ in items]
+    if not colour:
+        return masks, kept
+    tables = {i: _colour_table(items[i][0].mask, items[i][1]) for i in colour}  # type: ignore[arg-type]
     every = {c for t in tables.values() for c in t.values()}
-    if all(c in _PALETTE for c in every):
-        return masks  # DAVIS palette colours keep their palette index in every file
-    order = sorted(every)
-    if len(order) > 255:
-        last = items[colour[-1]][0]
-        raise InputError(f"{last.label}: the colour masks of this run hold {len(order)} colours, more than the "
-                         "255 objects an index mask can hold")
-    rank = {c: k + 1 for k, c in enumerate(order)}
+    if colour_ids and all(c in colour_ids for c in every):
+        rank = dict(colour_ids)
+        log.info("colour masks: ids from the --labels colours")
+    elif all(c in _PALETTE for c in every) or len(colour) < 2:
+        return masks, [tables.get(i, {}) for i in range(len(items))]  # palette indices / one file's own order
+    else:
+        order = sorted(every)
+        if len(order) > 255:
+            last = items[colour[-1]][0]
+            raise InputError(f"{last.label}: the colour masks of this run hold {len(order)} colours, more than the "
+                             "255 objects an index mask can hold")
+        rank = {c: k + 1 for k, c in enumerate(order)}
+        log.info("colour masks: %d colours over %d files, ids 1..%d in order of colour value", len(order),
+                 len(colour), len(order))
     for i in colour:
         lut = np.zeros(256, np.uint8)
         for v, c in tables[i].items():
             lut[v] = rank[c]
         masks[i] = lut[masks[i]]
-    log.info("colour masks: %d colours over %d files, ids 1..%d in order of colour value", len(order), len(colour),
-             len(order))
-    return masks
+        kept[i] = {rank[c]: c for c in tables[i].values()}
+    return masks, kept
 
 
 def load_annotations(
@@ -208,6 +225,7 @@ def load_annotations(
     masks_dir: str | Path | None = None,
     mode: AnnotationMode = "objects",
     resize_mask: bool = False,
+    colour_ids: Mapping[tuple[int, int, int], int] | None = None,
 ) -> dict[int, Annotation]:
     """Read and check every annotation of a run -> {frame index: Annotation}, sorted by index.
 
@@ -234,18 +252,20 @@ def load_annotations(
                              f"(also by {seen[index].label})")
         inside = driver.contains(index)
         if inside is False:
-            n = driver.video_length
+            n = driver.reported_length
             if n is not None and index >= n:
-                raise InputError(f"{src.label}: annotates frame {index} but {driver.path} has {n} frames (0..{n - 1})")
+                how = "" if driver.length_known else ", as its container reports"
+                raise InputError(f"{src.label}: annotates frame {index} but {driver.path} has {n} frames "
+                                 f"(0..{n - 1}{how})")
             raise InputError(f"{src.label}: annotates frame {index}, outside this run's {driver.range.describe()}")
         seen[index] = src
         resolved.append((index, src))
     resolved.sort(key=lambda t: t[0])
     items = [(src, *_read(src, mode == "frame")) for _, src in resolved]
-    masks = _unify_colours(items)
+    masks, colours = _unify_colours(items, colour_ids)
     W, H = driver.size
     out: dict[int, Annotation] = {}
-    for (index, src), arr in zip(resolved, masks):
+    for (index, src), arr, cols in zip(resolved, masks, colours):
         if arr.shape != (H, W):
             if not resize_mask:
                 raise InputError(
@@ -258,7 +278,7 @@ def load_annotations(
             arr = resize_mask_nearest(arr, (W, H))
             if had and not arr.any() and mode == "objects":
                 raise InputError(f"{src.label}: no object is left after resizing the mask")
-        ann = Annotation(index=index, name=driver.frame_name(index), mask=arr, source=src.label)
+        ann = Annotation(index=index, name=driver.frame_name(index), mask=arr, source=src.label, colours=cols)
         if not ann.ids and mode == "objects":
             raise InputError(
                 f"{src.label}: the mask is empty (no object: every pixel is background 0); an annotation of frame "

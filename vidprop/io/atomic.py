@@ -21,6 +21,7 @@ temporary file or folder is removed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import logging
 import os
@@ -30,12 +31,14 @@ import socket
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from vidprop.errors import OutputError, OutputExistsError
+from vidprop.errors import OutputError, OutputExistsError, WriteError
 
 __all__ = [
     "atomic_file",
     "atomic_dir",
     "check_writable_target",
+    "is_disk_full",
+    "disk_full_error",
     "remove_stale_partials",
     "PARTIAL_MARKER",
     "RESULT_PATTERNS",
@@ -47,7 +50,8 @@ log = logging.getLogger(__name__)
 PARTIAL_MARKER = ".vidprop-partial"
 #: What vidprop writes in a result folder; ``overwrite`` replaces these (and
 #: whatever the new run writes) and keeps any other file.
-RESULT_PATTERNS = ("*.png", "overlay.mp4", "keypoints.json", "keypoints.csv", "annotations.json")
+RESULT_PATTERNS = ("*.png", "overlay.mp4", "keypoints.json", "keypoints.csv", "annotations.json", "labels.json",
+                   "coco.json", "cvat-video.xml", "youtube-vis.json", "mots", "youtube-vos", "score-*.csv")
 
 
 def _exists(path: Path) -> bool:
@@ -59,6 +63,23 @@ def _exists(path: Path) -> bool:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
+
+
+#: errno values of a device or quota that takes no more data: a write fails for lack of room, not for a bug.
+DISK_FULL_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if e is not None)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OSError of a full disk or quota (ENOSPC, EDQUOT, EFBIG), PyAV's and PIL's included."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def disk_full_error(path: str | Path, exc: OSError, partial: str = "the partial folder") -> WriteError:
+    """One line naming ``path`` and the problem, for a write that failed on a full disk."""
+    reason = {errno.ENOSPC: "no space left on device", errno.EFBIG: "file too large for the file system"}.get(
+        exc.errno or 0, "disk quota exceeded" if exc.errno == getattr(errno, "EDQUOT", None) else _reason(exc))
+    return WriteError(f"{path}: could not be written: {reason} ({partial} was removed); free some space or "
+                      "choose another output folder, then run the same command again")
 
 
 def check_writable_target(path: str | Path, overwrite: bool, *, folder: bool | None = None) -> None:
@@ -115,7 +136,8 @@ def atomic_file(path: str | Path, *, overwrite: bool = True, suffix: str | None 
 
     ``suffix`` is the temporary file's extension (defaults to ``path``'s, so
     libraries that pick a format by extension still work).  The file is
-    created empty with the umask's permissions.
+    created empty with the umask's permissions.  A full disk while writing
+    becomes a :class:`~vidprop.errors.WriteError` naming ``path``.
     """
     path = Path(path)
     check_writable_target(path, overwrite, folder=False)
@@ -133,9 +155,11 @@ def atomic_file(path: str | Path, *, overwrite: bool = True, suffix: str | None 
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if is_disk_full(exc):
+            raise disk_full_error(path, exc, "the partial file") from exc
         raise
 
 
@@ -202,7 +226,13 @@ def _make_partial_dir(path: Path) -> Path:
             continue
         except OSError as exc:
             raise OutputError(f"{path}: cannot write in {path.parent} ({_reason(exc)})") from None
-    (tmp / PARTIAL_MARKER).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    try:
+        (tmp / PARTIAL_MARKER).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full_error(path, exc) from exc
+        raise OutputError(f"{path}: cannot write in {path.parent} ({_reason(exc)})") from None
     return tmp
 
 
@@ -219,7 +249,10 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False,
     folder is complete; of its old entries, those the new run wrote again
     and those matching ``replaces`` (vidprop's own result files) go, any
     other file or folder is kept (moved into the new folder, and logged).
-    Partial folders of ``path`` left by dead runs are removed first.
+    Partial folders of ``path`` left by dead runs are removed first.  A
+    write that fails on a full disk (an ``OSError`` ENOSPC, EDQUOT or EFBIG
+    from any writer inside the block, a background thread's re-raised
+    included) becomes a :class:`~vidprop.errors.WriteError` naming ``path``.
     """
     path = Path(path)
     check_writable_target(path, overwrite, folder=True)
@@ -241,8 +274,10 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False,
             os.replace(trash / "old", path)  # put the old results back
             shutil.rmtree(trash, ignore_errors=True)
             raise
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):  # from a writer inside the block (PNG, overlay, JSON ...): one line, nothing left
+            raise disk_full_error(path, exc) from exc
         raise
     _finish_replacement(path, trash, replaces)
 

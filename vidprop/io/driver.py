@@ -31,12 +31,38 @@ __all__ = ["FrameRange", "FrameRecord", "VideoDriver", "parse_frame_range", "res
 log = logging.getLogger(__name__)
 
 
-def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (OpenCV INTER_LINEAR, as DINO's reader) of an RGB frame to ``size`` = (W, H)."""
-    import cv2
+def resize_frame(frame: np.ndarray, size: tuple[int, int], interpolation: str = "linear", *,
+                 as_float: bool = False) -> np.ndarray:
+    """Resize an RGB frame to ``size`` = (W, H).
 
+    ``interpolation="linear"``: OpenCV INTER_LINEAR (as DINO's reader);
+    ``"bicubic"``: PIL BICUBIC (what torchvision's ``resize`` does to a PIL
+    image, as DINOv3's notebook).
+
+    ``as_float`` (linear only): the uint8 frame is converted to float32 first and resized as floats, as CRW's
+    JHMDB loader does (ajabri/videowalk ``code/data/jhmdb.py`` L44-49 ``load_image``: ``/ 255`` in float32,
+    then L38-41 ``resize``: ``cv2.resize``); the result is float32 on the 0-255 scale, not rounded.
+    Otherwise the uint8 frame is resized as it is (DINO's and DIFT's DAVIS readers) and stays uint8.
+    """
+    if as_float:
+        import cv2
+
+        if interpolation != "linear":
+            raise ValueError(f"resizing as floats is linear only, got interpolation {interpolation!r}")
+        frame = frame.astype(np.float32) / np.float32(255.0)
+        if (frame.shape[1], frame.shape[0]) != tuple(size):
+            frame = cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LINEAR)
+        return frame * np.float32(255.0)
     if (frame.shape[1], frame.shape[0]) == tuple(size):
         return frame
+    if interpolation == "bicubic":
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize(tuple(size), Image.BICUBIC))
+    if interpolation != "linear":
+        raise ValueError(f"interpolation must be 'linear' or 'bicubic', got {interpolation!r}")
+    import cv2
+
     return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -111,6 +137,7 @@ class VideoDriver:
     def __init__(self, source: str | Path, *, backend: Backend = "auto", frames: FrameRange | None = None,
                  prefetch: int = 8) -> None:
         self.reader: FrameReader = open_video(source, backend=backend, prefetch=prefetch)
+        self.backend = backend
         self.info: VideoInfo = self.reader.info
         self.range = frames or FrameRange()
         n = self.info.num_frames
@@ -141,6 +168,16 @@ class VideoDriver:
         return self.info.num_frames if self.length_known else None
 
     @property
+    def reported_length(self) -> int | None:
+        """Frames in the whole video as far as known before reading: a folder's count (exact), or the count a
+        video file's container reports through decord or PyAV (its index / header; OpenCV's estimate is not
+        used); None when unknown (a stream without a frame count)."""
+        if self.length_known:
+            return self.info.num_frames
+        n = self.info.num_frames
+        return n if n and self.info.backend in ("decord", "pyav") else None
+
+    @property
     def num_frames(self) -> int | None:
         """Frames this driver yields: exact for a folder, the container's report (may be wrong) for a file."""
         n = self.info.num_frames
@@ -166,25 +203,30 @@ class VideoDriver:
         return None
 
     def contains(self, index: int) -> bool | None:
-        """Whether frame ``index`` is read by this driver (None: unknown until the video ends)."""
+        """Whether frame ``index`` is read by this driver (None: unknown until the video ends).
+
+        Beyond the video's :attr:`reported_length` is outside (a container's count included, so that an
+        annotation past the end is refused before any work)."""
         end = self.range.end
         if index < self.range.start or (end is not None and index >= end):
             return False
-        n = self.video_length
+        n = self.reported_length
         return None if n is None else index < n
 
     # ----------------------------------------------------------- reading
-    def records(self, target_size: tuple[int, int] | None) -> Iterator[FrameRecord]:
+    def records(self, target_size: tuple[int, int] | None, interpolation: str = "linear", *,
+                as_float: bool = False) -> Iterator[FrameRecord]:
         """Yield the records of the frame range, the model input resized to ``target_size`` = (W, H).
 
-        Resizing (bilinear, OpenCV INTER_LINEAR) runs on the reader thread.
-        ``target_size=None``: no model input.  Every call decodes again.
+        Resizing (:func:`resize_frame` with ``interpolation``; ``as_float``: in
+        float32) runs on the reader thread.  ``target_size=None``: no model
+        input.  Every call decodes again.
         """
         if target_size is None:
             self.reader.transform = None
         else:
             size = (int(target_size[0]), int(target_size[1]))
-            self.reader.transform = lambda fr: (fr, resize_frame(fr, size))
+            self.reader.transform = lambda fr: (fr, resize_frame(fr, size, interpolation, as_float=as_float))
         index = self.range.start
         for item in self.reader:
             frame, small = item if target_size is not None else (item, None)

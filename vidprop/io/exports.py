@@ -1,33 +1,38 @@
-"""Result formats beyond the DAVIS PNGs: COCO-style JSON with RLE masks, and the YouTube-VOS layout.
+"""Result formats beyond the DAVIS PNGs, and ``vidprop export`` of finished result folders.
 
-* ``png``: ``OUT/NAME/<frame>.png``, indexed PNGs with the DAVIS palette (the default);
-* ``coco``: ``OUT/NAME/coco.json``: one COCO-style document with one image per
-  frame and one annotation per object per frame where the object is present:
-  ``segmentation`` is COCO RLE (pycocotools, column-major, ``counts`` as a
-  string), ``bbox`` is [x, y, width, height], ``area`` the pixel count;
-  ``category_id`` and ``track_id`` are the object id (one category per
-  object), ``image_id`` is 1 + the frame's position in the run, and each
-  image records its ``frame_index`` and frame ``name``;
-* ``youtube-vos``: ``OUT/NAME/youtube-vos/Annotations/NAME/<frame>.png``, the
-  layout of a YouTube-VOS submission (indexed PNGs, DAVIS palette; several
-  videos' folders merge by copying ``Annotations/``).
+Formats (``segment --format``, ``batch --format``, ``vidprop export --format``),
+each written by :mod:`vidprop.io.formats`:
 
-:func:`export_results` converts a finished result folder (its PNG masks).
-:func:`read_coco_masks` reads a ``coco.json`` back into index masks.
+* ``png``: ``OUT/NAME/<frame>.png``, indexed PNGs (the default), with the
+  DAVIS palette or the run's colours (RGB colour masks, ``--labels``);
+* ``coco``: ``OUT/NAME/coco.json`` (:mod:`vidprop.io.formats.coco`);
+* ``youtube-vos``: ``OUT/NAME/youtube-vos/Annotations/NAME/<frame>.png``;
+* ``cvat-video``: ``OUT/NAME/cvat-video.xml``, CVAT for video 1.1 (:mod:`vidprop.io.formats.cvat`);
+* ``mots``: ``OUT/NAME/mots/`` MOTS txt and PNG (:mod:`vidprop.io.formats.mots`);
+* ``youtube-vis``: ``OUT/NAME/youtube-vis.json`` (:mod:`vidprop.io.formats.ytvis`).
+
+Object names and colours go to every format from ``OUT/NAME/labels.json``
+(written by a run that had names or colours) and ``--labels``.
+:func:`export_results` converts a result folder, or every result folder
+under a folder (what ``batch`` and ``eval`` write).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-import numpy as np
+from typing import Iterable, Sequence
 
 from vidprop.errors import InputError
-from vidprop.io.atomic import atomic_dir, atomic_file, check_writable_target
+from vidprop.io.atomic import check_writable_target
+from vidprop.io.formats import EXPORT_TARGETS, ExportContext, frame_file_namer, make_writers
+from vidprop.io.formats.coco import COCO_FILE, CocoWriter, read_coco_masks
+from vidprop.io.formats.labels import LabelMap, read_labels
+from vidprop.io.formats.pngs import youtube_vos_folder
 
 __all__ = [
     "FORMATS",
@@ -36,15 +41,23 @@ __all__ = [
     "read_coco_masks",
     "youtube_vos_folder",
     "export_results",
+    "export_folder",
+    "result_folders",
     "COCO_FILE",
+    "EXPORT_TARGETS",
+    "LABELS_FILE",
+    "write_labels_file",
+    "read_labels_file",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Output formats of ``segment`` and ``export``.
-FORMATS = ("png", "coco", "youtube-vos")
-#: Name of the COCO document inside a result folder.
-COCO_FILE = "coco.json"
+#: Output formats of ``segment``, ``batch`` and ``export``.
+FORMATS = ("png", "coco", "youtube-vos", "cvat-video", "mots", "youtube-vis")
+_ALIASES = {"ytvos": "youtube-vos", "youtubevos": "youtube-vos", "cvat": "cvat-video", "ytvis": "youtube-vis",
+            "youtubevis": "youtube-vis"}
+#: The object names and colours of a result folder.
+LABELS_FILE = "labels.json"
 
 
 def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -55,8 +68,7 @@ def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
     out: list[str] = []
     for raw in items:
         f = raw.strip().lower().replace("_", "-")
-        if f in ("ytvos", "youtubevos"):
-            f = "youtube-vos"
+        f = _ALIASES.get(f, f)
         if not f:
             continue
         if f not in FORMATS:
@@ -68,88 +80,16 @@ def parse_formats(text: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def youtube_vos_folder(result_dir: str | Path, video: str) -> Path:
-    """Where the YouTube-VOS layout of a result folder goes: ``result_dir/youtube-vos/Annotations/<video>``."""
-    return Path(result_dir) / "youtube-vos" / "Annotations" / video
+def write_labels_file(folder: str | Path, labels: LabelMap) -> Path:
+    path = Path(folder) / LABELS_FILE
+    path.write_text(json.dumps(labels.to_json(), indent=1) + "\n")
+    return path
 
 
-class CocoWriter:
-    """Collect per-frame index masks as COCO RLE annotations; :meth:`write` the document.
-
-    Only the RLE strings are kept (a few hundred bytes per object and frame).
-    """
-
-    def __init__(self, video: str, width: int, height: int, *, info: dict[str, Any] | None = None) -> None:
-        self.video = video
-        self.width, self.height = int(width), int(height)
-        self.info = dict(info or {})
-        self.images: list[dict[str, Any]] = []
-        self.annotations: list[dict[str, Any]] = []
-        self.ids: set[int] = set()
-
-    def add(self, index: int, name: str, mask: np.ndarray) -> None:
-        """Add frame ``index`` (named ``name``) with its (H, W) uint8 index mask."""
-        from pycocotools import mask as mask_util
-
-        if mask.shape != (self.height, self.width):
-            raise ValueError(f"mask {mask.shape} differs from the video's {(self.height, self.width)}")
-        image_id = len(self.images) + 1
-        self.images.append({"id": image_id, "file_name": name, "name": name, "frame_index": int(index),
-                            "width": self.width, "height": self.height, "video_id": 1})
-        for oid in (int(v) for v in np.unique(mask) if v != 0):
-            rle = mask_util.encode(np.asfortranarray((mask == oid).astype(np.uint8)))
-            area = float(mask_util.area(rle))
-            bbox = [float(v) for v in mask_util.toBbox(rle)]
-            rle["counts"] = rle["counts"].decode("ascii")
-            self.ids.add(oid)
-            self.annotations.append({
-                "id": len(self.annotations) + 1, "image_id": image_id, "category_id": oid, "track_id": oid,
-                "segmentation": rle, "area": area, "bbox": bbox, "iscrowd": 0,
-            })
-
-    def document(self) -> dict[str, Any]:
-        from vidprop import __version__
-
-        return {
-            "info": {"description": f"vidprop label propagation: {self.video}", "video": self.video,
-                     "vidprop_version": __version__, **self.info},
-            "videos": [{"id": 1, "name": self.video, "width": self.width, "height": self.height,
-                        "length": len(self.images)}],
-            "images": self.images,
-            "annotations": self.annotations,
-            "categories": [{"id": i, "name": f"object {i}", "supercategory": "object"} for i in sorted(self.ids)],
-        }
-
-    def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.document()) + "\n")
-
-
-def read_coco_masks(path: str | Path) -> list[tuple[str, np.ndarray]]:
-    """A ``coco.json`` written by vidprop -> [(frame name, (H, W) uint8 index mask)] in image order.
-
-    Decoded through pycocotools' own loader (``COCO``, ``annToMask``).
-    """
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such COCO file")
-    with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints progress lines
-        try:
-            coco = COCO(str(path))
-        except Exception as exc:  # noqa: BLE001 - json / key errors
-            raise InputError(f"{path}: not a readable COCO file ({exc})") from exc
-    out = []
-    for img in sorted(coco.dataset["images"], key=lambda im: im["id"]):
-        mask = np.zeros((img["height"], img["width"]), np.uint8)
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=[img["id"]])):
-            oid = int(ann.get("track_id", ann["category_id"]))
-            mask[coco.annToMask(ann).astype(bool)] = oid
-        out.append((img.get("name", img["file_name"]), mask))
-    return out
+def read_labels_file(folder: str | Path) -> LabelMap:
+    """``folder/labels.json`` (empty map when absent)."""
+    path = Path(folder) / LABELS_FILE
+    return read_labels(path) if path.is_file() else LabelMap()
 
 
 def _result_masks(folder: Path) -> list[Path]:
@@ -157,28 +97,50 @@ def _result_masks(folder: Path) -> list[Path]:
 
 
 def _start_index(folder: Path) -> int:
-    path = folder / "annotations.json"
-    try:
-        doc = json.loads(path.read_text()) if path.is_file() else {}
-        return int((doc.get("frames") or [0])[0])
-    except (OSError, ValueError, TypeError, IndexError):
-        return 0
+    for name, key in (("annotations.json", "frames"), ("source.json", "first_frame")):
+        path = folder / name
+        try:
+            doc = json.loads(path.read_text()) if path.is_file() else {}
+            value = doc.get(key)
+            if value is not None:
+                return int(value[0] if isinstance(value, list) else value)
+        except (OSError, ValueError, TypeError, IndexError, AttributeError):
+            continue
+    return 0
 
 
-def export_results(
+def result_folders(path: str | Path) -> list[Path]:
+    """``path`` itself when it holds ``<frame>.png`` masks, else its sub-folders that do (sorted)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such result folder")
+    if _result_masks(folder):
+        return [folder]
+    subs = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".") and _result_masks(p)]
+    if not subs:
+        raise InputError(f"{folder}: no PNG masks here or in its sub-folders (expected the <frame>.png files of "
+                         "a segment run, or a folder of them as batch and eval write)")
+    return subs
+
+
+def export_folder(
     results: str | Path,
     formats: Iterable[str],
     *,
     overwrite: bool = False,
     name: str | None = None,
+    labels: LabelMap | None = None,
 ) -> dict[str, Path]:
-    """Convert a finished result folder (``<frame>.png`` index masks) to other formats, inside it.
+    """Convert one result folder (``<frame>.png`` index masks) to other formats, inside it.
 
     Returns {format: path written}.  ``png`` is what the folder already
     holds (nothing to do).  Existing exports are replaced only with
-    ``overwrite``; each is written atomically.
+    ``overwrite``; everything is written in a temporary folder first and
+    moved into place at the end.  Names and colours: the folder's
+    ``labels.json``, then ``labels``.
     """
-    from vidprop.io.masks import read_mask, write_indexed_png
+    from vidprop.io.masks import read_mask
+    from vidprop.io.source import read_source_record
 
     folder = Path(results)
     if not folder.is_dir():
@@ -188,32 +150,49 @@ def export_results(
         raise InputError(f"{folder}: no PNG masks in this folder (expected the <frame>.png files of a segment run)")
     fmts = [f for f in parse_formats(list(formats)) if f != "png"]
     video = name or folder.resolve().name
-    targets = {"coco": folder / COCO_FILE, "youtube-vos": youtube_vos_folder(folder, video).parent.parent}
+    targets = {f: folder / EXPORT_TARGETS[f] for f in fmts}
     for f in fmts:  # before any work
         check_writable_target(targets[f], overwrite)
     start = _start_index(folder)
-    done: dict[str, Path] = {}
     first, _ = read_mask(pngs[0], allow_empty=True)
-    coco = CocoWriter(video, first.shape[1], first.shape[0]) if "coco" in fmts else None
-    with contextlib.ExitStack() as stack:
-        tmp_root = stack.enter_context(atomic_dir(targets["youtube-vos"], overwrite=overwrite)) \
-            if "youtube-vos" in fmts else None
-        if tmp_root is not None:
-            (tmp_root / "Annotations" / video).mkdir(parents=True)
+    source = read_source_record(folder) or {}
+    lab = read_labels_file(folder).merged(labels)
+    done: dict[str, Path] = {}
+    tmp = Path(tempfile.mkdtemp(prefix=".vidprop-export-", dir=folder))
+    try:
+        ctx = ExportContext(root=tmp, video=video, width=first.shape[1], height=first.shape[0], labels=lab,
+                            frame_file=frame_file_namer(source.get("video")))
+        writers = make_writers(fmts, ctx)
         for pos, p in enumerate(pngs):
             mask, _ = read_mask(p, allow_empty=True)
             if mask.shape != first.shape:
                 raise InputError(f"{p}: mask size {mask.shape[1]}x{mask.shape[0]} differs from "
                                  f"{pngs[0].name}'s {first.shape[1]}x{first.shape[0]}")
-            if coco is not None:
-                coco.add(start + pos, p.stem, mask)
-            if tmp_root is not None:
-                write_indexed_png(tmp_root / "Annotations" / video / f"{p.stem}.png", mask)
-        if coco is not None:
-            with atomic_file(targets["coco"], overwrite=overwrite) as tmp:
-                coco.write(tmp)
-            done["coco"] = targets["coco"]
-    if "youtube-vos" in fmts:
-        done["youtube-vos"] = youtube_vos_folder(folder, video)
+            for w in writers:
+                w.add(start + pos, p.stem, mask)
+        for w in writers:
+            w.finish()
+        for f in fmts:
+            src, dst = tmp / EXPORT_TARGETS[f], targets[f]
+            if dst.is_dir():
+                shutil.rmtree(dst)
+            elif dst.exists():
+                dst.unlink()
+            os.replace(src, dst)
+            done[f] = youtube_vos_folder(folder, video) if f == "youtube-vos" else dst
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %d frames of %s as %s", len(pngs), folder, ", ".join(fmts) or "png (nothing to do)")
     return done
+
+
+def export_results(
+    results: str | Path,
+    formats: Iterable[str],
+    *,
+    overwrite: bool = False,
+    name: str | None = None,
+    labels: LabelMap | None = None,
+) -> dict[str, Path]:
+    """:func:`export_folder` of one result folder (kept for the single-folder callers)."""
+    return export_folder(results, formats, overwrite=overwrite, name=name, labels=labels)

@@ -238,10 +238,13 @@ def resize_mask_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(mask).resize(tuple(size), Image.NEAREST))
 
 
-def write_indexed_png(path: str | Path, mask: np.ndarray) -> None:
-    """Write an (H, W) uint8 index mask as a P-mode PNG with the DAVIS palette."""
+def write_indexed_png(path: str | Path, mask: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write an (H, W) uint8 index mask as a P-mode PNG with the DAVIS palette (or ``palette``, (256, 3) uint8)."""
     if mask.ndim != 2 or mask.dtype != np.uint8:
         raise ValueError(f"mask must be (H, W) uint8, got {mask.shape} {mask.dtype}")
+    pal = _PALETTE if palette is None else np.asarray(palette, np.uint8)
+    if pal.shape != (256, 3):
+        raise ValueError(f"palette must be (256, 3), got {pal.shape}")
     im = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask).tobytes())
-    im.putpalette(_PALETTE.reshape(-1).tolist())
+    im.putpalette(pal.reshape(-1).tolist())
     im.save(str(path), format="PNG")

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["SyntheticScene", "write_video", "write_frame_folder"]
+__all__ = ["SyntheticScene", "write_video", "write_frame_folder", "write_davis_layout"]
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, base: tuple[int, int, int], scale: int) -> np.ndarray:
@@ -121,3 +121,25 @@ def write_frame_folder(scene: SyntheticScene, folder: str | Path, ext: str = ".p
     for t, (img, _) in enumerate(scene.frames()):
         Image.fromarray(img).save(folder / f"{t:05d}{ext}", quality=95)
     return folder
+
+
+def write_davis_layout(scenes: dict[str, SyntheticScene], root: str | Path, set: str = "val") -> Path:
+    """Write ``scenes`` ({sequence name: scene}) as a DAVIS-2017 layout that ``vidprop eval davis`` runs on:
+    ``ImageSets/2017/<set>.txt``, ``JPEGImages/480p/<name>/00000.jpg ...`` (the frames, at the scene's size)
+    and ``Annotations/480p/<name>/00000.png ...`` (indexed PNGs of every frame, so it can be scored)."""
+    from PIL import Image
+
+    from vidprop.io.masks import write_indexed_png
+
+    root = Path(root)
+    (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "2017" / f"{set}.txt").write_text("".join(f"{n}\n" for n in scenes))
+    for name, scene in scenes.items():
+        img_dir = root / "JPEGImages" / "480p" / name
+        ann_dir = root / "Annotations" / "480p" / name
+        img_dir.mkdir(parents=True, exist_ok=True)
+        ann_dir.mkdir(parents=True, exist_ok=True)
+        for t, (img, mask) in enumerate(scene.frames()):
+            Image.fromarray(img).save(img_dir / f"{t:05d}.jpg", quality=95)
+            write_indexed_png(ann_dir / f"{t:05d}.png", mask)
+    return root

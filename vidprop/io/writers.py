@@ -5,7 +5,7 @@
   an error in a job is raised in the caller at the next submit or at close.
 * :class:`VideoWriter` encodes H.264 / yuv420p MP4 with PyAV (plays in
   browsers); odd frame sizes are padded to even.
-* :func:`overlay_mask` blends an index mask over a frame (DAVIS palette).
+* :func:`overlay_mask` blends an index mask over a frame (DAVIS palette), contours in a contrasting colour.
 """
 
 from __future__ import annotations
@@ -130,12 +130,15 @@ class VideoWriter:
 
 
 def overlay_mask(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend index mask (H, W) over an RGB frame (H, W, 3); object borders drawn solid.
+    """Blend index mask (H, W) over an RGB frame (H, W, 3); each object's contour drawn in a contrasting colour.
 
     Object pixels become ``round((1 - alpha) * frame + alpha * colour)`` with the
     DAVIS palette colour of their id; pixels of an object next to another id
-    (its border) take the colour itself.  OpenCV table lookups and masked
-    copies, no per-pixel float arrays: the writer thread must keep up with a GPU.
+    (its contour) become white where the frame there is dark (luma <= 127,
+    OpenCV's RGB -> grey) and black where it is bright, so every mask stays
+    visible, also an id-1 red one on a red object.  OpenCV table lookups and
+    masked copies, no per-pixel float arrays: the writer thread must keep up
+    with a GPU.
     """
     import cv2
 
@@ -148,5 +151,9 @@ def overlay_mask(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.
     colours = cv2.LUT(cv2.cvtColor(mask, cv2.COLOR_GRAY2RGB), _PALETTE_LUT)  # (H, W, 3)
     cv2.copyTo(cv2.addWeighted(frame, 1 - alpha, colours, alpha, 0.0), fg, out)
     edges = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    cv2.copyTo(colours, ((edges > 0) & (mask > 0)).view(np.uint8), out)
+    contour = ((edges > 0) & (mask > 0)).view(np.uint8)
+    if contour.any():
+        grey = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+        _, ink = cv2.threshold(grey, 127, 255, cv2.THRESH_BINARY_INV)  # dark -> 255 (white), bright -> 0
+        cv2.copyTo(cv2.cvtColor(ink, cv2.COLOR_GRAY2RGB), contour, out)
     return out

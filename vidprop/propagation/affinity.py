@@ -6,7 +6,8 @@ described in :mod:`vidprop.propagation.protocol` and docs/propagation.md):
 * ``windowed`` context frames: a key is allowed only inside the query's
   neighbourhood, given by one offset predicate (:func:`window_allows`:
   ``window="square"``: |dy|, |dx| <= radius, protocol A; ``window="disc"``:
-  dy^2 + dx^2 < radius^2, protocol B);
+  dy^2 + dx^2 < radius^2, protocol B; ``window="circle"``: dy^2 + dx^2 <=
+  radius^2, DINOv3's notebook);
 * ``global`` context frames: every key allowed (protocol B's frame 0);
 * top-k jointly over all allowed keys of all frames; ``keep_ties=True``
   keeps every key >= the k-th value (protocol A), else exactly k (B);
@@ -46,25 +47,26 @@ import torch
 
 __all__ = ["window_reach", "window_allows", "window_size", "compute_dtype", "to_strips", "propagate_context"]
 
-Window = Literal["square", "disc"]
+Window = Literal["square", "disc", "circle"]
 
 
 def window_reach(radius: float, window: Window) -> int:
     """Largest integer offset |d| a window of ``radius`` allows along one axis."""
-    if window == "square":
+    if window in ("square", "circle"):  # d <= radius
         return int(math.floor(radius))
     if window == "disc":
         return int(math.ceil(radius)) - 1  # d < radius
-    raise ValueError(f"window must be 'square' or 'disc', got {window!r}")
+    raise ValueError(f"window must be 'square', 'disc' or 'circle', got {window!r}")
 
 
 def window_allows(dy: torch.Tensor, dx: torch.Tensor, radius: float, window: Window) -> torch.Tensor:
     """Whether a key at offset (dy, dx) from the query is inside the window (the one window predicate)."""
     if window == "square":
         return (dy.abs() <= radius) & (dx.abs() <= radius)
-    if window == "disc":
-        return (dy * dy + dx * dx).to(torch.float64).sqrt() < radius
-    raise ValueError(f"window must be 'square' or 'disc', got {window!r}")
+    if window in ("disc", "circle"):
+        dist = (dy * dy + dx * dx).to(torch.float64).sqrt()
+        return dist <= radius if window == "circle" else dist < radius
+    raise ValueError(f"window must be 'square', 'disc' or 'circle', got {window!r}")
 
 
 def _offset_table(radius: float, window: Window, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -19,6 +19,7 @@ __all__ = [
     "object_ids",
     "one_hot",
     "labels_nearest",
+    "labels_nearest_exact",
     "labels_bilinear",
     "norm_mask",
     "decode_dino",
@@ -46,6 +47,14 @@ def labels_nearest(mask: np.ndarray, grid: tuple[int, int], ids: Sequence[int]) 
     """Protocol A: NEAREST resize of the index mask to ``grid`` = (gh, gw), then one-hot. -> (K, gh, gw)."""
     gh, gw = grid
     small = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((gw, gh), Image.NEAREST))
+    return one_hot(small, ids)
+
+
+def labels_nearest_exact(mask: np.ndarray, grid: tuple[int, int], ids: Sequence[int]) -> torch.Tensor:
+    """DINOv3's notebook: torch ``nearest-exact`` resize of the index mask to ``grid`` = (gh, gw), then one-hot."""
+    gh, gw = grid
+    m = torch.from_numpy(np.ascontiguousarray(mask).astype(np.float32))[None, None]
+    small = F.interpolate(m, size=(gh, gw), mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
     return one_hot(small, ids)
 
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from vidprop.config import PropagationConfig
 from vidprop.propagation.affinity import compute_dtype, propagate_context, to_strips
-from vidprop.propagation.protocol import Protocol, get_protocol
+from vidprop.propagation.protocol import Protocol, protocol_for
 
 __all__ = ["Propagator"]
 
@@ -48,7 +48,7 @@ class Propagator:
 
     def __init__(self, config: PropagationConfig | None = None, protocol: Protocol | None = None) -> None:
         self.config = config or PropagationConfig()
-        self.protocol = protocol or get_protocol(self.config.protocol)
+        self.protocol = protocol or protocol_for(self.config)
         # Windowed ring buffer (keys in strip layout, labels channels last): protocol A holds the first
         # anchor in slot 0 and the queue after it; protocol B holds only the queue.
         self._keys: torch.Tensor | None = None  # (S, strips, h, tile, C)

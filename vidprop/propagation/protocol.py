@@ -15,9 +15,16 @@ protocol instead of testing its name:
 * mask labels: A resizes the index mask with NEAREST to the feature grid,
   then one-hot (hard labels); B takes the one-hot at full resolution and
   resizes it BILINEARLY (soft at edges);
-* mask output: A upsamples the soft map by the stride, min-max normalises
-  each channel, takes the argmax and resizes the index map (NEAREST) to the
-  frame; B resizes the soft map bilinearly to the frame and takes the argmax.
+* mask output (``decode``, ``minmax``): A upsamples the soft map by the
+  stride, min-max normalises each channel, takes the argmax and resizes the
+  index map (NEAREST) to the frame; B resizes the soft map bilinearly to the
+  frame and takes the argmax.
+
+A :class:`~vidprop.config.PropagationConfig` may change the window, the
+decode, the min-max and the label resize of its protocol
+(:func:`protocol_for`): DINOv3's notebook is protocol A with a circle
+(distance <= r), a NEAREST decode straight to the frame's size with min-max,
+and torch's ``nearest-exact`` label resize (``configs/davis-dinov3.yaml``).
 
 ``decode_mask(..., exclude=ids)`` also gives the best label among the other
 channels (background included), which an annotation uses for the pixels it
@@ -27,19 +34,22 @@ are described in ``docs/annotations.md`` and the README.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vidprop.propagation.labels import labels_bilinear, labels_nearest, norm_mask
+from vidprop.propagation.labels import labels_bilinear, labels_nearest, labels_nearest_exact, norm_mask
 
-__all__ = ["Protocol", "PROTOCOLS", "get_protocol"]
+if TYPE_CHECKING:
+    from vidprop.config import PropagationConfig
 
-Window = Literal["square", "disc"]
+__all__ = ["Protocol", "PROTOCOLS", "get_protocol", "protocol_for"]
+
+Window = Literal["square", "disc", "circle"]
 
 
 @dataclass(frozen=True)
@@ -56,27 +66,42 @@ class Protocol:
     #: The short-term queue starts full of copies of the first anchor.
     seed_queue: bool
     #: How an index mask becomes labels on the feature grid.
-    label_resize: Literal["nearest", "bilinear"]
+    label_resize: Literal["nearest", "nearest-exact", "bilinear"]
+    #: How the soft map is brought to the output: "stride" (x stride, bilinear; the argmax is then
+    #: resized with NEAREST to the frame), "nearest" / "bilinear" (straight to the frame's size).
+    decode: Literal["stride", "nearest", "bilinear"] = "stride"
+    #: Per-channel min-max normalisation of the decoded map before the argmax.
+    minmax: bool = True
 
     # ----------------------------------------------------------- labels
     def encode_mask(self, mask: np.ndarray, grid: tuple[int, int], ids: Sequence[int]) -> torch.Tensor:
         """(H, W) index mask -> (1 + len(ids), gh, gw) float32 labels, background first, ids in ``ids`` order."""
         if self.label_resize == "nearest":
             return labels_nearest(mask, grid, ids)  # hard
+        if self.label_resize == "nearest-exact":
+            return labels_nearest_exact(mask, grid, ids)  # hard
         return labels_bilinear(mask, grid, ids)  # soft at edges
 
     def scores(self, soft: torch.Tensor, stride: int, out_size: tuple[int, int]) -> torch.Tensor:
         """The decoded soft map whose argmax is the output: (K, h, w) -> (K, H', W').
 
-        A: bilinear upsampling by ``stride`` (the model input's size), then
-        per-channel min-max normalisation; B: bilinear resize to ``out_size``
-        = (W, H), the frame's size.
+        ``decode="stride"`` (A): bilinear upsampling by ``stride`` (the model
+        input's size); "bilinear" (B) / "nearest" (DINOv3's notebook): resized
+        straight to ``out_size`` = (W, H), the frame's size.  Then, with
+        ``minmax``, per-channel min-max normalisation (a constant channel
+        becomes 0, as both DINO's ``norm_mask`` and the notebook's
+        ``nan_to_num`` give for non-negative labels).
         """
-        if self.label_resize == "nearest":
-            up = F.interpolate(soft[None].float(), scale_factor=stride, mode="bilinear", align_corners=False)[0]
-            return norm_mask(up)
-        w, h = out_size
-        return F.interpolate(soft[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+        x = soft[None].float()
+        if self.decode == "stride":
+            up = F.interpolate(x, scale_factor=stride, mode="bilinear", align_corners=False)[0]
+        elif self.decode == "bilinear":
+            w, h = out_size
+            up = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[0]
+        else:
+            w, h = out_size
+            up = F.interpolate(x, size=(h, w), mode="nearest")[0]
+        return norm_mask(up) if self.minmax else up
 
     def decode_mask(
         self,
@@ -113,9 +138,9 @@ def _resize_nearest(lab: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 #: The protocols by name (``PropagationConfig.protocol``).
 PROTOCOLS: dict[str, Protocol] = {
     "dino": Protocol("dino", window="square", keep_ties=True, global_anchors=False, seed_queue=False,
-                     label_resize="nearest"),
+                     label_resize="nearest", decode="stride", minmax=True),
     "crw": Protocol("crw", window="disc", keep_ties=False, global_anchors=True, seed_queue=True,
-                    label_resize="bilinear"),
+                    label_resize="bilinear", decode="bilinear", minmax=False),
 }
 
 
@@ -125,3 +150,11 @@ def get_protocol(name: str) -> Protocol:
         return PROTOCOLS[name]
     except KeyError:
         raise ValueError(f"unknown propagation protocol {name!r}; choose from {', '.join(PROTOCOLS)}") from None
+
+
+def protocol_for(config: "PropagationConfig") -> Protocol:
+    """The protocol of ``config.protocol`` with the choices ``config`` sets (window, decode, minmax, label_resize)."""
+    base = get_protocol(config.protocol)
+    changes = {name: getattr(config, name) for name in ("window", "decode", "minmax", "label_resize")
+               if getattr(config, name, None) is not None}
+    return replace(base, **changes) if changes else base

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import numpy as np
 import torch
 
-from vidprop.config import TaskConfig, fit_frames, load_preset
+from vidprop.config import TaskConfig, fit_backbone_frames, fit_frames, load_preset
 from vidprop.features.base import FeatureExtractor
 from vidprop.io.driver import FrameRecord, resize_frame
 
@@ -37,9 +37,7 @@ def fit_to_extractor(cfg: TaskConfig, extractor: Any) -> TaskConfig:
     from dataclasses import replace
 
     multiple = int(getattr(extractor, "multiple", 1))
-    frames = fit_frames(cfg.frames, multiple)
-    if frames != cfg.frames:
-        log.info("frame sizes floored to multiples of %d for the %s backbone", multiple, cfg.extractor.backbone)
+    frames = fit_frames(cfg.frames, multiple, backbone=cfg.extractor.backbone)
     ext_cfg = getattr(extractor, "config", None)
     return replace(cfg, frames=frames, extractor=ext_cfg if ext_cfg is not None else cfg.extractor)
 
@@ -170,6 +168,7 @@ class PropagationTask:
         cfg = load_preset(config) if isinstance(config, str) else config
         if model is not None:
             cfg = cfg.override(extractor={"model": str(model)})
+        cfg = fit_backbone_frames(cfg)  # sizes that cannot be made valid are refused before the model loads
         ext = build_extractor(cfg.extractor, device=device, dtype=dtype)
         return cls(ext, fit_to_extractor(cfg, ext))
 
@@ -192,20 +191,30 @@ class PropagationTask:
 
                     raise InputError(f"frame {i} must be (H, W, 3) RGB, got shape {orig.shape}")
                 h, w = orig.shape[:2]
-                small = resize_frame(orig, self.config.frames.target_size(w, h))
+                small = resize_frame(orig, self.config.frames.target_size(w, h), self.config.frames.interpolation, as_float=self.config.frames.resize_as_float)
             yield FrameRecord(index=i, name=f"{i:05d}", frame=orig, model_input=small)
 
     def _features(
-        self, records: Iterable[FrameRecord], need: Callable[[FrameRecord], bool] | None = None
+        self, records: Iterable[FrameRecord], need: Callable[[FrameRecord], bool] | None = None,
+        cached: Any = None,
     ) -> Iterator[tuple[FrameRecord, torch.Tensor | None]]:
         """Yield (record, features (C, h, w)) in order, extracting ``batch_size`` frames at a time.
 
         Records for which ``need`` is false get no features (None) and are
         not extracted.  Each frame is extracted with its video index, so its
         features do not depend on batching or on where the run started.
+        ``cached`` (a :class:`~vidprop.features.cache.CachedFeatures`): read
+        each frame's features from it (by video index) instead of extracting.
         """
         ext = self.extractor
         prof = self.last_profile
+        if cached is not None:
+            for rec in records:
+                t0 = time.perf_counter()
+                f = cached.frame(rec.index) if need is None or need(rec) else None
+                prof.add("extract", time.perf_counter() - t0)  # the read of the cache
+                yield rec, f
+            return
         batch_size = max(1, getattr(getattr(ext, "config", None), "batch_size", 1))
         fitted = False
         it = iter(records)
@@ -227,7 +236,10 @@ class PropagationTask:
             feats: list[torch.Tensor | None] = [None] * len(batch)
             if wanted:
                 t0 = time.perf_counter()
+                # contiguous (B, 3, H, W), as `vidprop extract` (and so the feature cache) gives the extractor: the
+                # memory layout picks the convolution kernels, which round differently in the last bits
                 small = torch.from_numpy(np.stack([batch[j].model_input for j in wanted])).permute(0, 3, 1, 2)
+                small = small.contiguous()
                 if ext.device.type == "cuda":
                     small = small.pin_memory()
                 if not fitted and getattr(ext, "joint", False):

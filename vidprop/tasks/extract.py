@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from vidprop import __version__
-from vidprop.config import TaskConfig, load_preset
+from vidprop.config import TaskConfig, fit_backbone_frames, load_preset
 from vidprop.errors import ConfigError, InputError, OutputExistsError
 from vidprop.features.base import FeatureExtractor
 from vidprop.features.store import (
@@ -59,11 +59,13 @@ from vidprop.features.store import (
     save_features,
     write_index,
 )
+from vidprop.io.driver import FrameRange, parse_frame_range
 from vidprop.io.images import read_image, read_image_size, resize_image
 from vidprop.io.video import Backend, list_frames, open_video
 from vidprop.io.writers import BackgroundWriter
 from vidprop.progress import progress_bar
 from vidprop.tasks.base import resize_frame
+from vidprop.tasks.budget import check_model_input, device_memory
 
 __all__ = [
     "IMAGE_PRESET",
@@ -76,6 +78,7 @@ __all__ = [
     "extract_video",
     "upsample_features",
     "classify_inputs",
+    "source_fingerprint",
     "plan_images",
 ]
 
@@ -172,6 +175,8 @@ class FeatureSaver:
         dtype: str | torch.dtype | None = None,
     ) -> None:
         self.config = load_preset(config) if isinstance(config, str) else config
+        # sizes fitted to the backbone (or refused) before the model loads
+        self.config = fit_backbone_frames(self.config)
         if "{" in self.config.extractor.prompt:
             raise ConfigError(
                 f"the prompt {self.config.extractor.prompt!r} has a placeholder; give the full prompt "
@@ -391,14 +396,14 @@ def plan_images(
         if out.exists() and not out.is_dir():
             raise InputError(f"{out}: exists and is not a folder; give a folder (or a .pt/.safetensors/.npz file for one image)")
     settings = saver.settings()
-    frames_cfg = saver.config.frames
+    memory = device_memory(saver.config.extractor.device)[0]
     jobs: list[_ImageJob] = []
     seen: dict[Path, Path] = {}
     conflicts: list[tuple[Path, FileStatus]] = []
     for p in paths:
         size = read_image_size(p)
         try:
-            model_size = frames_cfg.target_size(*size)
+            model_size = check_model_input(saver.config, *size, source="the image", memory=memory)
         except ConfigError as exc:
             raise InputError(f"{p}: {exc}") from None
         target = out if single else out / f"{p.stem}.{fmt}"
@@ -507,7 +512,7 @@ def extract_images(
 
 
 # --------------------------------------------------------------------------- videos
-def _source_fingerprint(path: Path) -> dict[str, int]:
+def source_fingerprint(path: Path) -> dict[str, int]:
     """Size and modification time of a video file, or of a frame folder's images (sum, latest)."""
     if path.is_dir():
         files = list_frames(path)
@@ -574,8 +579,15 @@ def extract_video(
     name: str | None = None,
     backend: Backend = "auto",
     progress: bool = False,
+    frames: FrameRange | str | None = None,
+    max_frames: int | None = None,
 ) -> ExtractResult:
     """Save a video's (or frame folder's) features into ``out/<name>/``, a chunk of frames per file.
+
+    ``frames`` ("START:END", END exclusive) and ``max_frames`` select a part of
+    the video, as ``segment`` does: frames keep their index (the noise of each
+    frame follows its index, so a part's features equal the whole run's) and
+    name, and ``index.json`` lists only them.
 
     Each chunk file holds (N, C, h, w) features of ``options.chunk`` frames
     (the last may hold fewer); ``index.json`` lists every frame's file and
@@ -591,23 +603,34 @@ def extract_video(
     if fmt == "pt":
         raise ConfigError("videos are saved as safetensors or npz chunks (.pt is the still-image layout of DIFT's script)")
     video = Path(video)
+    fr = frames if isinstance(frames, FrameRange) else parse_frame_range(frames, max_frames)
+    if isinstance(frames, FrameRange) and max_frames is not None:
+        fr = FrameRange(fr.start, fr.stop, max_frames)
     reader = open_video(video, backend=backend)
     vinfo = reader.info
+    if vinfo.frame_names is not None and fr.start >= len(vinfo.frame_names):
+        raise InputError(f"{video}: --frames starts at {fr.start} but the folder has {len(vinfo.frame_names)} frames")
+    if not fr.is_all:
+        reader.select(fr.start, fr.end)
     name = name or vinfo.name
     out_dir = Path(out) / name
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
     size = (vinfo.width, vinfo.height)
     try:  # a preset's per-sequence frame sizes apply, as in segment
-        model_size = saver.config.for_sequence(name).frames.target_size(*size)
+        model_size = check_model_input(saver.config.for_sequence(name), *size)  # a huge size: before loading
+        interp = saver.config.for_sequence(name).frames.interpolation
+        as_float = bool(saver.config.for_sequence(name).frames.resize_as_float)  # as the tasks resize (jhmdb: floats)
     except ConfigError as exc:
         raise InputError(f"{video}: {exc}") from None
     chunk = int(options.chunk)
     base = {
         **saver.settings(),
-        **_output_settings(options, size, model_size, "opencv_linear"),
-        **_source_fingerprint(video),
+        **_output_settings(options, size, model_size, ("opencv_linear_float" if as_float else "opencv_linear")
+                           if interp == "linear" else "pil_bicubic"),
+        **source_fingerprint(video),
         "chunk": chunk,
+        **({} if fr.is_all else {"frame_range": [fr.start, fr.end]}),
     }
     result = ExtractResult(output=out_dir, index=out_dir / INDEX_NAME)
     index, found = _video_state(out_dir, base, fmt, options.overwrite)
@@ -630,10 +653,10 @@ def extract_video(
     base = {**base, **settings}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / INDEX_NAME).unlink(missing_ok=True)  # rewritten when every chunk is there
-    reader.transform = lambda fr: resize_frame(fr, model_size)  # on the decoding thread
+    reader.transform = lambda fr: resize_frame(fr, model_size, interp, as_float=as_float)  # on the decoding thread
     batch_size = _batch_size(saver)
     chunks: list[dict[str, Any]] = []
-    frames: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []  # index.json's "frames"
     feature_shape: list[int] | None = None
     log.info(
         "extracting %s (%dx%d -> %dx%d%s) -> %s",
@@ -641,7 +664,10 @@ def extract_video(
         f", {vinfo.num_frames} frames" if vinfo.num_frames else "", out_dir,
     )
     started = time.perf_counter()
-    bar = progress_bar(total=vinfo.num_frames, unit="frame", desc="extract", enabled=progress)
+    total = vinfo.num_frames
+    if total is not None and not fr.is_all:
+        total = max(0, min(total, fr.end if fr.end is not None else total) - fr.start)
+    bar = progress_bar(total=total, unit="frame", desc="extract", enabled=progress)
     try:
         with BackgroundWriter(max_pending=1, name="vidprop-feature-writer") as writer:
             buf: list[np.ndarray] = []
@@ -649,7 +675,7 @@ def extract_video(
 
             def flush() -> None:
                 nonlocal feature_shape
-                k, start = len(chunks), len(frames)
+                k, start = len(chunks), fr.start + len(rows)  # the video index of the chunk's first frame
                 fname = _chunk_name(k, names, chunk, fmt)
                 path = out_dir / fname
                 expected = {**base, "start": start, "count": len(buf), "frame_names": list(names)}
@@ -685,12 +711,12 @@ def extract_video(
                     result.written.append(path)
                     result.frames_extracted += len(buf)
                 chunks.append({"file": fname, "start": start, "count": len(buf), "frame_names": list(names)})
-                frames.extend({"index": start + j, "name": n, "file": fname, "offset": j} for j, n in enumerate(names))
+                rows.extend({"index": start + j, "name": n, "file": fname, "offset": j} for j, n in enumerate(names))
                 bar.update(len(buf))
                 buf.clear()
                 names.clear()
 
-            for i, small in enumerate(reader):
+            for i, small in enumerate(reader, start=fr.start):
                 buf.append(small)
                 names.append(vinfo.frame_names[i] if vinfo.frame_names else f"{i:05d}")
                 if len(buf) == chunk:
@@ -700,7 +726,7 @@ def extract_video(
     finally:
         bar.close()
     result.seconds = time.perf_counter() - started
-    result.frames_total = len(frames)
+    result.frames_total = len(rows)
     listed = {out_dir / c["file"] for c in chunks}
     for stale in found:
         if stale not in listed:  # only reachable with overwrite: an earlier run's files
@@ -713,7 +739,8 @@ def extract_video(
         "kind": "video",
         "video": str(video),
         "name": name,
-        "num_frames": len(frames),
+        "num_frames": len(rows),
+        "first_frame": fr.start,
         "fps": vinfo.fps,
         "frame_size": list(size),
         "model_size": list(model_size),
@@ -724,7 +751,7 @@ def extract_video(
         "chunk": chunk,
         "settings": {**base, **info, "preset": saver.config.name, **_upsample_record(options)},
         "chunks": chunks,
-        "frames": frames,
+        "frames": rows,
     }
     result.index = write_index(out_dir, index_data)
     return result

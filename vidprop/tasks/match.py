@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidprop.config import TaskConfig, load_preset
+from vidprop.config import TaskConfig, fit_backbone_frames, load_preset
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.images import resize_image
 
@@ -283,18 +283,31 @@ def sample_descriptors(feat: torch.Tensor, points: np.ndarray, size: tuple[int, 
     return out[0, :, 0].T.contiguous()  # (N, C)
 
 
-def mutual_nearest(desc_a: torch.Tensor, desc_b: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mutual nearest neighbours under cosine similarity: (indices in a, indices in b, similarities)."""
+def mutual_nearest(desc_a: torch.Tensor, desc_b: torch.Tensor, distance: str = "cosine"
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mutual nearest neighbours: (indices in a, indices in b, cosine similarities of the matches).
+
+    ``distance="cosine"``: nearest by the cosine of the descriptors; ``"l2"``: by the squared
+    Euclidean distance of the raw descriptors, ``|a|^2 + |b|^2 - 2 a.b`` (DIFT's
+    ``eval_homography.py`` ``mnn_matcher``, L9-24, used for DIFT_adm).
+    """
+    if distance not in ("cosine", "l2"):
+        raise ConfigError(f"distance must be cosine or l2, got {distance!r}")
     if len(desc_a) == 0 or len(desc_b) == 0:
         e = np.zeros(0, np.int64)
         return e, e, np.zeros(0)
-    sim = F.normalize(desc_a.float(), dim=1) @ F.normalize(desc_b.float(), dim=1).T
+    a, b = desc_a.float(), desc_b.float()
+    cos = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
+    if distance == "l2":
+        sim = -((a * a).sum(dim=1, keepdim=True) + (b * b).sum(dim=1)[None, :] - 2 * (a @ b.T))
+    else:
+        sim = cos
     ab = sim.argmax(dim=1)
     ba = sim.argmax(dim=0)
     ia = torch.arange(len(desc_a), device=sim.device)
     keep = ba[ab] == ia
     ia, ib = ia[keep], ab[keep]
-    return ia.cpu().numpy(), ib.cpu().numpy(), sim[ia, ib].cpu().numpy().astype(np.float64)
+    return ia.cpu().numpy(), ib.cpu().numpy(), cos[ia, ib].cpu().numpy().astype(np.float64)
 
 
 def fit_homography(
@@ -363,8 +376,10 @@ def geometric_match_features(
     what: str = "",
     require_homography: bool = True,
     convention: str = "dift",
+    distance: str = "cosine",
 ) -> MatchResult:
-    """Descriptors at the keypoints (:func:`sample_descriptors`), mutual nearest neighbours, homography.
+    """Descriptors at the keypoints (:func:`sample_descriptors`), mutual nearest neighbours under
+    ``distance`` (cosine or l2), homography.
 
     ``require_homography=False`` returns the matches without H when it cannot be fitted.
     """
@@ -372,7 +387,7 @@ def geometric_match_features(
     tgt_kps = np.asarray(tgt_kps, dtype=np.float64).reshape(-1, 2)
     da = sample_descriptors(src_feat, src_kps, src_size, convention=convention)
     db = sample_descriptors(tgt_feat, tgt_kps, tgt_size, convention=convention)
-    ia, ib, sims = mutual_nearest(da, db)
+    ia, ib, sims = mutual_nearest(da, db, distance)
     res = MatchResult("geometric", src_kps[ia], tgt_kps[ib], sims,
                       num_source_keypoints=len(src_kps), num_target_keypoints=len(tgt_kps))
     try:
@@ -587,6 +602,7 @@ class PairMatcher:
         cfg = load_preset(config) if isinstance(config, str) else config
         if model is not None:
             cfg = cfg.override(extractor={"model": str(model)})
+        cfg = fit_backbone_frames(cfg)  # sizes that cannot be made valid are refused before the model loads
         ext = build_extractor(cfg.extractor, device=device, dtype=dtype, keep_text_encoder=True)
         return cls(ext, fit_to_extractor(cfg, ext))
 
@@ -657,18 +673,27 @@ class PairMatcher:
         src_points: np.ndarray | None = None,
         tgt_points: np.ndarray | None = None,
         max_keypoints: int = 1000,
-        method: str = "lmeds",
-        threshold: float = 3.0,
+        method: str | None = None,
+        threshold: float | None = None,
         prompt: str | None = None,
         names: tuple[str, str] | None = None,
+        distance: str | None = None,
     ) -> MatchResult:
-        """Keypoints (given or SIFT), descriptors, mutual nearest neighbours, homography (DIFT's HPatches way)."""
+        """Keypoints (given or SIFT), descriptors, mutual nearest neighbours, homography (DIFT's HPatches way).
+
+        ``method`` (lmeds/ransac), ``threshold`` and ``distance`` (cosine/l2): default the config's
+        ``matching`` section (the preset's published command).
+        """
+        m = self.config.matching
+        method = m.homography if method is None else method
+        threshold = m.threshold if threshold is None else threshold
+        distance = m.distance if distance is None else distance
         text = self.prompt(None, prompt)
         kp_s = detect_sift(src, max_keypoints) if src_points is None else np.asarray(src_points, np.float64)
         kp_t = detect_sift(tgt, max_keypoints) if tgt_points is None else np.asarray(tgt_points, np.float64)
         fs, ft = self.pair_features(src, tgt, prompt=text)
         return geometric_match_features(fs, ft, src.shape[:2], tgt.shape[:2], kp_s, kp_t, method=method,
-                                        threshold=threshold, what=_names(names))
+                                        threshold=threshold, what=_names(names), distance=distance)
 
     def edit(
         self,

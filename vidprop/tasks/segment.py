@@ -25,23 +25,20 @@ frame (``mode="objects"``, the default; ids it does not hold keep being
 propagated), or it is the complete labelling of its frame (``mode="frame"``:
 ids it does not hold leave the video there).  A new id gets a new label
 channel, in ascending id order.  Frames before the first annotation are
-background, unless ``direction="both"`` propagates backwards from it.  With a
+background, unless ``direction="both"``: then every object flows back from its
+own first annotation (:mod:`vidprop.tasks.passes`).  With a
 single annotation on the first frame every output is the published protocol's.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import logging
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from vidprop.errors import InputError
 from vidprop.io.annotations import (
@@ -57,16 +54,19 @@ from vidprop.io.annotations import (
 )
 from vidprop.io.atomic import atomic_dir, check_writable_target
 from vidprop.io.driver import FrameRange, FrameRecord, VideoDriver, parse_frame_range
-from vidprop.io.exports import COCO_FILE, CocoWriter, parse_formats, youtube_vos_folder
-from vidprop.io.masks import write_indexed_png
+from vidprop.io.exports import EXPORT_TARGETS, parse_formats, write_labels_file, youtube_vos_folder
+from vidprop.io.formats import ExportContext, frame_file_namer, make_writers
+from vidprop.io.formats.labels import LabelMap, read_labels
+from vidprop.io.formats.read import annotation_export_sources, is_annotation_export
+from vidprop.io.masks import davis_palette, write_indexed_png
 from vidprop.io.source import write_source_record
 from vidprop.io.video import Backend
 from vidprop.io.writers import overlay_mask
 from vidprop.progress import progress_bar
-from vidprop.propagation.labels import object_ids
-from vidprop.propagation.propagator import Propagator
-from vidprop.propagation.protocol import get_protocol
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder, resize_frame
+from vidprop.tasks.budget import check_model_input
+from vidprop.tasks.passes import BackwardPass, Spill, merge_backward, plan_backward_passes
+from vidprop.tasks.session import SegmentSession
 
 __all__ = [
     "Segmenter",
@@ -80,186 +80,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-class SegmentSession:
-    """Propagation one frame at a time; any frame may bring an annotation (new or known ids).
-
-    The analogue of Cutie's ``InferenceCore.step``::
-
-        session = segmenter.session()
-        for t, frame in enumerate(frames):
-            mask = session.step(frame, annotation=masks.get(t))
-
-    Before the first annotation, frames are all background (nothing is
-    known yet) and no features are computed.  The first annotation starts the
-    context (its output is the annotation itself); later ones become anchors
-    and their frame's output follows the annotation mode (see the module
-    docstring).  ``ids`` are the object ids known so far, ascending.
-    """
-
-    def __init__(self, segmenter: Segmenter, *, mode: AnnotationMode = "objects",
-                 profile: Profile | None = None) -> None:
-        if mode not in ANNOTATION_MODES:
-            raise ValueError(f"mode must be one of {', '.join(ANNOTATION_MODES)}, got {mode!r}")
-        self.segmenter = segmenter
-        self.mode = mode
-        self.protocol = get_protocol(segmenter.config.propagation.protocol)
-        self.propagator = Propagator(segmenter.config.propagation)  # its protocol comes from the config
-        self.profile = profile if profile is not None else Profile()
-        self.ids: list[int] = []
-        self.size: tuple[int, int] | None = None  # (W, H) of the frames
-        self.frames = 0  # frames stepped so far
-        self.started = False
-        #: (frame index, ids) of every annotation applied, in order.
-        self.annotated: list[tuple[int, tuple[int, ...]]] = []
-        #: Soft labels (K, h, w) of the last propagated frame (before its annotation, if any); None before.
-        self.last_soft: torch.Tensor | None = None
-
-    @property
-    def num_anchors(self) -> int:
-        return self.propagator.num_anchors
-
-    # ----------------------------------------------------------- public
-    def step(self, frame: np.ndarray, annotation: np.ndarray | None = None) -> np.ndarray:
-        """One (H, W, 3) uint8 RGB frame in (optionally with its (H, W) index-mask annotation) -> (H, W) uint8 ids."""
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise InputError(f"a frame must be (H, W, 3) RGB, got shape {frame.shape}")
-        h, w = frame.shape[:2]
-        index = self.frames
-        seg = self.segmenter
-
-        def features() -> torch.Tensor:
-            t0 = time.perf_counter()
-            small = resize_frame(frame, seg.config.frames.target_size(w, h))
-            x = torch.from_numpy(np.ascontiguousarray(small)[None]).permute(0, 3, 1, 2)
-            f = seg.extractor.extract(x, indices=[index])[0]
-            self.profile.add("extract", time.perf_counter() - t0)
-            return f
-
-        return self.advance((w, h), annotation, features, index=index)
-
-    # ----------------------------------------------------------- core
-    def needs_features(self, annotation: np.ndarray | None) -> bool:
-        """Whether the next frame is propagated (so its features are needed)."""
-        return self.started or annotation is not None
-
-    def advance(self, size: tuple[int, int], annotation: np.ndarray | None, features: Any,
-                *, index: int | None = None, source: str | None = None) -> np.ndarray:
-        """Advance by one frame of ``size`` = (W, H) whose features are given (a tensor or a callable).
-
-        ``features`` may be None only when :meth:`needs_features` is false.
-        """
-        index = self.frames if index is None else index
-        w, h = size
-        if self.size is None:
-            self.size = (w, h)
-        elif (w, h) != self.size:
-            raise InputError(f"frame {index} is {w}x{h}, the first frame was {self.size[0]}x{self.size[1]}")
-        ann = None if annotation is None else self._check_annotation(annotation, index, source)
-        self.frames += 1
-        if not self.started:
-            if ann is None:
-                return np.zeros((h, w), np.uint8)
-            return self._start(ann, self._get(features), index)
-        f = self._get(features)
-        prof = self.profile
-        t0 = time.perf_counter()
-        soft = self.propagator.predict(f)  # (K, h, w)
-        self.last_soft = soft
-        prof.add("propagate", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        stride = self.segmenter.extractor.stride
-        if ann is None:
-            self.propagator.push(f, soft)  # the unnormalised soft labels go into the queue
-            out, _ = self.protocol.decode_mask(soft, stride, self.size, self.ids)
-            prof.add("postprocess", time.perf_counter() - t0)
-            return out
-        ann_ids = [int(v) for v in np.unique(ann) if v != 0]
-        for i in ann_ids:
-            if i not in self.ids:  # a new object: a zero channel in every context frame, ids stay ascending
-                pos = bisect.bisect_left(self.ids, i)
-                self.ids.insert(pos, i)
-                self.propagator.insert_channel(pos + 1)
-                soft = torch.cat([soft[: pos + 1], soft.new_zeros((1, *soft.shape[1:])), soft[pos + 1 :]], dim=0)
-        if self.mode == "frame":
-            for i in self.ids:
-                if i not in ann_ids:  # it leaves the video here
-                    self.propagator.zero_channel(1 + self.ids.index(i))
-            out = ann
-        else:
-            pred, alt = self.protocol.decode_mask(soft, stride, self.size, self.ids, exclude=ann_ids)
-            assert alt is not None
-            taken = np.isin(pred, ann_ids)  # predicted as an annotated id: not where the annotation puts it
-            out = np.where(ann > 0, ann, np.where(taken, alt, pred)).astype(np.uint8)
-        labels = self.protocol.encode_mask(out, tuple(f.shape[-2:]), self.ids)  # hard, like the first anchor's
-        self.propagator.add_anchor(f, labels.to(f.device))
-        self.annotated.append((index, tuple(ann_ids)))
-        prof.add("postprocess", time.perf_counter() - t0)
-        return out
-
-    def _get(self, features: Any) -> torch.Tensor:
-        f = features() if callable(features) else features
-        if f is None:
-            raise ValueError("this frame is propagated: its features are needed")
-        return f
-
-    def _check_annotation(self, annotation: np.ndarray, index: int, source: str | None) -> np.ndarray:
-        ann = np.asarray(annotation)
-        what = source or f"the annotation of frame {index}"
-        if ann.ndim != 2:
-            raise InputError(f"{what}: an annotation must be a 2-D index mask, got shape {ann.shape}")
-        assert self.size is not None
-        w0, h0 = self.size
-        if ann.shape != (h0, w0):
-            raise InputError(
-                f"{what}: the mask is {ann.shape[1]}x{ann.shape[0]} but the frames are {w0}x{h0}; "
-                "resize the mask (--resize-mask does a nearest resize)"
-            )
-        if ann.dtype != np.uint8:
-            if ann.size and (ann.min() < 0 or ann.max() > 255):
-                raise InputError(f"{what}: object ids must be in 0..255")
-            ann = ann.astype(np.uint8)
-        if self.mode == "objects" and not ann.any():
-            raise InputError(f"{what}: the mask is empty (no object); an annotation in objects mode must hold one")
-        return np.ascontiguousarray(ann)
-
-    def _start(self, ann: np.ndarray, f: torch.Tensor, index: int) -> np.ndarray:
-        t0 = time.perf_counter()
-        self.ids = object_ids(ann)
-        labels = self.protocol.encode_mask(ann, tuple(f.shape[-2:]), self.ids)  # (K, h, w)
-        self.propagator.reset(f, labels.to(f.device))
-        self.started = True
-        self.annotated.append((index, tuple(self.ids)))
-        self.profile.add("propagate", time.perf_counter() - t0)
-        return ann
-
-
-class _Spill:
-    """Fixed-size arrays in an anonymous temporary file, written and read by position (bounded RAM)."""
-
-    def __init__(self, folder: str | Path | None = None) -> None:
-        self._file = tempfile.TemporaryFile(prefix="vidprop-spill-", dir=folder)
-        self._shape: tuple[int, ...] | None = None
-        self._dtype: np.dtype | None = None
-        self._nbytes = 0
-
-    def put(self, pos: int, arr: np.ndarray) -> None:
-        if self._shape is None:
-            self._shape, self._dtype, self._nbytes = arr.shape, arr.dtype, arr.nbytes
-        elif arr.shape != self._shape or arr.dtype != self._dtype:
-            raise ValueError(f"spilled arrays must all be {self._shape} {self._dtype}, got {arr.shape} {arr.dtype}")
-        self._file.seek(pos * self._nbytes)
-        self._file.write(np.ascontiguousarray(arr).tobytes())
-
-    def get(self, pos: int) -> np.ndarray:
-        assert self._shape is not None and self._dtype is not None
-        self._file.seek(pos * self._nbytes)
-        data = self._file.read(self._nbytes)
-        return np.frombuffer(data, dtype=self._dtype).reshape(self._shape)
-
-    def close(self) -> None:
-        self._file.close()
-
+#: ``observe(frame index, session, mask)``: called by the run loop after each frame of its forward pass.
+Observer = Callable[[int, SegmentSession, np.ndarray], None]
 
 class Segmenter(PropagationTask):
     """Propagate annotated masks through a stream of frames.
@@ -294,7 +116,7 @@ class Segmenter(PropagationTask):
         was already done (e.g. on a decoding thread).  ``mask`` annotates frame
         0 (its output is the mask itself); ``annotations`` maps frame indices to
         (H, W) index masks.  ``direction="both"`` also fills the frames before
-        the first annotation by propagating backwards from it (their model
+        each object's first annotation by propagating backwards from it (their model
         inputs are spilled to a temporary file, not kept in memory).
         """
         anns = dict(annotations or {})
@@ -309,11 +131,11 @@ class Segmenter(PropagationTask):
             anns[0] = m
         if not anns:
             raise InputError("no annotation: give a first-frame mask or annotations={frame: mask}")
-        return (m for _, m in self._segment_records(self._records(frames), anns, mode=mode, direction=direction,
+        return (m for _, m in self.segment_records(self._records(frames), anns, mode=mode, direction=direction,
                                                      progress=progress, total=total))
 
-    # ----------------------------------------------------------- the batch runner
-    def _segment_records(
+    # ----------------------------------------------------------- the run loop
+    def segment_records(
         self,
         records: Iterable[FrameRecord],
         annotations: Mapping[int, np.ndarray | Annotation],
@@ -323,8 +145,28 @@ class Segmenter(PropagationTask):
         replay: Callable[[], Iterable[FrameRecord]] | None = None,
         progress: bool = False,
         total: int | None = None,
+        cached: Any = None,
+        observe: Observer | None = None,
+        resume: tuple[int, SegmentSession] | None = None,
     ) -> Iterator[tuple[FrameRecord, np.ndarray]]:
-        """Yield (record, mask) in frame order; ``replay`` re-reads the video (a backward pass's originals)."""
+        """Yield (record, mask) in frame order: the run loop of :meth:`run`, ``segment``, ``batch`` and ``annotate``.
+
+        ``records`` are :class:`~vidprop.io.driver.FrameRecord` with model
+        inputs; ``replay`` re-reads them (the originals of frames a backward
+        pass filled, for the overlay).  ``direction="both"`` fills every
+        object's frames before its own first annotation with a backward pass
+        from there (:mod:`vidprop.tasks.passes`).
+
+        ``cached``: a :class:`~vidprop.features.cache.CachedFeatures` to read
+        the features from instead of extracting them.  ``observe(index,
+        session, mask)`` is called after every frame the forward pass
+        propagates or annotates, with its session (``last_soft``, ``ids``).
+        ``resume`` = (frame c, a copy of the forward pass's session right after
+        frame c, taken by ``observe`` in an earlier run with the same
+        annotations up to c and no backward pass reaching past c): frames up
+        to c are skipped (neither propagated nor yielded) and the forward pass
+        goes on from there, exactly as it would.
+        """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
         prof = self.last_profile = Profile()
@@ -337,27 +179,42 @@ class Segmenter(PropagationTask):
         head = next(source, None)
         if head is None:
             raise InputError("the video has no frames")
-        it = itertools.chain([head], source)
+        it: Iterator[FrameRecord] = itertools.chain([head], source)
         if first < head.index:
             raise InputError(f"{sources.get(first, f'annotation of frame {first}')}: frame {first} is before "
                              f"the first frame of the run ({head.index})")
+        size0 = None if head.frame is None else (head.frame.shape[1], head.frame.shape[0])
+        plan = plan_backward_passes(masks, mode=mode, start=head.index) if direction == "both" else []
+        if resume is not None:
+            if plan and plan[-1].frame > resume[0]:
+                raise ValueError(f"cannot resume after frame {resume[0]}: a backward pass reaches frame "
+                                 f"{plan[-1].frame - 1}")
+            plan = []  # the frames up to the resumed one are the earlier run's
+        elif first > head.index and direction == "forward":
+            log.warning("frames %d..%d come before the first annotation (frame %d) and are written as "
+                        "background; --direction both would fill them", head.index, first - 1, first)
         bar = progress_bar(total=total, unit="frame", desc="segment", enabled=progress)
         n_out = 0
         last = head.index - 1
+        back: Spill | None = None
         try:
-            if first > head.index:
-                if direction == "forward":
-                    log.warning("frames %d..%d come before the first annotation (frame %d) and are written as "
-                                "background; --direction both would fill them", head.index, first - 1, first)
-                else:
-                    it = yield from self._backward(it, masks, first, mode, replay, sources, progress,
-                                                   close_source=getattr(source, "close", None))
-                    n_out = prof.frames = first - head.index
-                    bar.update(n_out)
-            session = SegmentSession(self, mode=mode, profile=prof)
-            for rec, f in self._features(it, need=lambda r: r.index >= first):
-                size = _record_size(rec, session)
+            if plan:
+                back = Spill()
+                it = self._backward_passes(it, masks, plan, head.index, mode, replay, sources, progress, back,
+                                           close_source=getattr(source, "close", None), cached=cached)
+            end = plan[-1].frame if plan else head.index
+            session = SegmentSession(self, mode=mode, profile=prof) if resume is None else resume[1]
+            skip = -1 if resume is None else resume[0]
+            for rec, f in self._features(it, need=lambda r: r.index >= first and r.index > skip, cached=cached):
+                if rec.index <= skip:
+                    last = rec.index
+                    continue
+                size = _record_size(rec, session, size0)
                 out = session.advance(size, masks.get(rec.index), f, index=rec.index, source=sources.get(rec.index))
+                if back is not None and rec.index < end:
+                    out = np.where(out != 0, out, back.get(rec.index - head.index)).astype(np.uint8)
+                if observe is not None and session.started:
+                    observe(rec.index, session, out)
                 last = rec.index
                 n_out += 1
                 prof.frames = n_out
@@ -365,86 +222,128 @@ class Segmenter(PropagationTask):
                 yield rec, out
         finally:
             bar.close()
+            if back is not None:
+                back.close()
         missing = sorted(i for i in masks if i > last)
         if missing:
             i = missing[0]
             raise InputError(f"{sources.get(i, f'annotation of frame {i}')}: annotates frame {i} but the video "
                              f"ended after frame {last} ({last + 1} frames)")
 
-    def _backward(
+    #: The former private name of :meth:`segment_records`.
+    _segment_records = segment_records
+
+    def _backward_passes(
         self,
         it: Iterator[FrameRecord],
         masks: Mapping[int, np.ndarray],
-        first: int,
+        plan: Sequence[BackwardPass],
+        base: int,
         mode: AnnotationMode,
         replay: Callable[[], Iterable[FrameRecord]] | None,
         sources: Mapping[int, str],
         progress: bool,
+        back: Spill,
         close_source: Callable[[], None] | None = None,
-    ) -> Generator[tuple[FrameRecord, np.ndarray], None, Iterator[FrameRecord]]:
-        """Propagate from the first annotated frame back to the run's start; yield those frames in order.
+        cached: Any = None,
+    ) -> Iterator[FrameRecord]:
+        """Run the backward passes of ``plan`` into ``back`` (merged, frames ``base`` .. last pass's frame - 1).
 
-        Returns the iterator of the records from ``first`` on.  The model
-        inputs of the earlier frames and their masks go to temporary files,
-        so memory does not grow with ``first``.
+        Returns the records to run the forward pass on, from ``base``: the
+        replayed ones (originals, for the overlay) when ``replay`` is given,
+        else the spilled model inputs of the earlier frames, then the rest of
+        ``it``.
         """
-        inputs, out_masks = _Spill(), _Spill()
+        end = plan[-1].frame
+        inputs = Spill()
         try:
             metas: list[tuple[int, str]] = []
             held = None
             for rec in it:
-                if rec.index >= first:
+                if rec.index >= end:
                     held = rec
                     break
                 assert rec.model_input is not None
                 inputs.put(len(metas), rec.model_input)
                 metas.append((rec.index, rec.name))
             if held is None:
-                last = metas[-1][0] if metas else first - 1
-                raise InputError(f"{sources.get(first, f'annotation of frame {first}')}: annotates frame {first} "
+                last = metas[-1][0] if metas else end - 1
+                raise InputError(f"{sources.get(end, f'annotation of frame {end}')}: annotates frame {end} "
                                  f"but the video ended after frame {last} ({last + 1} frames)")
             assert held.frame is not None
-            size = (held.frame.shape[1], held.frame.shape[0])
-            log.info("propagating backwards from frame %d to frame %d", first, metas[0][0])
-            session = SegmentSession(self, mode=mode, profile=self.last_profile)
-            back = itertools.chain(
-                [held],
-                (FrameRecord(idx, name, None, inputs.get(pos)) for pos, (idx, name) in reversed(list(enumerate(metas)))),
-            )
-            base = metas[0][0]
-            bar = progress_bar(total=len(metas) + 1, unit="frame", desc="segment (backward)", enabled=progress)
-            try:
-                for rec, f in self._features(back):
-                    m = session.advance(size, masks[first] if rec.index == first else None, f, index=rec.index,
-                                        source=sources.get(rec.index))
-                    if rec.index != first:
-                        out_masks.put(rec.index - base, m)
-                    bar.update(1)
-            finally:
-                bar.close()
-            inputs.close()
+            h, w = held.frame.shape[:2]
+            for pos in range(len(metas)):
+                back.put(pos, np.zeros((h, w), np.uint8))
+            for p in plan:
+                self._one_backward_pass(p, held if p.frame == end else None, inputs, metas, base, (w, h),
+                                        masks[p.frame], mode, sources, progress, back, cached=cached)
             if replay is not None:  # a second decode brings the originals (for the overlay)
                 if close_source is not None:
                     close_source()  # stop the first read (its decoding thread) before the second
-                rit = iter(replay())
-                for rec in rit:
-                    if rec.index >= first:
-                        return itertools.chain([rec], rit)
-                    yield rec, out_masks.get(rec.index - base).copy()
-                raise InputError(f"the video ended before frame {first} on the second read")
-            for pos, (idx, name) in enumerate(metas):
-                yield FrameRecord(idx, name, None, None), out_masks.get(pos).copy()
-            return itertools.chain([held], it)
-        finally:
+                inputs.close()
+                return iter(replay())
+            return itertools.chain(_spilled_records(inputs, metas), [held], it)
+        except BaseException:
             inputs.close()
-            out_masks.close()
+            raise
+
+    def _one_backward_pass(
+        self,
+        p: BackwardPass,
+        held: FrameRecord | None,
+        inputs: Spill,
+        metas: Sequence[tuple[int, str]],
+        base: int,
+        size: tuple[int, int],
+        annotation: np.ndarray,
+        mode: AnnotationMode,
+        sources: Mapping[int, str],
+        progress: bool,
+        back: Spill,
+        cached: Any = None,
+    ) -> None:
+        """Propagate from ``p.frame`` back to ``p.lo``; merge its new ids into ``back``."""
+        log.info("propagating objects %s backwards from frame %d to frame %d",
+                 ", ".join(map(str, p.ids)), p.frame, p.lo)
+        session = SegmentSession(self, mode=mode, profile=self.last_profile)
+        start = held if held is not None else FrameRecord(p.frame, metas[p.frame - base][1], None,
+                                                          inputs.get(p.frame - base))
+        back_recs = itertools.chain(
+            [start],
+            (FrameRecord(metas[pos][0], metas[pos][1], None, inputs.get(pos))
+             for pos in range(p.frame - base - 1, p.lo - base - 1, -1)),
+        )
+        bar = progress_bar(total=p.frame - p.lo + 1, unit="frame", desc=f"segment (backward from {p.frame})",
+                           enabled=progress)
+        try:
+            for rec, f in self._features(back_recs, cached=cached):
+                m = session.advance(size, annotation if rec.index == p.frame else None, f, index=rec.index,
+                                    source=sources.get(rec.index))
+                if rec.index != p.frame:
+                    pos = rec.index - base
+                    back.put(pos, merge_backward(back.get(pos), m, p.ids))
+                bar.update(1)
+        finally:
+            bar.close()
 
 
-def _record_size(rec: FrameRecord, session: SegmentSession) -> tuple[int, int]:
+def _spilled_records(inputs: Spill, metas: Sequence[tuple[int, str]]) -> Iterator[FrameRecord]:
+    """The spilled model inputs as records (no originals); the spill is closed at the end."""
+    try:
+        for pos, (idx, name) in enumerate(metas):
+            yield FrameRecord(idx, name, None, inputs.get(pos))
+    finally:
+        inputs.close()
+
+
+def _record_size(rec: FrameRecord, session: SegmentSession,
+                 default: tuple[int, int] | None = None) -> tuple[int, int]:
     if rec.frame is not None:
         return rec.frame.shape[1], rec.frame.shape[0]
-    assert session.size is not None
-    return session.size
+    if session.size is not None:
+        return session.size
+    assert default is not None
+    return default
 
 
 # --------------------------------------------------------------------- video level
@@ -459,7 +358,7 @@ class SegmentResult:
     profile: str = ""
     #: ``annotations.json`` (written when the run was more than one annotation on its first frame).
     annotations: Path | None = None
-    #: Other formats written: {"coco": path, "youtube-vos": folder}.
+    #: Other formats written: {"coco": path, "youtube-vos": folder, "cvat-video": path, "mots": folder, ...}.
     exports: Mapping[str, Path] = field(default_factory=dict)
 
 
@@ -483,11 +382,14 @@ class SegmentJob:
     name: str
     mode: AnnotationMode = "objects"
     overwrite: bool = False
+    #: Object names and colours (the colour masks' colours, a CVAT export's labels, ``--labels``).
+    labels: LabelMap = field(default_factory=LabelMap)
 
     @property
     def first_only(self) -> bool:
-        """One annotation, on the first frame of a whole-video run (today's first-frame runs)."""
-        return list(self.annotations) == [0] and self.driver.range.is_all and self.mode == "objects"
+        """One annotation, on the run's first frame (the video's, or START of ``frames``): a first-frame run,
+        whatever the mode and direction (one annotation on the first frame leaves them nothing to change)."""
+        return list(self.annotations) == [self.driver.range.start]
 
     def run(
         self,
@@ -498,11 +400,14 @@ class SegmentJob:
         formats: Sequence[str] | str = ("png",),
         progress: bool = True,
         keep: Iterable[str] | None = None,
+        feature_cache: Any = None,
     ) -> SegmentResult:
         """Propagate and write ``out_dir`` atomically (see :func:`segment_video`).
 
         ``keep``: write only the frames with these names (all frames are
-        propagated; the overlay shows every frame).
+        propagated; the overlay shows every frame).  ``feature_cache`` (a
+        folder or :class:`~vidprop.features.cache.FeatureCache`): the video's
+        features are read from it, extracted into it first when missing.
         """
         if direction not in DIRECTIONS:
             raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -514,45 +419,57 @@ class SegmentJob:
                      segmenter.config.sequence_changes(name))
             segmenter = type(segmenter)(segmenter.extractor, segmenter.config.for_sequence(name))
         vinfo = driver.info
-        target = segmenter.config.frames.target_size(vinfo.width, vinfo.height)
+        target = check_model_input(segmenter.config, vinfo.width, vinfo.height, source=str(vinfo.path))
+        cached = None
+        if feature_cache is not None:
+            from vidprop.features.cache import as_cache
+
+            cached = as_cache(feature_cache).features(driver.path, segmenter, name=name, backend=driver.backend,
+                                                      progress=progress)
         n_objects = len({i for a in self.annotations.values() for i in a.ids})
         log.info(
-            "segmenting %s (%dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
-            vinfo.path, vinfo.width, vinfo.height,
+            "segmenting %s (%dx%d -> model input %dx%d%s) with %d object(s) from %d annotated frame(s) -> %s",
+            vinfo.path, vinfo.width, vinfo.height, target[0], target[1],
             f", {driver.num_frames} frames" if driver.num_frames else "", n_objects, len(self.annotations), out_dir,
         )
         names: list[str] = []
         indices: list[int] = []
         exports: dict[str, Path] = {}
         record_path = None
-        replay = (lambda: driver.records(target)) if overlay else None
+        frames_cfg = segmenter.config.frames
+        log.info("model input %dx%d (frames: %s, rounding %s to multiples of %d, %s resize)", *target, frames_cfg.mode,
+                 frames_cfg.rounding, frames_cfg.multiple, frames_cfg.interpolation)
+        interp = frames_cfg.interpolation
+        as_float = frames_cfg.resize_as_float
+        replay = (lambda: driver.records(target, interp, as_float=as_float)) if overlay else None
+        palette = self.labels.palette()
+        pal_arg = () if palette is None else (palette,)  # the DAVIS palette: write_indexed_png's default
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp, \
                 background_output(segmenter, tmp, vinfo, overlay, driver) as (writer, vw):
-            coco = CocoWriter(name, vinfo.width, vinfo.height) if "coco" in fmts else None
-            yt_dir = youtube_vos_folder(tmp, name) if "youtube-vos" in fmts else None
-            if yt_dir is not None:
-                yt_dir.mkdir(parents=True)
-            for rec, m in segmenter._segment_records(
-                driver.records(target), self.annotations, mode=self.mode, direction=direction, replay=replay,
-                progress=progress, total=driver.num_frames,
+            ctx = ExportContext(root=tmp, video=name, width=vinfo.width, height=vinfo.height, labels=self.labels,
+                                frame_file=frame_file_namer(vinfo.path))
+            writers = make_writers(fmts, ctx)
+            for rec, m in segmenter.segment_records(
+                driver.records(target, interp, as_float=as_float), self.annotations, mode=self.mode,
+                direction=direction, replay=replay,
+                progress=progress, total=driver.num_frames, cached=cached,
             ):
                 names.append(rec.name)
                 indices.append(rec.index)
                 if keep_set is None or rec.name in keep_set:
                     if "png" in fmts:
-                        writer.submit(write_indexed_png, tmp / f"{rec.name}.png", m)
-                    if yt_dir is not None:
-                        writer.submit(write_indexed_png, yt_dir / f"{rec.name}.png", m)
-                    if coco is not None:
-                        writer.submit(coco.add, rec.index, rec.name, m)
+                        writer.submit(write_indexed_png, tmp / f"{rec.name}.png", m, *pal_arg)
+                    for fw in writers:
+                        writer.submit(fw.add, rec.index, rec.name, m)
                 if vw is not None and rec.frame is not None:
                     writer.submit(lambda fr, mm: vw.write(overlay_mask(fr, mm)), rec.frame, m)
-            if coco is not None:
-                writer.submit(coco.write, tmp / COCO_FILE)
-                exports["coco"] = out_dir / COCO_FILE
-            if yt_dir is not None:
-                exports["youtube-vos"] = youtube_vos_folder(out_dir, name)
-            if not self.first_only or direction != "forward":
+            for fw in writers:
+                writer.submit(fw.finish)
+                exports[fw.fmt] = (youtube_vos_folder(out_dir, name) if fw.fmt == "youtube-vos"
+                                   else out_dir / EXPORT_TARGETS[fw.fmt])
+            if self.labels.names or self.labels.colours:
+                writer.submit(write_labels_file, tmp, self.labels)
+            if not self.first_only:  # README: only runs with annotations beyond a first-frame mask
                 record = annotation_record(self.annotations, mode=self.mode, direction=direction, frames=indices)
                 writer.submit(write_annotation_record, tmp / "annotations.json", record)
                 record_path = out_dir / "annotations.json"
@@ -586,14 +503,19 @@ def prepare_segment(
     backend: Backend = "auto",
     frames: FrameRange | str | None = None,
     max_frames: int | None = None,
+    labels: LabelMap | str | Path | None = None,
+    allow_no_annotation: bool = False,
 ) -> SegmentJob:
     """Open the video, read and check every annotation and the output folder; load no model.
 
     ``mask`` annotates the run's first frame; ``annotations`` maps frame
     references (indices, or a frame folder's file stems) to mask files or
-    arrays; ``masks`` is a folder of ``<frame>.png`` annotations.  Raises an
+    arrays; ``masks`` is a folder of ``<frame>.png`` annotations, a CVAT for
+    video XML or a MOTS folder / txt file; ``labels`` (a LabelMap or a
+    ``--labels`` file) names the objects and gives their colours.  Raises an
     InputError naming the file for any bad input (see
-    :func:`vidprop.io.annotations.load_annotations`).
+    :func:`vidprop.io.annotations.load_annotations`).  ``allow_no_annotation``:
+    the caller adds annotations to the job later (``segment --points``).
     """
     if mode not in ANNOTATION_MODES:
         raise InputError(f"annotation mode must be one of {', '.join(ANNOTATION_MODES)}, got {mode!r}")
@@ -608,12 +530,25 @@ def prepare_segment(
         sources += [_mask_source(k, v, f"annotation of frame {k}") for k, v in annotations.items()]
     elif annotations:
         sources += list(annotations)
-    anns = load_annotations(driver, sources, masks_dir=masks, mode=mode, resize_mask=resize_mask)
+    given = labels if isinstance(labels, LabelMap) or labels is None else read_labels(labels)
+    found = LabelMap()
+    if masks is not None and is_annotation_export(masks):
+        more, found = annotation_export_sources(masks, driver)
+        sources, masks = sources + more, None
+    if sources or masks is not None or not allow_no_annotation:
+        anns = load_annotations(driver, sources, masks_dir=masks, mode=mode, resize_mask=resize_mask,
+                                colour_ids=given.colour_ids() if given is not None else None)
+    else:
+        anns = {}
+    davis = davis_palette()
+    drawn = LabelMap(colours={i: c for a in anns.values() for i, c in a.colours.items()
+                              if tuple(int(v) for v in davis[i]) != c})  # colours other than the DAVIS palette's
     name = name or driver.info.name
     out_dir = Path(out) / name
     check_writable_target(out_dir, overwrite)
     check_output_folder(out_dir)
-    return SegmentJob(driver=driver, annotations=anns, out_dir=out_dir, name=name, mode=mode, overwrite=overwrite)
+    return SegmentJob(driver=driver, annotations=anns, out_dir=out_dir, name=name, mode=mode, overwrite=overwrite,
+                      labels=drawn.merged(found).merged(given))
 
 
 def segment_video(
@@ -635,6 +570,8 @@ def segment_video(
     formats: Sequence[str] | str = ("png",),
     frames: FrameRange | str | None = None,
     max_frames: int | None = None,
+    labels: LabelMap | str | Path | None = None,
+    feature_cache: Any = None,
 ) -> SegmentResult:
     """Segment a video file or frame folder and write ``out/<name>/`` atomically.
 
@@ -651,8 +588,11 @@ def segment_video(
     ``frames`` ("START:END") and ``max_frames`` select a part of the video.
     Nothing is left under the final name unless every frame was written; an
     existing output folder is replaced only with ``overwrite``.
+    ``feature_cache``: a folder of cached features (``docs/annotate.md``):
+    the video's features are extracted into it once and read afterwards.
     """
     job = prepare_segment(video, mask, out, annotations=annotations, masks=masks, mode=mode, name=name,
                           overwrite=overwrite, resize_mask=resize_mask, backend=backend, frames=frames,
-                          max_frames=max_frames)
-    return job.run(segmenter, overlay=overlay, direction=direction, formats=formats, progress=progress)
+                          max_frames=max_frames, labels=labels)
+    return job.run(segmenter, overlay=overlay, direction=direction, formats=formats, progress=progress,
+                   feature_cache=feature_cache)

@@ -32,7 +32,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from vidprop.io.video import Backend
 from vidprop.propagation.keypoints import heatmaps_to_keypoints, keypoints_to_heatmaps
 from vidprop.propagation.propagator import Propagator
 from vidprop.tasks.base import Profile, PropagationTask, background_output, check_output_folder
+from vidprop.tasks.budget import check_model_input
 from vidprop.progress import progress_bar
 
 __all__ = ["Tracker", "TrackFrame", "TrackJob", "TrackResult", "prepare_track", "track_video"]
@@ -122,7 +123,7 @@ class Tracker(PropagationTask):
 
     def _track_records(
         self, records: Iterable[FrameRecord], names: list[str], pts: np.ndarray, outside: Outside, progress: bool,
-        total: int | None,
+        total: int | None, cached: Any = None,
     ) -> Iterator[tuple[FrameRecord, TrackFrame]]:
         """Yield (record, TrackFrame) per frame; the first record's frame holds the given keypoints."""
         cfg = self.config
@@ -134,7 +135,7 @@ class Tracker(PropagationTask):
         scale = np.ones(2)
         n = 0
         try:
-            for rec, f in self._features(records):
+            for rec, f in self._features(records, cached=cached):
                 assert f is not None and rec.frame is not None and rec.model_input is not None
                 t0 = time.perf_counter()
                 h, w = rec.frame.shape[:2]
@@ -198,11 +199,18 @@ class TrackJob:
     name: str
     overwrite: bool = False
 
-    def run(self, tracker: Tracker, *, overlay: bool = True, progress: bool = True) -> TrackResult:
-        """Track and write ``out_dir`` atomically (see :func:`track_video`)."""
+    def run(self, tracker: Tracker, *, overlay: bool = True, progress: bool = True,
+            feature_cache: Any = None) -> TrackResult:
+        """Track and write ``out_dir`` atomically (see :func:`track_video`; ``feature_cache``: as segment's)."""
         driver, kps, out_dir = self.driver, self.keypoints, self.out_dir
         vinfo = driver.info
-        target = tracker.config.frames.target_size(vinfo.width, vinfo.height)
+        target = check_model_input(tracker.config, vinfo.width, vinfo.height, source=str(vinfo.path))
+        cached = None
+        if feature_cache is not None:
+            from vidprop.features.cache import as_cache
+
+            cached = as_cache(feature_cache).features(driver.path, tracker, name=self.name, backend=driver.backend,
+                                                      progress=progress)
         log.info(
             "tracking %d keypoint(s) through %s (%dx%d%s) -> %s",
             len(kps), vinfo.path, vinfo.width, vinfo.height,
@@ -215,9 +223,9 @@ class TrackJob:
         indices: list[int] = []
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp:
             with background_output(tracker, tmp, vinfo, overlay, driver) as (writer, vw):
-                records = driver.records(target)
+                records = driver.records(target, tracker.config.frames.interpolation, as_float=tracker.config.frames.resize_as_float)
                 for rec, fr in tracker._track_records(records, list(kps.names), kps.xy.copy(), "vanish", progress,
-                                                      driver.num_frames):
+                                                      driver.num_frames, cached=cached):
                     xys.append(fr.xy)
                     vis.append(fr.visible)
                     frame_names.append(rec.name)
@@ -300,6 +308,7 @@ def track_video(
     progress: bool = True,
     frames: FrameRange | str | None = None,
     max_frames: int | None = None,
+    feature_cache: Any = None,
 ) -> TrackResult:
     """Track keypoints through a video file or frame folder and write ``out/<name>/`` atomically.
 
@@ -314,4 +323,4 @@ def track_video(
     """
     job = prepare_track(video, keypoints, out, name=name, overwrite=overwrite, backend=backend, frames=frames,
                         max_frames=max_frames)
-    return job.run(tracker, overlay=overlay, progress=progress)
+    return job.run(tracker, overlay=overlay, progress=progress, feature_cache=feature_cache)

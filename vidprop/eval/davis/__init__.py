@@ -34,7 +34,7 @@ from __future__ import annotations
 from vidprop.eval.davis.dataset import RESOLUTION, SETS, VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
 from vidprop.eval.davis.metrics import (
     BOUND_TH,
-    _jf_frame,
+    jf_frame,
     boundary_radius,
     db_eval_boundary,
     db_eval_iou,
@@ -76,5 +76,5 @@ __all__ = [
     "sequence_is_complete",
     "run_davis",
     "run_note",
-    "_jf_frame",
+    "jf_frame",
 ]

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "jf_frame",
     "BOUND_TH",
     "db_eval_iou",
     "seg2bmap",
@@ -168,7 +169,7 @@ def _f_measure_frame(gt: np.ndarray, pred: np.ndarray, kernel: np.ndarray) -> fl
     return _f_from_crops(_bmap_crop(gt), _bmap_crop(pred), kernel)
 
 
-def _jf_frame(gt: np.ndarray, pred: np.ndarray, kernel: np.ndarray) -> tuple[float, float]:
+def jf_frame(gt: np.ndarray, pred: np.ndarray, kernel: np.ndarray) -> tuple[float, float]:
     """(J, F) of one frame from (H, W) bool masks, working inside the objects' bounding boxes."""
     gb = _bmap_crop(gt)
     pb = _bmap_crop(pred)

@@ -12,15 +12,15 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from vidprop.engine import EngineOptions, open_engine
-from vidprop.errors import ConfigError, InputError
+from vidprop.errors import ConfigError, InputError, WriteError
 from vidprop.eval.davis.dataset import VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
 from vidprop.eval.davis.scoring import DavisScores, score_davis
 from vidprop.eval.records import check_run_settings, run_record, write_run_record
 from vidprop.io.atomic import check_writable_target
 from vidprop.progress import progress_bar
 
-__all__ = ["sequence_is_complete", "run_davis", "run_note", "SegmenterWorker", "SequenceWorker", "propagate_sequence",
-           "SegmentRun", "segment_run", "segmenting_engine"]
+__all__ = ["sequence_is_complete", "run_davis", "run_note", "published_reference", "SegmenterWorker", "SequenceWorker",
+           "propagate_sequence", "SegmentRun", "segment_run", "segmenting_engine", "UnwrittenUnits"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,32 @@ def segmenting_engine(run: SegmentRun, worker: type, units: int, unit_word: str,
         yield eng
 
 
+class UnwrittenUnits:
+    """Units (sequences, videos) whose results could not be written (a full disk): each is logged with its
+    reason and the others go on; :meth:`raise_if_any` raises one :class:`WriteError` for them at the end."""
+
+    def __init__(self, unit_word: str, total: int) -> None:
+        self.unit_word, self.total = unit_word, total
+        self.failed: list[tuple[str, str]] = []
+
+    def take(self, name: str, exc: BaseException) -> bool:
+        """Record ``exc`` for unit ``name`` when it is a write failure (True); False: not one, the caller raises."""
+        if not isinstance(exc, WriteError):
+            return False
+        log.error("%s %s failed: %s", self.unit_word, name, exc)
+        self.failed.append((name, str(exc)))
+        return True
+
+    def raise_if_any(self) -> None:
+        if not self.failed:
+            return
+        _, reason = self.failed[0]
+        more = f" (and {len(self.failed) - 1} more, logged above)" if len(self.failed) > 1 else ""
+        raise WriteError(f"{len(self.failed)} of {self.total} {self.unit_word}(s) could not be written, nothing "
+                         f"scored: {reason}{more}; the other {self.unit_word}s are complete and a re-run "
+                         "redoes only these")
+
+
 def run_note(results: str | Path) -> str | None:
     """The protocol line of the run whose ``config.yaml`` is in ``results`` (None when there is none)."""
     import yaml
@@ -115,7 +141,24 @@ def run_note(results: str | Path) -> str | None:
         return None
     if not isinstance(doc, dict):
         return None
-    return doc.get("protocol_note")
+    ref = doc.get("published_reference")
+    note = doc.get("protocol_note")
+    if isinstance(ref, dict) and ref.get("note"):
+        return f"{note}\n{ref['note']}" if note else str(ref["note"])
+    return note
+
+
+def published_reference(cfg: Any) -> dict[str, Any] | None:
+    """The published DAVIS-2017 number a run of ``cfg`` compares with, when its backbone has one (DINOv3)."""
+    if cfg.extractor.backbone != "dinov3":
+        return None
+    from vidprop.features.dinov3 import published_davis, published_note
+
+    side = cfg.frames.short_side if cfg.frames.mode == "short_side" else None
+    size, score = published_davis(cfg.extractor.model, side or 0)
+    return {"model_size": size, "short_side": side, "jf": score.jf if score else None,
+            "source": score.source if score else None,
+            "note": published_note(cfg.extractor.model, side or 0, cfg.name)}
 
 
 def run_davis(
@@ -162,6 +205,9 @@ def run_davis(
 
     def record(cfg: Any, revision: str | None) -> dict[str, Any]:
         doc = run_record("DAVIS-2017 semi-supervised", cfg, revision, root=root, set=set, sequences=names)
+        ref = published_reference(cfg)
+        if ref is not None:
+            doc["published_reference"] = ref
         doc["per_sequence"] = {
             n: {k: v for k, v in cfg.for_sequence(n).to_dict().items() if k in ("frames", "propagation")}
             for n in names if cfg.sequence_changes(n)
@@ -216,8 +262,10 @@ def propagate_sequence(out: Path, seq: DavisSequence, segmenter: Any, *, overwri
     from vidprop.tasks.segment import segment_video
 
     first = read_ids(seq.annotations[0], "annotation")
-    first = np.where(first == VOID_LABEL, 0, first).astype(np.uint8)
-    if not first.any():
+    if segmenter.config.for_sequence(seq.name).propagation.void_label == "background":
+        first = np.where(first == VOID_LABEL, 0, first)
+    first = first.astype(np.uint8)  # "object": 255 stays a label, as DIFT's and DINO's DAVIS scripts keep it
+    if not np.where(first == VOID_LABEL, 0, first).any():
         raise InputError(f"sequence {seq.name}: the first annotation {seq.annotations[0]} holds no object")
     target = out / seq.name
     replace = overwrite or target.exists()  # an existing folder here is incomplete (or to be redone)
@@ -231,12 +279,17 @@ def propagate_sequence(out: Path, seq: DavisSequence, segmenter: Any, *, overwri
 
 
 def _propagate(root: str | Path, engine: Any, todo: Sequence[DavisSequence], *, progress: bool) -> None:
-    """Every sequence of ``todo`` on the engine; the first failure stops the run and is raised."""
+    """Every sequence of ``todo`` on the engine.  A sequence that could not be written (a full disk) is
+    logged and the others go on, then one WriteError names them; any other failure stops the run."""
+    unwritten = UnwrittenUnits("sequence", len(todo))
     bar = progress_bar(total=len(todo), desc="DAVIS propagate", unit="seq", enabled=progress, leave=True)
     try:
         for outcome in engine.map(todo):
             seq = todo[outcome.index]
             if outcome.error is not None:
+                if unwritten.take(seq.name, outcome.error):
+                    bar.update(1)
+                    continue
                 raise outcome.error
             n, profile = outcome.value
             log.info("%s: %d masks (%s)", seq.name, n, profile)
@@ -244,3 +297,4 @@ def _propagate(root: str | Path, engine: Any, todo: Sequence[DavisSequence], *, 
             bar.set_postfix_str(seq.name)
     finally:
         bar.close()
+    unwritten.raise_if_any()

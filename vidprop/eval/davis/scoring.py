@@ -14,7 +14,7 @@ import numpy as np
 
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.davis.dataset import SETS, VOID_LABEL, DavisSequence, find_sequences, read_ids, read_set
-from vidprop.eval.davis.metrics import BOUND_TH, _jf_frame, boundary_radius, db_statistics, disk
+from vidprop.eval.davis.metrics import BOUND_TH, jf_frame, boundary_radius, db_statistics, disk
 from vidprop.progress import progress_bar
 
 __all__ = ["ObjectScore", "SequenceScore", "DavisScores", "score_sequence", "score_davis"]
@@ -107,6 +107,7 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
     gt = np.empty((n, *size), np.uint8)
     pr = np.empty((n, *size), np.uint8)
     res_dir = results / seq.name
+    void_warned = False
     if not res_dir.is_dir():
         raise InputError(f"sequence {seq.name}: results folder {res_dir} not found")
     for i, ann_path in enumerate(scored):
@@ -128,6 +129,14 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
                 f"sequence {seq.name}: {res_path} is {p.shape[1]}x{p.shape[0]} but its annotation is "
                 f"{size[1]}x{size[0]}"
             )
+        if k_objects < VOID_LABEL and (p == VOID_LABEL).any():
+            # a propagated void label (the published presets keep 255 of the first annotation as a label,
+            # as DIFT's and DINO's scripts do): scored as background; the toolkit would stop here
+            if not void_warned:
+                log.warning("sequence %s: %s holds the void value 255 (a propagated void label); scored as "
+                            "background", seq.name, res_path)
+                void_warned = True
+            p = np.where(p == VOID_LABEL, 0, p)
         top = int(p.max())
         if top > k_objects:
             raise InputError(
@@ -145,7 +154,7 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
     objects = []
     for k in range(1, k_objects + 1):
         for t in range(n):
-            j_all[k - 1, t], f_all[k - 1, t] = _jf_frame(gt[t] == k, pr[t] == k, kernel)
+            j_all[k - 1, t], f_all[k - 1, t] = jf_frame(gt[t] == k, pr[t] == k, kernel)
         jm, jr, jd = db_statistics(j_all[k - 1])
         fm, fr, fd = db_statistics(f_all[k - 1])
         objects.append(ObjectScore(seq.name, k, jm, jr, jd, fm, fr, fd))
