@@ -273,7 +273,10 @@ def test_ray_engine_same_bytes_survives_a_killed_worker_and_resumes(ray_local, f
                           # the killed process: its row ran again on a new worker, counted as one of its retries
                           "workers_lost": 0, "worker_processes_died": 1, "workers_left": 0,
                           "workers_joined_late": 0, "rows_requeued": 1}
-    assert len({r.worker for r in rep.results[:3]}) >= 2  # rows ran in more than one worker process
+    # the killed process finished no row: v0 was redone in another worker process (which one, and whether one
+    # worker did every row while the replacement started, depends on the machine's load)
+    killed = int(marker.read_text())
+    assert all(r.worker and not r.worker.endswith(f":{killed}") for r in rep.results[:3])
     # complete, identical to the sequential engine, nothing half-written or duplicated
     assert _files(out) == _files(sequential[0])
     assert sorted(p.name for p in out.iterdir()) == [STATE_DIR, "batch_report.json", "v0", "v1", "v2"]
