@@ -87,7 +87,7 @@ def _remove_after(cluster, node, out: Path, rows_done: int) -> threading.Thread:
 
 def _engine(workers: int) -> EngineOptions:
     return EngineOptions(kind="ray", workers=workers, cpus_per_worker=1, gpus_per_worker=0, retries=0,
-                         placement_timeout=8)
+                         placement_timeout=30)  # room for a cold first start of the workers (a fresh venv compiles on import)
 
 
 def test_losing_a_node_mid_run_moves_its_rows_same_bytes_complete_report(ray_cluster, clips, sequential, tmp_path,
