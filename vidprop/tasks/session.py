@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,9 +19,6 @@ from vidprop.propagation.labels import object_ids
 from vidprop.propagation.propagator import Propagator
 from vidprop.propagation.protocol import protocol_for
 from vidprop.tasks.base import Profile, resize_frame
-
-if TYPE_CHECKING:
-    from vidprop.tasks.segment import Segmenter
 
 __all__ = ["SegmentSession"]
 
@@ -42,7 +39,8 @@ class SegmentSession:
     docstring).  ``ids`` are the object ids known so far, ascending.
     """
 
-    def __init__(self, segmenter: Segmenter, *, mode: AnnotationMode = "objects",
+    def __init__(self, segmenter: Any,  # a vidprop.tasks.segment.Segmenter (not imported: no cycle)
+                 *, mode: AnnotationMode = "objects",
                  profile: Profile | None = None) -> None:
         if mode not in ANNOTATION_MODES:
             raise ValueError(f"mode must be one of {', '.join(ANNOTATION_MODES)}, got {mode!r}")
