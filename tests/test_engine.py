@@ -140,12 +140,12 @@ def test_ray_engine_retries_a_row_whose_worker_was_killed(ray_local, tmp_path):
 def test_an_unreachable_cluster_address_fails_fast():
     import socket
 
-    from vidprop.engine import _check_reachable
+    from vidprop.engine_core import check_reachable
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(ConfigError, match=f"could not reach the Ray cluster at 127.0.0.1:{port}"):
-        _check_reachable(f"127.0.0.1:{port}", timeout=2)
+        check_reachable(f"127.0.0.1:{port}", timeout=2)
     with pytest.raises(ConfigError, match="expected auto, HOST:PORT"):
-        _check_reachable("headnode")
+        check_reachable("headnode")

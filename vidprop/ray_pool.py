@@ -37,11 +37,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from vidprop.engine import (
+from vidprop.engine_core import (
     EngineOptions,
     NoWorkersLeftError,
     Outcome,
-    Placement,
     WorkerLostError,
     quiet_worker_logs,
     ray_session,

@@ -13,7 +13,6 @@ from PIL import Image
 from vidprop.annotate import Annotator
 from vidprop.annotate.clicks import object_prompts
 from vidprop.annotate.prompts import ClickToMask, check_prompt, parse_box, parse_points
-from vidprop.annotate.tiny_sam import save_random_sam2
 from vidprop.cli import main
 from vidprop.config import load_preset
 from vidprop.errors import InputError, ModelLoadError

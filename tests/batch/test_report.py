@@ -85,7 +85,7 @@ def test_a_run_whose_engine_loses_every_worker_leaves_a_true_report_and_resumes(
     import contextlib
 
     import vidprop.batch.runner as runner_mod
-    from vidprop.engine import NoWorkersLeftError, Outcome
+    from vidprop.engine import NoWorkersLeftError
 
     lines = []
     for k in range(4):
