@@ -12,6 +12,11 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# One Ray authentication mode for the whole test process.  A local ``ray.init()`` turns token authentication on
+# for the process (RAY_AUTH_MODE=token, cached in Ray's config, kept after ``ray.shutdown()``), while the simulated
+# cluster of ``ray_cluster`` runs without it: once a local instance had run, the workers of the cluster's new
+# nodes could not start ("no Ray worker could be placed").  Both run without tokens here, on 127.0.0.1 only.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from pathlib import Path  # noqa: E402
 
