@@ -558,3 +558,43 @@ def test_a_ray_rows_warnings_reach_the_drivers_log_and_the_report(ray_local, tmp
                     "m.jsonl: line 2 (b): frames 0..1 come before the first annotation"]
     assert [r["warnings"] for r in _report(tmp_path / "out")["rows"]] == [
         ["frames 0..1 come before the first annotation"]] * 2
+
+
+class _LeavesALostWorkersPartial(RowRunner):
+    """Runs like :class:`tests.batch.cheap_runner.CheapRunner`; while running the last row it leaves the temporary
+    folder a worker lost mid-row on the first row would leave (its process died only after the row ran again)."""
+
+    def load(self, config):
+        from tests.batch.cheap_runner import CheapRunner
+
+        return CheapRunner.load(self, config)
+
+    def _run(self, task, job, replace):
+        import socket
+        import subprocess
+
+        if job.row.name == "c1":
+            dead = subprocess.Popen(["true"])
+            dead.wait()
+            stale = job.out / ".c0.partial-deadbeef"
+            stale.mkdir()
+            (stale / PARTIAL_MARKER).write_text(f"{dead.pid} {socket.gethostname()}\n")
+            alive = job.out / ".c0.partial-0a11ve00"  # a live process's folder is never touched
+            alive.mkdir()
+            (alive / PARTIAL_MARKER).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+        return super()._run(task, job, replace)
+
+
+def test_a_partial_folder_left_after_its_row_ran_is_removed_when_the_run_ends(tmp_path):
+    for k in range(2):
+        sc = SyntheticScene(width=64, height=48, num_frames=3, num_objects=1, seed=70 + k)
+        write_video(sc, tmp_path / f"c{k}.mp4")
+        write_indexed_png(tmp_path / f"c{k}.png", sc.frame(0)[1])
+    manifest = tmp_path / "videos.jsonl"
+    manifest.write_text("".join(json.dumps({"video": f"c{k}.mp4", "mask": f"c{k}.png"}) + "\n" for k in range(2)))
+    out = tmp_path / "out"
+    rep = run_batch(manifest, out, overrides={"frames": {"mode": "short_side", "short_side": 48},
+                                              "extractor": {"device": "cpu"}},
+                    overlay=False, progress=False, runner=_LeavesALostWorkersPartial)
+    assert [r.status for r in rep.results] == ["done", "done"]
+    assert sorted(p.name for p in out.glob(".*partial*")) == [".c0.partial-0a11ve00"]

@@ -480,6 +480,10 @@ def run_batch(
                 finally:
                     if stats is not None:
                         engine_info.update(stats.as_dict())
+            # the workers are gone: what a worker lost mid-row left (its process may have died only after the
+            # row ran again elsewhere) is removed now, if it was on this host and its process no longer exists
+            for job in order:
+                remove_stale_partials(job.out / job.row.name)
     except NoWorkersLeftError as exc:
         missing = len(rows) - len(results)
         raise NoWorkersLeftError(f"{exc}; {missing} of {len(rows)} videos not run, see {out / REPORT_NAME}") from None
