@@ -18,26 +18,26 @@ from PIL import Image
 
 from vidprop.config import load_preset
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.pairs import (
+from vidprop.eval.hpatches import (
     HIGH_RES_SEQUENCES,
-    PCK_PROTOCOLS,
-    box_threshold,
     corner_error,
     homography_accuracy,
     hpatches_differences,
     hpatches_keypoints,
-    pck_correct,
-    spair_differences,
-    protocol_correct,
     read_hpatches,
     read_keypoint_file,
-    read_spair,
+    run_hpatches,
+)
+from vidprop.eval.pck import (
+    PCK_PROTOCOLS,
+    box_threshold,
+    pck_correct,
+    protocol_correct,
     rescale_points,
     resolve_protocols,
-    run_hpatches,
-    run_spair,
     summarise_pck,
 )
+from vidprop.eval.spair import read_spair, run_spair, spair_differences
 from vidprop.tasks.match import prompt_for
 
 
@@ -391,12 +391,12 @@ def test_run_hpatches_scores_and_counts_failures(hpatches_root, tmp_path):
 
 def test_hpatches_scores_exact_corner_errors_also_when_resumed(hpatches_root, tmp_path, monkeypatch):
     """An error a hair above 3 px is wrong at 3 px, in the first run and when read back from its part."""
-    import vidprop.eval.pairs as pairs
-
     import itertools
 
+    import vidprop.eval.hpatches as hpatches
+
     errors = itertools.cycle([3.00004, 0.5, 2.99996, 7.0, 1.0])  # each sequence's 5 pairs
-    monkeypatch.setattr(pairs, "corner_error", lambda *a: next(errors))
+    monkeypatch.setattr(hpatches, "corner_error", lambda *a: next(errors))
     out = tmp_path / "out"
     s = run_hpatches(PatchMatcher("geometric"), hpatches_root, out, max_keypoints=50)
     assert s["accuracy"]["all"]["3px"] == 60.0 and s["accuracy"]["all"]["1px"] == 40.0
@@ -432,7 +432,7 @@ def test_high_resolution_and_other_sequences_are_left_out(hpatches_root, caplog)
     assert len(HIGH_RES_SEQUENCES) == 8 and "i_dc" in HIGH_RES_SEQUENCES and "v_talent" in HIGH_RES_SEQUENCES
     for name in ("i_dc", "v_talent", "x_extra"):
         shutil.copytree(hpatches_root / "v_wall", hpatches_root / name)
-    with caplog.at_level(logging.WARNING, logger="vidprop.eval.pairs"):
+    with caplog.at_level(logging.WARNING, logger="vidprop.eval.hpatches"):
         seqs = read_hpatches(hpatches_root)
     assert [s.name for s in seqs] == ["i_room", "v_wall"]
     assert "high-resolution sequence(s) the standard HPatches download removes" in caplog.text

@@ -73,7 +73,8 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, torch_t
 
     from tests.eval.test_pairs import PatchMatcher
     from vidprop.engine import EngineOptions
-    from vidprop.eval.pairs import run_hpatches, run_spair
+    from vidprop.eval.hpatches import run_hpatches
+    from vidprop.eval.spair import run_spair
 
     spair, hp = make_spair(tmp_path / "SPair-71k"), make_hpatches(tmp_path / "hpatches")
     engine = EngineOptions(kind="ray", workers=2, cpus_per_worker=1)
@@ -96,14 +97,15 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, torch_t
 
 
 def test_engine_flags_reach_the_pair_runners(tmp_path, capsys, stub_runner):
-    import vidprop.eval.pairs as pairs
+    import vidprop.eval.hpatches as hpatches
+    import vidprop.eval.spair as spair_module
     from tests.conftest import RunnerCalled
     from vidprop.config import TaskConfig
     from vidprop.features.attention import AttentionMatcher
 
     spair, hp = make_spair(tmp_path / "SPair-71k"), make_hpatches(tmp_path / "hpatches")
-    stub_runner(pairs, "run_spair")
-    calls = stub_runner(pairs, "run_hpatches")
+    stub_runner(spair_module, "run_spair")
+    calls = stub_runner(hpatches, "run_hpatches")
     for cmd, root in (("spair", spair), ("hpatches", hp)):
         with pytest.raises(RunnerCalled):
             main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / cmd), "--engine", "ray",

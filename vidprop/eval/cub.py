@@ -51,8 +51,25 @@ import numpy as np
 
 from vidprop.engine import EngineOptions
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.pairs import ALPHAS, PckProtocol, check_engine, pck_correct, rescale_points, resolve_protocols
-from vidprop.eval.pfwillow import HEDLIN_SPACE, method_settings, protocol_header, summarise_protocols
+from vidprop.eval.pair_predict import (
+    GroupResult,
+    GroupUnit,
+    PairJob,
+    check_engine,
+    method_settings,
+    recorded_model,
+    run_groups,
+)
+from vidprop.eval.pck import (
+    ALPHAS,
+    HEDLIN_SPACE,
+    PckProtocol,
+    pck_correct,
+    protocol_header,
+    rescale_points,
+    resolve_protocols,
+    summarise_protocols,
+)
 from vidprop.eval.runs import run_record, write_results
 from vidprop.progress import progress_bar
 
@@ -317,8 +334,6 @@ def run_cub(
     template's empty case.  ``protocols``: names of :data:`CUB_PROTOCOLS`, or
     "both" (default: the method's own, "dift" for DIFT, "hedlin" for attention).
     """
-    from vidprop.eval.pair_predict import GroupResult, GroupUnit, PairJob, recorded_model, run_groups
-
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
     elsewhere = check_engine(engine, matcher, attention)
