@@ -70,7 +70,8 @@ from vidprop.eval.pck import (
     resolve_protocols,
     summarise_protocols,
 )
-from vidprop.eval.runs import run_record, write_results
+from vidprop.eval.records import run_record
+from vidprop.eval.runs import write_results
 from vidprop.progress import progress_bar
 
 __all__ = [

@@ -30,7 +30,8 @@ from vidprop.engine import EngineOptions
 from vidprop.errors import InputError
 from vidprop.eval.pair_models import dtype_name, load_matcher, recorded_model
 from vidprop.eval.pair_predict import FeatureCache, GroupRows, check_engine, run_groups
-from vidprop.eval.runs import run_record, write_results
+from vidprop.eval.records import run_record
+from vidprop.eval.runs import write_results
 from vidprop.progress import progress_bar
 
 __all__ = [

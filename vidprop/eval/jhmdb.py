@@ -359,7 +359,7 @@ def evaluate_jhmdb(
                     check_run_settings(out / "config.yaml", eng.info["config"], "video", overwrite)
                 info = eng.info
                 write_run_record(out / "config.yaml", run_record(
-                    "JHMDB pose tracking", info["config"], info.get("revision"), root=root,
+                    "JHMDB pose tracking", root, info["config"], revision=info.get("revision"),
                     split=str(Path(split).resolve()), device=info["device"], dtype=info["dtype"]))
                 for n, outcome in enumerate(eng.map(jobs), start=1):
                     if outcome.error is not None:

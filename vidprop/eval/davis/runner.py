@@ -204,7 +204,7 @@ def run_davis(
     log.info("DAVIS %s: %d sequence(s), %d to propagate into %s", set, len(seqs), len(todo), out)
 
     def record(cfg: Any, revision: str | None) -> dict[str, Any]:
-        doc = run_record("DAVIS-2017 semi-supervised", cfg, revision, root=root, set=set, sequences=names)
+        doc = run_record("DAVIS-2017 semi-supervised", root, cfg, revision=revision, set=set, sequences=names)
         ref = published_reference(cfg)
         if ref is not None:
             doc["published_reference"] = ref
