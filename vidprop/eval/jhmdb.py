@@ -39,6 +39,7 @@ from vidprop.config import TaskConfig
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.records import check_run_settings, run_record, write_run_record
+from vidprop.eval.video_worker import split_task_argument
 from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.io.keypoints import read_jhmdb_mat
 from vidprop.io.driver import FrameRange, VideoDriver
@@ -330,8 +331,6 @@ def evaluate_jhmdb(
     for v, g in zip(items, gts):
         if g.shape[1] != len(JHMDB_JOINTS):
             raise InputError(f"{v.mat}: 'pos_img' has {g.shape[1]} joints, JHMDB has {len(JHMDB_JOINTS)}")
-    from vidprop.eval.davis.runner import split_task_argument
-
     loaded, build = split_task_argument(tracker, "tracker")
     if loaded is not None:
         config = loaded.config

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 from vidprop.engine import EngineOptions
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.davis.runner import SegmenterWorker, UnwrittenUnits, segment_run, segmenting_engine
+from vidprop.eval.video_worker import SegmenterWorker, UnwrittenUnits, segment_run, segmenting_engine
 from vidprop.eval.records import run_record
 from vidprop.io.atomic import atomic_file
 from vidprop.io.video import IMAGE_EXTENSIONS
