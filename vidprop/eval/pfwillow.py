@@ -214,6 +214,28 @@ def read_pfwillow(root: str | Path, *, limit: int | None = None, categories: Seq
     return pairs
 
 
+def _score_group(pairs: Sequence[WillowPair], result: Any, names: Sequence[str]) -> list[list[Any]]:
+    """A subset's csv rows (``result``: its :class:`~vidprop.eval.pair_predict.GroupResult`): pair, category,
+    points, then each protocol's correct counts per alpha."""
+    part = []
+    for p, pred, (h, w) in zip(pairs, result.predictions, result.target_hw):
+        row = [p.name, p.category, len(p.src_kps)]
+        for name in names:
+            correct = willow_correct(name, pred, p.trg_kps, (w, h))
+            row += [int(correct[a].sum()) for a in ALPHAS]
+        part.append(row)
+    return part
+
+
+def _score_protocols(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each protocol's scores, its headline PCK per image (both papers publish it on PF-WILLOW)."""
+    scored = summarise_protocols(rows, names, WILLOW_PROTOCOLS, 1, 2, 3)
+    for block in scored.values():
+        block["headline"] = "per image (the mean over pairs)"
+        block["headline_values"] = block["overall"]["per_image"]
+    return scored
+
+
 def run_pfwillow(
     matcher: Any,
     root: str | Path,
@@ -266,14 +288,7 @@ def run_pfwillow(
                          tuple(PairJob(p.src_path, p.trg_path, p.src_kps) for p in groups[cat]))
 
     def score(g: int, result: GroupResult) -> list[list[Any]]:
-        part = []
-        for p, pred, (h, w) in zip(groups[names_of[g]], result.predictions, result.target_hw):
-            row = [p.name, p.category, len(p.src_kps)]
-            for name in names:
-                correct = willow_correct(name, pred, p.trg_kps, (w, h))
-                row += [int(correct[a].sum()) for a in ALPHAS]
-            part.append(row)
-        return part
+        return _score_group(groups[names_of[g]], result, names)
 
     def record(info: dict[str, Any]) -> dict[str, Any]:
         return run_record("PF-WILLOW", root, recorded_model(info, attention), pairs=len(pairs), limit=limit,
@@ -293,10 +308,7 @@ def run_pfwillow(
     rows = [row for part in run.parts for row in part]
     order = {p.name: i for i, p in enumerate(pairs)}
     rows.sort(key=lambda r: order[r[0]])
-    scored = summarise_protocols(rows, names, WILLOW_PROTOCOLS, 1, 2, 3)
-    for block in scored.values():  # both papers publish PCK per image on PF-WILLOW
-        block["headline"] = "per image (the mean over pairs)"
-        block["headline_values"] = block["overall"]["per_image"]
+    scored = _score_protocols(rows, names)
     summary: dict[str, Any] = {
         "benchmark": "PF-WILLOW",
         "method": method,
