@@ -50,6 +50,7 @@ from vidprop.eval.pair_models import (
     recorded_model,
     wants_gpu,
 )
+from vidprop.eval.runs import load_part, save_part, start_run
 
 __all__ = ["PairPredictor", "round_and_clip", "PairJob", "GroupUnit", "GroupResult", "GroupRows", "GroupWorker",
            "recorded_model", "GroupRun", "run_groups", "check_engine", "FeatureCache", "method_settings"]
@@ -281,8 +282,6 @@ def run_groups(
     (its results, e.g. :class:`GroupRows`, go to ``score`` as they are; they
     carry ``encoded`` and ``matched``).
     """
-    from vidprop.eval.runs import load_part, save_part, start_run
-
     factory = worker or functools.partial(GroupWorker, matcher, attention=attention,
                                           on_pair=None if elsewhere else (lambda: bar.update(1)))
     parts: list[list[list[Any]]] = [[] for _ in groups]
