@@ -41,10 +41,9 @@ from typing import Any, Mapping, Sequence
 from vidprop.batch.manifest import TASKS, BatchRow, Task, check_names, read_input
 from vidprop.batch.report import REPORT_NAME, BatchReport, ReportWriter, RowResult
 from vidprop.batch.row_warnings import kept_warnings
-from vidprop.config import TaskConfig, load_preset
+from vidprop.config import TaskConfig, comparable_config, load_preset
 from vidprop.engine import EngineOptions, NoWorkersLeftError, open_engine
 from vidprop.errors import ConfigError, InputError, OutputExistsError, VidpropError
-from vidprop.eval.records import comparable_config
 from vidprop.io.atomic import atomic_file, remove_stale_partials
 from vidprop.progress import progress_bar
 
