@@ -13,8 +13,8 @@ from PIL import Image
 
 from vidprop.config import load_preset
 from vidprop.errors import ConfigError, InputError, OutputExistsError, WriteError
-from vidprop.features import store
-from vidprop.features.store import load_features, open_video_features, read_meta
+from vidprop.io import feature_store as store
+from vidprop.io.feature_store import load_features, open_video_features, read_meta
 from vidprop.tasks.extract import (
     FeatureSaver,
     SaveOptions,

@@ -146,8 +146,8 @@ def _segmenter(protocol, **prop):
 
 def _reference_run(frames, first, protocol, stride=8, n_last=3, topk=6, radius=3, temperature=0.2):
     """Frame-0-only segmentation straight from the published protocols, with the plain dense propagation."""
-    from tests.propagation.reference import dense_protocol_a, dense_protocol_b
-    from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest, object_ids
+    from tests.propagation.reference import decode_crw, decode_dino, dense_protocol_a, dense_protocol_b
+    from vidprop.propagation.labels import labels_bilinear, labels_nearest, object_ids
 
     ext = ColourStats()
     feats = [ext.extract(torch.from_numpy(f[None]).permute(0, 3, 1, 2))[0].double() for f in frames]

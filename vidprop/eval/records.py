@@ -4,7 +4,7 @@
 version, the date, the benchmark and its dataset, the model and its revision,
 the preset, whether that is a published protocol, and the full effective
 settings.  Running again into the same folder resumes it only when the
-settings that decide results are the same (:func:`comparable_config`: the
+settings that decide results are the same (:func:`~vidprop.config.comparable_config`: the
 run-time fields (device, batch size, channels-last, compile) and the preset's
 name and description may differ); otherwise the run is refused unless
 ``overwrite``.
@@ -23,28 +23,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from vidprop.config import RUNTIME_FIELDS, TaskConfig
+from vidprop.config import TaskConfig, comparable_config
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["comparable_config", "holds_results", "check_run_settings", "protocol_note", "run_record", "write_run_record"]
-
-
-def comparable_config(cfg: TaskConfig | dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide results, from a TaskConfig or a recorded ``config`` dict (older records too)."""
-    from vidprop.config import with_defaults
-
-    d = cfg.to_dict() if isinstance(cfg, TaskConfig) else cfg
-    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in with_defaults(d).items()}
-    for key in RUNTIME_FIELDS:
-        d.get("extractor", {}).pop(key, None)
-    for key in ("name", "description", "published"):
-        d.pop(key, None)
-    d.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
-    d.setdefault("sequences", {})
-    return d
+__all__ = ["holds_results", "check_run_settings", "protocol_note", "run_record", "write_run_record"]
 
 
 def holds_results(folder: str | Path, record: str = "config.yaml") -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from vidprop.errors import ConfigError, InputError, VidpropError
-from vidprop.features.store import VideoFeatures, open_video_features
+from vidprop.io.feature_store import VideoFeatures, open_video_features
 
 __all__ = ["FeatureCache", "CachedFeatures", "default_cache_dir", "as_cache"]
 

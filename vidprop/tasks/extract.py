@@ -47,7 +47,7 @@ from vidprop import __version__
 from vidprop.config import TaskConfig, fit_backbone_frames, load_preset
 from vidprop.errors import ConfigError, InputError, OutputExistsError
 from vidprop.features.base import FeatureExtractor
-from vidprop.features.store import (
+from vidprop.io.feature_store import (
     FORMATS,
     INDEX_NAME,
     FileStatus,
@@ -759,7 +759,7 @@ def extract_video(
 
 def _shape_of(path: Path) -> list[int] | None:
     """Per-frame feature shape (C, h, w) recorded in a chunk file (model output, before upsampling)."""
-    from vidprop.features.store import read_meta
+    from vidprop.io.feature_store import read_meta
 
     meta = read_meta(path)
     fs = meta.get("feature_size")
