@@ -34,8 +34,9 @@ def test_playback_decodes_forward_without_seeking(gop_video):
     video = SeekableVideo(gop_video)
     for i in range(N):
         assert np.array_equal(video.frame(i), ref[i])
-    assert video.seeks == 0
+    assert video.seeks == 0 and video.is_open
     video.close()
+    assert not video.is_open
 
 
 def test_unreadable_video_is_an_input_error(tmp_path):

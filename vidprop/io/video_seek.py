@@ -88,6 +88,11 @@ class SeekableVideo:
         self._decoder = self._container.decode(self._stream)
         self._next = None
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the file is open (after the first request, until :meth:`close`)."""
+        return self._container is not None
+
     def __len__(self) -> int:
         with self._lock:
             self._ensure_index()

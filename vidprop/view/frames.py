@@ -120,6 +120,11 @@ class VideoFrames(FrameSource):
         """How many times a request had to seek (for tests and curiosity)."""
         return self._video.seeks
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the video file is open (after the first request, until :meth:`close`)."""
+        return self._video.is_open
+
     def __len__(self) -> int:
         return len(self._video)
 
