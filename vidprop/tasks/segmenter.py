@@ -153,15 +153,7 @@ class Segmenter(PropagationTask):
             raise InputError(f"{sources.get(first, f'annotation of frame {first}')}: frame {first} is before "
                              f"the first frame of the run ({head.index})")
         size0 = None if head.frame is None else (head.frame.shape[1], head.frame.shape[0])
-        plan = plan_backward_passes(masks, mode=mode, start=head.index) if direction == "both" else []
-        if resume is not None:
-            if plan and plan[-1].frame > resume[0]:
-                raise ValueError(f"cannot resume after frame {resume[0]}: a backward pass reaches frame "
-                                 f"{plan[-1].frame - 1}")
-            plan = []  # the frames up to the resumed one are the earlier run's
-        elif first > head.index and direction == "forward":
-            log.warning("frames %d..%d come before the first annotation (frame %d) and are written as "
-                        "background; --direction both would fill them", head.index, first - 1, first)
+        plan = _backward_plan(masks, mode, direction, head.index, None if resume is None else resume[0])
         bar = progress_bar(total=total, unit="frame", desc="segment", enabled=progress)
         n_out = 0
         last = head.index - 1
@@ -295,6 +287,27 @@ class Segmenter(PropagationTask):
                 bar.update(1)
         finally:
             bar.close()
+
+
+def _backward_plan(masks: Mapping[int, np.ndarray], mode: AnnotationMode, direction: Direction, start: int,
+                   resume: int | None) -> list[BackwardPass]:
+    """The backward passes of a run whose first frame is ``start`` (none unless ``direction="both"``).
+
+    ``resume``: the frame a resumed run goes on after (no pass may reach past
+    it; the frames up to it are the earlier run's).  A forward run with frames
+    before its first annotation says so.
+    """
+    first = min(masks)
+    plan = plan_backward_passes(masks, mode=mode, start=start) if direction == "both" else []
+    if resume is not None:
+        if plan and plan[-1].frame > resume:
+            raise ValueError(f"cannot resume after frame {resume}: a backward pass reaches frame "
+                             f"{plan[-1].frame - 1}")
+        plan = []  # the frames up to the resumed one are the earlier run's
+    elif first > start and direction == "forward":
+        log.warning("frames %d..%d come before the first annotation (frame %d) and are written as "
+                    "background; --direction both would fill them", start, first - 1, first)
+    return plan
 
 
 def _spilled_records(inputs: Spill, metas: Sequence[tuple[int, str]]) -> Iterator[FrameRecord]:

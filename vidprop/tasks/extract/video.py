@@ -241,21 +241,8 @@ def extract_video(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
     size = (vinfo.width, vinfo.height)
-    try:  # a preset's per-sequence frame sizes apply, as in segment
-        model_size = check_model_input(saver.config.for_sequence(name), *size)  # a huge size: before loading
-        interp = saver.config.for_sequence(name).frames.interpolation
-        as_float = bool(saver.config.for_sequence(name).frames.resize_as_float)  # as the tasks resize (jhmdb: floats)
-    except ConfigError as exc:
-        raise InputError(f"{video}: {exc}") from None
-    chunk = int(options.chunk)
-    base = {
-        **saver.settings(),
-        **output_settings(options, size, model_size, ("opencv_linear_float" if as_float else "opencv_linear")
-                          if interp == "linear" else "pil_bicubic"),
-        **source_fingerprint(video),
-        "chunk": chunk,
-        **({} if fr.is_all else {"frame_range": [fr.start, fr.end]}),
-    }
+    model_size, interp, as_float = _model_input(saver, video, name, size)
+    base = _settings(saver, options, video, fr, size, model_size, interp, as_float)
     result = ExtractResult(output=out_dir, index=out_dir / INDEX_NAME)
     index, found = _video_state(out_dir, base, fmt, options.overwrite)
     if index is not None:
@@ -298,6 +285,30 @@ def extract_video(
         chunks, video=video, name=name, fr=fr, fps=vinfo.fps, size=size, model_size=model_size, fmt=fmt,
         settings={**base, **info, "preset": saver.config.name, **upsample_record(options)}))
     return result
+
+
+def _model_input(saver: FeatureSaver, video: Path, name: str, size: tuple[int, int]) -> tuple[tuple[int, int], str, bool]:
+    """(model input size, interpolation, resize as floats) for the video ``name`` of ``size``, checked before loading."""
+    try:  # a preset's per-sequence frame sizes apply, as in segment
+        model_size = check_model_input(saver.config.for_sequence(name), *size)  # a huge size: before loading
+        interp = saver.config.for_sequence(name).frames.interpolation
+        as_float = bool(saver.config.for_sequence(name).frames.resize_as_float)  # as the tasks resize (jhmdb: floats)
+    except ConfigError as exc:
+        raise InputError(f"{video}: {exc}") from None
+    return model_size, interp, as_float
+
+
+def _settings(saver: FeatureSaver, options: SaveOptions, video: Path, fr: FrameRange, size: tuple[int, int],
+              model_size: tuple[int, int], interp: str, as_float: bool) -> dict[str, Any]:
+    """The settings every chunk file of the video records (before the model is loaded)."""
+    return {
+        **saver.settings(),
+        **output_settings(options, size, model_size, ("opencv_linear_float" if as_float else "opencv_linear")
+                          if interp == "linear" else "pil_bicubic"),
+        **source_fingerprint(video),
+        "chunk": int(options.chunk),
+        **({} if fr.is_all else {"frame_range": [fr.start, fr.end]}),
+    }
 
 
 def _warn_chunk_memory(video: Path, options: SaveOptions, size: tuple[int, int], model_size: tuple[int, int],
