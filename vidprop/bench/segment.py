@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                             overlay=not args.no_overlay, progress=True)
         if cuda:
             torch.cuda.synchronize(device)
-        prof = segmenter.last_profile
+        prof = res.timing
         written = len(list(res.output_dir.glob("*.png")))
 
     print(f"{res.num_frames} frames ({written} PNGs{', overlay.mp4' if res.overlay else ''}) in {prof.total:.2f} s: "

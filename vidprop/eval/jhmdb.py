@@ -257,8 +257,8 @@ def predict_video(tracker: Tracker, video: JhmdbVideo, gt: np.ndarray, path: Pat
     target = tracker.config.frames.target_size(w, h)
     coords, grid = [], None
     names = [str(j) for j in range(gt.shape[1])]
-    for _, fr in tracker._track_records(driver.records(target, as_float=tracker.config.frames.resize_as_float), names, gt[0].astype(np.float64).copy(), "draw",
-                                        progress, T):
+    for _, fr in tracker.track_records(driver.records(target, as_float=tracker.config.frames.resize_as_float), names, gt[0].astype(np.float64).copy(), "draw",
+                                       progress, T):
         coords.append(fr.grid_xy)
         grid = fr.grid
     data = {
