@@ -32,7 +32,7 @@ import numpy as np
 
 from vidprop.annotate.confidence import FrameConfidence, frame_confidence
 from vidprop.errors import InputError
-from vidprop.features.cache import CachedFeatures, FeatureCache, as_cache, default_cache_dir
+from vidprop.tasks.feature_cache import CachedFeatures, FeatureCache, as_cache, default_cache_dir
 from vidprop.io.annotations import ANNOTATION_MODES, AnnotationMode
 from vidprop.io.driver import VideoDriver
 from vidprop.tasks.budget import check_model_input

@@ -304,7 +304,7 @@ def _with_feature_cache(jobs: list[RowJob], feature_cache: str | Path | None) ->
     """``jobs`` reading every row's features from (extracted once into) ``feature_cache``, checked writable."""
     if feature_cache is None:
         return jobs
-    from vidprop.features.cache import FeatureCache
+    from vidprop.tasks.feature_cache import FeatureCache
 
     cache_root = Path(feature_cache).expanduser().resolve()
     FeatureCache(cache_root).check_writable()

@@ -202,7 +202,7 @@ class PropagationTask:
         Records for which ``need`` is false get no features (None) and are
         not extracted.  Each frame is extracted with its video index, so its
         features do not depend on batching or on where the run started.
-        ``cached`` (a :class:`~vidprop.features.cache.CachedFeatures`): read
+        ``cached`` (a :class:`~vidprop.tasks.feature_cache.CachedFeatures`): read
         each frame's features from it (by video index) instead of extracting.
         ``profile``: the run's Profile, which gets the "decode" and "extract" times.
         """

@@ -145,7 +145,7 @@ class SegmentJob:
 
         ``keep``: write only the frames with these names (all frames are
         propagated; the overlay shows every frame).  ``feature_cache`` (a
-        folder or :class:`~vidprop.features.cache.FeatureCache`): the video's
+        folder or :class:`~vidprop.tasks.feature_cache.FeatureCache`): the video's
         features are read from it, extracted into it first when missing.
         """
         if direction not in DIRECTIONS:
@@ -161,7 +161,7 @@ class SegmentJob:
         target = check_model_input(segmenter.config, vinfo.width, vinfo.height, source=str(vinfo.path))
         cached = None
         if feature_cache is not None:
-            from vidprop.features.cache import as_cache
+            from vidprop.tasks.feature_cache import as_cache
 
             cached = as_cache(feature_cache).features(driver.path, segmenter, name=name, backend=driver.backend,
                                                       progress=progress)

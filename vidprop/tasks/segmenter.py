@@ -122,7 +122,7 @@ class Segmenter(PropagationTask):
         object's frames before its own first annotation with a backward pass
         from there (:mod:`vidprop.tasks.passes`).
 
-        ``cached``: a :class:`~vidprop.features.cache.CachedFeatures` to read
+        ``cached``: a :class:`~vidprop.tasks.feature_cache.CachedFeatures` to read
         the features from instead of extracting them.  ``observe(index,
         session, mask)`` is called after every frame the forward pass
         propagates or annotates, with its session (``last_soft``, ``ids``).

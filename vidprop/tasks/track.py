@@ -216,7 +216,7 @@ class TrackJob:
         target = check_model_input(tracker.config, vinfo.width, vinfo.height, source=str(vinfo.path))
         cached = None
         if feature_cache is not None:
-            from vidprop.features.cache import as_cache
+            from vidprop.tasks.feature_cache import as_cache
 
             cached = as_cache(feature_cache).features(driver.path, tracker, name=self.name, backend=driver.backend,
                                                       progress=progress)
