@@ -262,3 +262,28 @@ def test_window_predicate_and_size():
     assert int(circle.sum()) == 13 and window_size(2, "circle") == 13
     with pytest.raises(ValueError):
         window_allows(d, d, 2, "diamond")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_tiles_spread_over_threads_give_the_same_labels(threads):
+    """Tiles run side by side on CPU threads: the same soft labels (to the bit) as one thread, and the dense
+    reference's, for protocol A with ties and protocol B with a global frame; torch's thread count is restored."""
+    q, ctx, labs = _random_case(7, 8, 13, 21, 4, 3, dtype=torch.float32)
+    ctx[2] = ctx[1].clone()  # a repeated frame: ties at the k-th value
+    labs[2] = labs[1].clone()
+    qn, keys, lab = F.normalize(q, dim=0).permute(1, 2, 0).contiguous(), _channels_last(ctx), _labels_last(labs)
+    kw = dict(temperature=0.2, topk=5, radius=3, tile=4)
+    saved = torch.get_num_threads()
+    one_a = propagate(qn, keys, lab, window="square", keep_ties=True, threads=1, **kw)
+    many_a = propagate(qn, keys, lab, window="square", keep_ties=True, threads=threads, **kw)
+    assert torch.get_num_threads() == saved
+    assert torch.equal(one_a, many_a)
+    ref_a = dense_protocol_a(q.double(), [c.double() for c in ctx], [x.double() for x in labs], temperature=0.2,
+                             topk=5, radius=3)
+    torch.testing.assert_close(many_a.double(), ref_a, atol=1e-5, rtol=1e-5)
+    g = (keys[:1].reshape(1, -1, 8), lab[:1].reshape(1, -1, 3))
+    one_b = propagate(qn, keys[1:], lab[1:], global_keys=g[0], global_labels=g[1], window="disc",
+                      keep_ties=False, threads=1, **kw)
+    many_b = propagate(qn, keys[1:], lab[1:], global_keys=g[0], global_labels=g[1], window="disc",
+                       keep_ties=False, threads=threads, **kw)
+    assert torch.equal(one_b, many_b)

@@ -41,11 +41,12 @@ Working memory is about frames * s^2 * (s + 2p) * (2p + 2s) values per tile
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Literal, Sequence
 
 import torch
 
-__all__ = ["window_reach", "window_allows", "window_size", "compute_dtype", "to_strips", "propagate_context"]
+__all__ = ["window_reach", "window_allows", "window_size", "compute_dtype", "to_strips", "propagate_context", "for_each_tile"]
 
 Window = Literal["square", "disc", "circle"]
 
@@ -149,6 +150,7 @@ def propagate_context(
     window: Window,
     keep_ties: bool,
     tile: int = 8,
+    threads: int | None = None,
 ) -> torch.Tensor:
     """Soft labels of one query frame from windowed context groups and global frames.
 
@@ -160,6 +162,8 @@ def propagate_context(
         global_: optional (keys (G, h*w, C), labels (G, h*w, K)) of frames
             searched without a window; they come after the windowed frames.
         tile: query tile side and strip width; must match the keys' layout.
+        threads: CPU threads the tiles are spread over (None: ``torch.get_num_threads()`` on a CPU, one
+            stream of tiles on a GPU); the soft labels do not depend on it beyond float rounding.
     Returns:
         (K, h, w) float32 soft labels.
     """
@@ -203,18 +207,41 @@ def propagate_context(
     out = torch.empty(ns, h, s, K, dtype=torch.float32, device=device)
     inv_t = 1.0 / float(temperature)
     hw = h * w
-    for y0 in range(0, h, s):
+
+    def run(y0: int, j: int) -> None:
         y1 = min(y0 + s, h)
         ky0, ky1 = max(0, y0 - p), min(h, y1 + p)
-        ry = ky1 - ky0
-        for j in range(ns):
-            jl, jr = max(0, (j * s - p) // s), min(ns - 1, (j * s + s - 1 + p) // s)
-            q = qs[j, y0:y1].reshape(-1, C)  # (Q, C), contiguous
-            valid_cols = min(s, w - j * s)
-            res = _tile(q, keys, n, g_keys, all_labels, geo, y0, y1, ky0, ky1, ry, j, jl, jr,
-                        topk=topk, keep_ties=keep_ties, inv_t=inv_t, hw=hw, valid_cols=valid_cols)
-            out[j, y0:y1] = res.view(y1 - y0, s, K)
+        jl, jr = max(0, (j * s - p) // s), min(ns - 1, (j * s + s - 1 + p) // s)
+        q = qs[j, y0:y1].reshape(-1, C)  # (Q, C), contiguous
+        res = _tile(q, keys, n, g_keys, all_labels, geo, y0, y1, ky0, ky1, ky1 - ky0, j, jl, jr,
+                    topk=topk, keep_ties=keep_ties, inv_t=inv_t, hw=hw, valid_cols=min(s, w - j * s))
+        out[j, y0:y1] = res.view(y1 - y0, s, K)
+
+    tiles = [(y0, j) for y0 in range(0, h, s) for j in range(ns)]
+    for_each_tile(run, tiles, threads if threads is not None else
+                  (torch.get_num_threads() if device.type == "cpu" else 1))
     return out.transpose(0, 1).reshape(h, ns * s, K)[:, :w].permute(2, 0, 1).contiguous()
+
+
+def for_each_tile(run: Callable[[int, int], None], tiles: Sequence[tuple[int, int]], threads: int) -> None:
+    """``run(y0, j)`` for every tile; with ``threads`` > 1, tiles spread over that many threads.
+
+    A tile's small GEMMs, top-k and gathers parallelise poorly inside one op; on a CPU, tiles side by side
+    (each op on one intra-op thread, the GIL released inside torch) keep every core busy.  Each tile writes
+    its own rows of the output and computes the same values whichever thread runs it (ops on one thread).
+    """
+    if threads <= 1 or len(tiles) <= 1:
+        for y0, j in tiles:
+            run(y0, j)
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vidprop-tiles") as pool:
+            for fut in [pool.submit(run, y0, j) for y0, j in tiles]:
+                fut.result()
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _tile(q, keys, n, g_keys, all_labels, geo: _Geometry, y0, y1, ky0, ky1, ry, j, jl, jr, *, topk, keep_ties,
