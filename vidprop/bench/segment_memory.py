@@ -91,20 +91,20 @@ def main(argv: list[str] | None = None) -> int:
             n = lengths[-1]
             first_only = rows[-1][2]["peak_mb"]
             video = tmp_path / f"video{n}.mp4"
-            for label, start, extra in ((f"{k} annotations from frame 0", 0, []),
-                                        (f"{k} annotations from frame {n // 10}, --direction both", n // 10,
-                                         ["--direction", "both"])):
-                masks = tmp_path / f"masks-{start}"
+            for run, (label, start, extra) in enumerate((
+                    (f"{k} annotations from frame 0", 0, []),
+                    (f"{k} annotations from frame {n // 10}, --direction both", n // 10, ["--direction", "both"]))):
+                masks = tmp_path / f"masks-{run}"  # a video under 10 frames starts both runs at frame 0
                 masks.mkdir()
                 frames = [start + round(i * (n - 1 - start) / max(1, k - 1)) for i in range(k)]
                 for t in frames:
                     write_indexed_png(masks / f"{t:05d}.png", scene.frame(t)[1])
                 t0 = time.perf_counter()
                 info = _run([sys.executable, "-c", _CHILD, "-q", "segment", str(video), "--masks", str(masks),
-                             "--out", str(tmp_path / f"ann{start}"), *base, *extra])
+                             "--out", str(tmp_path / f"ann{run}"), *base, *extra])
                 if info is None:
                     return 1
-                written = len(list((tmp_path / f"ann{start}" / f"video{n}").glob("*.png")))
+                written = len(list((tmp_path / f"ann{run}" / f"video{n}").glob("*.png")))
                 print(f"  {n:>6} frames, {label}: peak RSS {info['peak_mb']:8.1f} MB "
                       f"({100 * (info['peak_mb'] - first_only) / first_only:+.1f}% vs the first-frame run), "
                       f"{1000 * info['seconds'] / n:6.1f} ms/frame, {written} masks written "
