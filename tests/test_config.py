@@ -158,7 +158,7 @@ def test_bad_sequence_entries(tmp_path):
 
 
 def test_chunk_size_is_gone_and_old_run_records_still_resume():
-    from vidprop.eval.records import comparable_config
+    from vidprop.config import comparable_config
 
     assert "chunk_size" not in {f.name for f in dataclasses.fields(PropagationConfig)}
     with pytest.raises(ConfigError, match="unknown key"):

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from vidprop.cli import main
-from vidprop.features import load_features, open_video_features, store
+from vidprop.features import load_features, open_video_features
+from vidprop.io import feature_store as store
 
 FAST = ["--size", "64", "--ensemble", "1", "--no-progress"]
 

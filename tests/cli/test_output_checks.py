@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.eval.test_davis import hand_dataset, make_davis
 from tests.eval.test_jhmdb import blank, make_jhmdb
-from tests.eval.test_pairs import hpatches_root, spair_root  # noqa: F401 - fixtures
+from tests.eval.pair_data import hpatches_root, spair_root  # noqa: F401 - fixtures
 from vidprop.cli import main
 from vidprop.io.masks import write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_video

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.eval.same_results import assert_same_results
-from tests.eval.test_pairs import make_hpatches, make_spair
+from tests.eval.pair_data import make_hpatches, make_spair
 from vidprop.cli import main
 
 FAST = ["--size", "64", "--ensemble", "1", "--no-progress"]
@@ -71,9 +71,10 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, torch_t
     """Categories (SPair) and sequences (HPatches) spread over 2 Ray workers: every row and score as in-process."""
     import functools
 
-    from tests.eval.test_pairs import PatchMatcher
+    from tests.eval.pair_data import PatchMatcher
     from vidprop.engine import EngineOptions
-    from vidprop.eval.pairs import run_hpatches, run_spair
+    from vidprop.eval.hpatches import run_hpatches
+    from vidprop.eval.spair import run_spair
 
     spair, hp = make_spair(tmp_path / "SPair-71k"), make_hpatches(tmp_path / "hpatches")
     engine = EngineOptions(kind="ray", workers=2, cpus_per_worker=1)
@@ -86,7 +87,7 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, torch_t
         seq, ray = tmp_path / name / "seq", tmp_path / name / "ray"
         assert_same_results(seq, ray)
     # Hedlin et al.'s method on SPair: each worker builds its attention matcher from a callable
-    from tests.eval.test_pairs import ShiftAttention
+    from tests.eval.pair_data import ShiftAttention
 
     run_spair(None, spair, tmp_path / "att" / "seq", attention=ShiftAttention((2.0, -1.0)), protocols="both")
     run_spair(None, spair, tmp_path / "att" / "ray", attention=functools.partial(ShiftAttention, (2.0, -1.0)),
@@ -96,14 +97,15 @@ def test_ray_engine_gives_the_same_pairs_and_scores(ray_local, tmp_path, torch_t
 
 
 def test_engine_flags_reach_the_pair_runners(tmp_path, capsys, stub_runner):
-    import vidprop.eval.pairs as pairs
+    import vidprop.eval.hpatches as hpatches
+    import vidprop.eval.spair as spair_module
     from tests.conftest import RunnerCalled
     from vidprop.config import TaskConfig
     from vidprop.features.attention import AttentionMatcher
 
     spair, hp = make_spair(tmp_path / "SPair-71k"), make_hpatches(tmp_path / "hpatches")
-    stub_runner(pairs, "run_spair")
-    calls = stub_runner(pairs, "run_hpatches")
+    stub_runner(spair_module, "run_spair")
+    calls = stub_runner(hpatches, "run_hpatches")
     for cmd, root in (("spair", spair), ("hpatches", hp)):
         with pytest.raises(RunnerCalled):
             main(["-q", "eval", cmd, "--root", str(root), "--out", str(tmp_path / cmd), "--engine", "ray",

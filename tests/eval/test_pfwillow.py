@@ -9,7 +9,7 @@ import yaml
 from tests.eval.same_results import assert_same_results
 from tests.eval.label_matcher import LabelAttention, LabelMatcher, paint
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.pairs import box_threshold
+from vidprop.eval.pck import box_threshold
 from vidprop.eval.pfwillow import (
     category_prompt_name,
     hedlin_willow_threshold,

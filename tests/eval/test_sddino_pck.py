@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidprop.eval.pairs import protocol_correct, resolve_protocols
+from vidprop.eval.pck import protocol_correct, resolve_protocols
 from vidprop.eval.sddino_pck import category_mean, sample_pairs, sd_dino_correct
 
 

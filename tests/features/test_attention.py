@@ -20,8 +20,8 @@ from vidprop.features.attention import (
     crop_box,
     crop_maps,
     gaussian_bump,
-    resolve_layers,
 )
+from vidprop.features.attention_capture import resolve_layers
 
 TINY = AttentionSettings(image_size=64, steps=3, rounds=2, crops=4)
 TINY_LAYERS = [
@@ -60,7 +60,7 @@ def test_paper_defaults_are_frozen():
 
 @pytest.mark.parametrize("bad", [True, False, 1, "second-half", "ALL", None, ("all",)])
 def test_heads_outside_the_documented_choices_are_refused_in_one_line(bad):
-    from vidprop.features.attention import AttentionStore, CrossAttentionCapture
+    from vidprop.features.attention_capture import AttentionStore, CrossAttentionCapture
 
     for make in (lambda: AttentionSettings(heads=bad), lambda: CrossAttentionCapture(AttentionStore(["x"]), "x", 1, bad)):
         with pytest.raises(ConfigError) as err:

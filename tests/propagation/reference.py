@@ -10,8 +10,12 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from vidprop.propagation.labels import norm_mask
 
 
 def square_mask(h: int, w: int, r: float) -> torch.Tensor:
@@ -160,3 +164,26 @@ def notebook_video(feats, first_mask, *, context, size, shape, topk, temperature
         probs_out.append(probs)
         masks_out.append(notebook_decode(probs, (H, W), mode=decode, minmax=minmax)[1])
     return probs_out, masks_out
+
+
+def decode_dino(soft: torch.Tensor, stride: int, out_size: tuple[int, int], ids) -> np.ndarray:
+    """Protocol A output: soft (K, h, w) -> index mask (H, W) uint8 at ``out_size`` = (W, H).
+
+    Bilinear upsampling by the stride (align_corners=False), per-channel
+    min-max normalisation, argmax, ids restored, NEAREST resize to the
+    original frame size.
+    """
+    up = F.interpolate(soft[None].float(), scale_factor=stride, mode="bilinear", align_corners=False)[0]
+    idx = torch.argmax(norm_mask(up), dim=0).to(torch.uint8).cpu().numpy()
+    lab = np.asarray([0, *ids], dtype=np.uint8)[idx]
+    if (lab.shape[1], lab.shape[0]) != tuple(out_size):
+        lab = np.asarray(Image.fromarray(lab).resize(tuple(out_size), Image.NEAREST))
+    return lab
+
+
+def decode_crw(soft: torch.Tensor, out_size: tuple[int, int], ids) -> np.ndarray:
+    """Protocol B output for masks: bilinear resize of soft (K, h, w) to ``out_size`` = (W, H), argmax."""
+    w, h = out_size
+    up = F.interpolate(soft[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+    idx = torch.argmax(up, dim=0).to(torch.uint8).cpu().numpy()
+    return np.asarray([0, *ids], dtype=np.uint8)[idx]

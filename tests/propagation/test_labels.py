@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest, norm_mask, one_hot
+from tests.propagation.reference import decode_crw, decode_dino
+from vidprop.propagation.labels import labels_bilinear, labels_nearest, norm_mask, one_hot
 
 
 def test_one_hot_keeps_given_ids_in_channel_order():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest
+from tests.propagation.reference import decode_crw, decode_dino
+from vidprop.propagation.labels import labels_bilinear, labels_nearest
 from vidprop.propagation.protocol import PROTOCOLS, get_protocol
 
 

@@ -33,7 +33,7 @@ def test_profile_splits_the_wall_time_of_a_run(clip, tiny_sd_path, tmp_path):
     t_outer = time.perf_counter()
     res = segment_video(clip / "clip.mp4", clip / "mask.png", tmp_path, segmenter=seg, progress=False)
     t_outer = time.perf_counter() - t_outer
-    prof = seg.last_profile
+    prof = res.timing  # the run's own Profile
     assert prof.frames == res.num_frames == 5
     assert set(prof.seconds) == {"decode", "extract", "propagate", "postprocess", "write"}
     assert set(prof.background) == {"decode+resize", "write"}
@@ -64,6 +64,24 @@ class ColourStats:
         spread = (F.avg_pool2d(x * x, 8) - mean * mean).clamp_min(0).sqrt()
         f = torch.cat([mean, spread], 1)  # (B, 6, H/8, W/8)
         return f - f.mean(1, keepdim=True)
+
+
+def test_two_sessions_of_one_segmenter_keep_separate_profiles():
+    scene = SyntheticScene(width=96, height=64, num_frames=4, num_objects=2, seed=4, object_ids=(3, 8))
+    frames, masks = [scene.frame(t)[0] for t in range(4)], [scene.frame(t)[1] for t in range(4)]
+    seg = Segmenter(ColourStats(), load_preset("davis").override(frames={"short_side": 64}))
+    one, two = seg.session(), seg.session()
+    assert one.profile is not two.profile
+    for t, f in enumerate(frames):
+        one.step(f, masks[0] if t == 0 else None)
+    assert one.profile.seconds["extract"] > 0 and one.profile.seconds["propagate"] > 0
+    assert dict(two.profile.seconds) == {}  # stepping one session leaves the other's timings alone
+    two.step(frames[0], masks[0])
+    extract_one = one.profile.seconds["extract"]
+    assert two.profile.seconds["extract"] > 0 and one.profile.seconds["extract"] == extract_one
+    # a run of the same Segmenter (its loop) has a Profile of its own too
+    assert len(list(seg.run(frames, masks[0]))) == 4 and one.profile.seconds["extract"] == extract_one
+    assert not hasattr(seg, "last_profile")
 
 
 def _mean_iou(res, scene):
@@ -146,8 +164,8 @@ def _segmenter(protocol, **prop):
 
 def _reference_run(frames, first, protocol, stride=8, n_last=3, topk=6, radius=3, temperature=0.2):
     """Frame-0-only segmentation straight from the published protocols, with the plain dense propagation."""
-    from tests.propagation.reference import dense_protocol_a, dense_protocol_b
-    from vidprop.propagation.labels import decode_crw, decode_dino, labels_bilinear, labels_nearest, object_ids
+    from tests.propagation.reference import decode_crw, decode_dino, dense_protocol_a, dense_protocol_b
+    from vidprop.propagation.labels import labels_bilinear, labels_nearest, object_ids
 
     ext = ColourStats()
     feats = [ext.extract(torch.from_numpy(f[None]).permute(0, 3, 1, 2))[0].double() for f in frames]

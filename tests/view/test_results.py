@@ -107,7 +107,7 @@ def test_where_the_frames_come_from(tree):
     assert dance.frames == [f"{t:05d}" for t in range(T)] and dance.data["joints"] == ["a", "b", "c"]
     assert index.detail("dance") is dance  # cached while the folder is unchanged ...
     assert len(index._details) == index.max_open == 4  # ... for the 4 latest results: clip was closed and dropped
-    assert "clip" not in index._details and clip.source.frames._container is None
+    assert "clip" not in index._details and not clip.source.frames.is_open
 
 
 def test_a_moved_source_falls_back_to_the_overlay(tree, tmp_path):

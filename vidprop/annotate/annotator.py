@@ -32,7 +32,7 @@ import numpy as np
 
 from vidprop.annotate.confidence import FrameConfidence, frame_confidence
 from vidprop.errors import InputError
-from vidprop.features.cache import CachedFeatures, FeatureCache, as_cache, default_cache_dir
+from vidprop.tasks.feature_cache import CachedFeatures, FeatureCache, as_cache, default_cache_dir
 from vidprop.io.annotations import ANNOTATION_MODES, AnnotationMode
 from vidprop.io.driver import VideoDriver
 from vidprop.tasks.budget import check_model_input
@@ -137,9 +137,10 @@ class Annotator:
         """Frame ``index`` as (H, W, 3) uint8 RGB (decoded on demand)."""
         self._check_frame(index)
         if self._frames is None:
-            from vidprop.view.frames import FolderFrames, VideoFrames
+            from vidprop.io.video_seek import SeekableVideo
+            from vidprop.view.frames import FolderFrames
 
-            self._frames = FolderFrames.open(self.video) if self.video.is_dir() else VideoFrames(self.video)
+            self._frames = FolderFrames.open(self.video) if self.video.is_dir() else SeekableVideo(self.video)
         src = self._frames
         if hasattr(src, "file_for"):
             from vidprop.io.images import read_image

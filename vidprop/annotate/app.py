@@ -29,13 +29,15 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, NoReturn
 
 import numpy as np
 
 from vidprop.errors import InputError, VidpropError
+from vidprop.view.frames import FolderFrames, VideoFrames
+from vidprop.view.responses import NO_STORE, exception_handlers, frame_response
 
-__all__ = ["create_annotate_app", "STATIC_DIR"]
+__all__ = ["create_annotate_app", "AnnotateApi", "STATIC_DIR"]
 
 log = logging.getLogger(__name__)
 
@@ -64,169 +66,174 @@ def _decode_png_mask(data: str, size: tuple[int, int]) -> np.ndarray:
 def create_annotate_app(session: Any):
     """The ASGI app of an :class:`~vidprop.annotate.session.AnnotateSession`."""
     from starlette.applications import Starlette
-    from starlette.exceptions import HTTPException
-    from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
-    from vidprop.io.masks import davis_palette
-    from vidprop.view.frames import FolderFrames, VideoFrames
+    api = AnnotateApi(session)
+    routes = [
+        Route("/", api.page),
+        Route("/static/{name}", api.static),
+        Route("/api/session", api.describe),
+        Route("/api/frame/{index:int}", api.frame),
+        Route("/api/mask/{index:int}", api.mask),
+        Route("/api/points", api.points, methods=["POST"]),
+        Route("/api/mask", api.paint, methods=["POST"]),
+        Route("/api/remove", api.remove, methods=["POST"]),
+        Route("/api/undo", api.undo, methods=["POST"]),
+        Route("/api/redo", api.redo, methods=["POST"]),
+        Route("/api/propagate", api.propagate, methods=["POST"]),
+        Route("/api/export", api.export, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers=exception_handlers(400))
+    app.state.session = session
+    return app
 
-    ann = session.annotator
-    nocache = {"Cache-Control": "no-store"}
-    frames = FolderFrames.open(ann.video) if ann.video.is_dir() else VideoFrames(ann.video)
-    palette = davis_palette().reshape(-1).tolist()
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=nocache)
+def _abort(status: int, message: str) -> NoReturn:
+    from starlette.exceptions import HTTPException
 
-    def index_of(request: Request) -> int:
+    raise HTTPException(status, message)
+
+
+async def _body_of(request: Any) -> dict[str, Any]:
+    """The JSON object a POST sends (415 unless ``application/json``: a cross-site form cannot send that)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        _abort(415, "send JSON (Content-Type: application/json)")
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except json.JSONDecodeError:
+        _abort(400, "the body is not valid JSON")
+    if not isinstance(data, dict):
+        _abort(400, "the body must be a JSON object")
+    return data
+
+
+def _integer(data: dict[str, Any], key: str) -> int:
+    v = data.get(key)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InputError(f"{key} must be an integer, got {v!r}")
+    return v
+
+
+def _event(name: str, body: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(body)}\n\n"
+
+
+class AnnotateApi:
+    """The route handlers of ``vidprop annotate`` over one session (see the module docstring for the routes)."""
+
+    def __init__(self, session: Any) -> None:
+        from vidprop.io.masks import davis_palette
+
+        self.session = session
+        self.ann = session.annotator
+        video = self.ann.video
+        self.frames = FolderFrames.open(video) if video.is_dir() else VideoFrames(video)
+        self.palette = davis_palette().reshape(-1).tolist()
+
+    def index_of(self, request: Any) -> int:
         i = request.path_params["index"]
-        n = ann.num_frames
+        n = self.ann.num_frames
         if not 0 <= i < n:
-            raise HTTPException(404, f"no frame {i} (frames 0..{n - 1})")
+            _abort(404, f"no frame {i} (frames 0..{n - 1})")
         return i
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise HTTPException(415, "send JSON (Content-Type: application/json)")
-        try:
-            data = json.loads(await request.body() or b"{}")
-        except json.JSONDecodeError:
-            raise HTTPException(400, "the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise HTTPException(400, "the body must be a JSON object")
-        return data
+    def state(self) -> Any:
+        from starlette.responses import JSONResponse
 
-    def integer(data: dict[str, Any], key: str) -> int:
-        v = data.get(key)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise InputError(f"{key} must be an integer, got {v!r}")
-        return v
-
-    def state() -> JSONResponse:
-        return JSONResponse({**session.describe(), "palette": palette}, headers=nocache)
+        return JSONResponse({**self.session.describe(), "palette": self.palette}, headers=NO_STORE)
 
     # ------------------------------------------------------------------ pages and reads
-    def page(request: Request) -> Response:
-        return FileResponse(STATIC_DIR / "annotate.html", headers=nocache)
+    def page(self, request: Any) -> Any:
+        from starlette.responses import FileResponse
 
-    def static(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "annotate.html", headers=NO_STORE)
+
+    def static(self, request: Any) -> Any:
+        from starlette.responses import FileResponse
+
         name = request.path_params["name"]
         if name not in _PAGES:  # only the page's own files, by name: nothing else on disk is reachable
-            raise HTTPException(404, "not found")
-        return FileResponse(STATIC_DIR / name, headers=nocache)
+            _abort(404, "not found")
+        return FileResponse(STATIC_DIR / name, headers=NO_STORE)
 
-    def describe(request: Request) -> Response:
-        return state()
+    def describe(self, request: Any) -> Any:
+        return self.state()
 
-    def frame(request: Request) -> Response:
-        i = index_of(request)
-        data, media = frames.get(i, ann.frame_name(i))
-        return Response(data, media_type=media, headers={"Cache-Control": "no-cache"})
+    def frame(self, request: Any) -> Any:
+        i = self.index_of(request)
+        return frame_response(self.frames, i, self.ann.frame_name(i))
 
-    def mask(request: Request) -> Response:
+    def mask(self, request: Any) -> Any:
         from PIL import Image
+        from starlette.responses import Response
 
-        i = index_of(request)
-        im = Image.fromarray(session.display_mask(i), mode="P")
-        im.putpalette(palette)
+        i = self.index_of(request)
+        im = Image.fromarray(self.session.display_mask(i), mode="P")
+        im.putpalette(self.palette)
         buf = io.BytesIO()
         im.save(buf, format="PNG")
-        return Response(buf.getvalue(), media_type="image/png", headers=nocache)
+        return Response(buf.getvalue(), media_type="image/png", headers=NO_STORE)
 
     # ------------------------------------------------------------------ changes (POST, JSON)
-    async def points(request: Request) -> Response:
-        data = await body_of(request)
-        session.change("points", frame=integer(data, "frame"), obj_id=integer(data, "obj_id"),
-                       points=data.get("points") or None, labels=data.get("labels") or None, box=data.get("box"))
-        return state()
+    async def points(self, request: Any) -> Any:
+        data = await _body_of(request)
+        self.session.change("points", frame=_integer(data, "frame"), obj_id=_integer(data, "obj_id"),
+                            points=data.get("points") or None, labels=data.get("labels") or None, box=data.get("box"))
+        return self.state()
 
-    async def paint(request: Request) -> Response:
-        data = await body_of(request)
-        m = _decode_png_mask(data.get("png"), ann.size)
-        session.change("mask", frame=integer(data, "frame"), obj_id=integer(data, "obj_id"), mask=m)
-        return state()
+    async def paint(self, request: Any) -> Any:
+        data = await _body_of(request)
+        m = _decode_png_mask(data.get("png"), self.ann.size)
+        self.session.change("mask", frame=_integer(data, "frame"), obj_id=_integer(data, "obj_id"), mask=m)
+        return self.state()
 
-    async def remove(request: Request) -> Response:
-        data = await body_of(request)
-        session.change("remove", obj_id=integer(data, "obj_id"))
-        return state()
+    async def remove(self, request: Any) -> Any:
+        data = await _body_of(request)
+        self.session.change("remove", obj_id=_integer(data, "obj_id"))
+        return self.state()
 
-    async def undo(request: Request) -> Response:
-        await body_of(request)
-        session.change("undo")
-        return state()
+    async def undo(self, request: Any) -> Any:
+        await _body_of(request)
+        self.session.change("undo")
+        return self.state()
 
-    async def redo(request: Request) -> Response:
-        await body_of(request)
-        session.change("redo")
-        return state()
+    async def redo(self, request: Any) -> Any:
+        await _body_of(request)
+        self.session.change("redo")
+        return self.state()
 
-    async def propagate(request: Request) -> Response:
-        data = await body_of(request)
-        start = integer(data, "frame")
+    async def propagate(self, request: Any) -> Any:
+        from starlette.responses import StreamingResponse
+
+        data = await _body_of(request)
+        start = _integer(data, "frame")
         direction = data.get("direction", "forward")
         if direction not in ("forward", "backward", "both"):
             raise InputError(f"direction must be forward, backward or both, got {direction!r}")
-        if not 0 <= start < ann.num_frames:
+        if not 0 <= start < self.ann.num_frames:
             raise InputError(f"no frame {start}")
+        return StreamingResponse(self._events(start, direction), media_type="text/event-stream", headers=NO_STORE)
 
-        def events():
-            try:
-                for ev in session.propagate(start, direction):
-                    yield f"event: {ev['event']}\ndata: {json.dumps(ev)}\n\n"
-            except VidpropError as exc:
-                yield f"event: error\ndata: {json.dumps({'error': str(exc)})}\n\n"
-            except Exception as exc:  # noqa: BLE001 - reported to the page, logged in full
-                log.error("propagation failed: %s", exc, exc_info=exc)
-                yield f"event: error\ndata: {json.dumps({'error': f'internal error ({type(exc).__name__})'})}\n\n"
+    def _events(self, start: int, direction: str) -> Iterator[str]:
+        """The propagation's server-sent events; an error ends them with an ``error`` event."""
+        try:
+            for ev in self.session.propagate(start, direction):
+                yield _event(ev["event"], ev)
+        except VidpropError as exc:
+            yield _event("error", {"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - reported to the page, logged in full
+            log.error("propagation failed: %s", exc, exc_info=exc)
+            yield _event("error", {"error": f"internal error ({type(exc).__name__})"})
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers=nocache)
+    async def export(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
 
-    async def export(request: Request) -> Response:
-        data = await body_of(request)
+        data = await _body_of(request)
         formats = data.get("formats") or "png"
-        if not session.lock.acquire(blocking=False):
+        if not self.session.lock.acquire(blocking=False):
             raise InputError("a propagation is running; export when it has finished")
         try:
-            files = session.save_results(formats)
+            files = self.session.save_results(formats)
         finally:
-            session.lock.release()
-        return JSONResponse({"out": str(session.out_dir), "files": files}, headers=nocache)
-
-    # ------------------------------------------------------------------ errors
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 500)
-        detail = getattr(exc, "detail", "") or "error"
-        return error(status, "not found" if detail == "Not Found" else str(detail))
-
-    async def user_error(request: Request, exc: Exception) -> Response:
-        log.warning("%s: %s", request.url.path, exc)
-        return error(400, str(exc))
-
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        log.error("%s: %s: %s", request.url.path, type(exc).__name__, exc, exc_info=exc)
-        return error(500, f"internal error ({type(exc).__name__})")
-
-    routes = [
-        Route("/", page),
-        Route("/static/{name}", static),
-        Route("/api/session", describe),
-        Route("/api/frame/{index:int}", frame),
-        Route("/api/mask/{index:int}", mask),
-        Route("/api/points", points, methods=["POST"]),
-        Route("/api/mask", paint, methods=["POST"]),
-        Route("/api/remove", remove, methods=["POST"]),
-        Route("/api/undo", undo, methods=["POST"]),
-        Route("/api/redo", redo, methods=["POST"]),
-        Route("/api/propagate", propagate, methods=["POST"]),
-        Route("/api/export", export, methods=["POST"]),
-    ]
-    app = Starlette(routes=routes, exception_handlers={
-        HTTPException: http_error,
-        VidpropError: user_error,
-        Exception: internal_error,
-    })
-    app.state.session = session
-    return app
+            self.session.lock.release()
+        return JSONResponse({"out": str(self.session.out_dir), "files": files}, headers=NO_STORE)

@@ -82,14 +82,15 @@ def resolve_prompts(driver: Any, prompts: Sequence[ObjectPrompt]) -> list[tuple[
 
 def read_frame(video: str | Path, index: int, name: str | None = None) -> np.ndarray:
     """Frame ``index`` of a video file or frame folder as (H, W, 3) uint8 RGB."""
-    from vidprop.view.frames import FolderFrames, VideoFrames
+    from vidprop.io.video_seek import SeekableVideo
+    from vidprop.view.frames import FolderFrames
 
     video = Path(video)
     if video.is_dir():
         from vidprop.io.images import read_image
 
         return read_image(FolderFrames.open(video).file_for(index, name), exif_transpose=False)
-    src = VideoFrames(video)
+    src = SeekableVideo(video)
     try:
         return src.frame(index)
     finally:

@@ -59,16 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     from vidprop.annotate import Annotator
     from vidprop.annotate.prompts import ClickToMask
     from vidprop.annotate.tiny_sam import save_random_sam2
+    from vidprop.bench.common import random_sd_extractor, torch_device
     from vidprop.config import load_preset
-    from vidprop.features.dift import DiftExtractor, resolve_device, resolve_dtype
-    from vidprop.features.tiny import build_random_sd
     from vidprop.io.synthetic import SyntheticScene, write_frame_folder
     from vidprop.tasks.segment import Segmenter
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(None, device)
+    device, dtype = torch_device(args.threads, args.device, None)
     tiny = args.arch == "tiny"
     w, h = (int(v) for v in (args.size or ("96x64" if tiny else "854x480")).lower().split("x"))
     cfg = load_preset(args.config)
@@ -77,12 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                        extractor={"model": f"random {args.arch} architecture", "device": str(device),
                                   "dtype": str(dtype).replace("torch.", ""), "seed": args.seed})
     t0 = time.perf_counter()
-    parts = build_random_sd(args.arch, seed=args.seed, with_text_encoder=False)
-    parts["vae"].decoder = None
-    cross = 16 if tiny else 1024
-    ext = DiftExtractor(parts["unet"], parts["vae"], parts["scheduler"], config=cfg.extractor,
-                        prompt_embeds=torch.zeros(1, 77, cross))
-    del parts
+    ext = random_sd_extractor(args.arch, cfg.extractor, args.seed)
     seg = Segmenter(ext, cfg)
     mw, mh = cfg.frames.target_size(w, h)
     n = args.frames

@@ -30,7 +30,9 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -54,7 +56,7 @@ def _masks(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob("*/*.png"))}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidprop bench batch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", type=int, default=8, help="synthetic videos (default 8)")
@@ -81,6 +83,105 @@ def main(argv: list[str] | None = None) -> int:
     lose.add_argument("--kill", action="store_true", help="kill the node outright instead of stopping it")
     lose.add_argument("--placement-timeout", type=float, default=60.0,
                       help="seconds a replacement worker may wait for room (default 60)")
+    return p
+
+
+def _model_text(args: argparse.Namespace) -> str:
+    return "model " + args.model if args.model else args.architecture + " random SD"
+
+
+def _lose_node(args: argparse.Namespace, manifest: Path, tmp: Path, overrides: dict[str, Any]) -> int:
+    from vidprop.bench.batch_lose_node import run_lose_node
+
+    print(f"vidprop batch (segment, no overlay) on a simulated Ray cluster: {args.nodes} worker nodes of "
+          f"{args.cpus_per_node} CPU(s), one worker each; {args.videos} synthetic {args.width}x{args.height} "
+          f"videos x {args.frames} frames, short side {args.short_side}, ensemble {args.ensemble}, "
+          f"{_model_text(args)}; node {'killed' if args.kill else 'stopped'} when half the videos are done")
+    for line in run_lose_node(manifest, tmp, overrides=overrides, videos=args.videos, nodes=args.nodes,
+                              cpus_per_node=args.cpus_per_node, graceful=not args.kill,
+                              placement_timeout=args.placement_timeout, masks=_masks):
+        print(line)
+    return 0
+
+
+@dataclass
+class _Runs:
+    """The engines' runs: one table row each, Ray's own overhead, the masks' comparison with the sequential run."""
+
+    videos: int
+    total_frames: int
+    rows: list[tuple] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    init_s: float | None = None
+    shutdown_s: float | None = None
+
+    def record(self, label: str, workers: int, threads: str, gpus: float, rep: Any, wall: float) -> None:
+        startup = float(rep.engine.get("startup_seconds", 0.0))
+        run = max(wall - startup, 1e-9)
+        fps = self.total_frames / run
+        self.rows.append((label, workers, threads, startup, run, self.videos / run, fps,
+                          fps / gpus if gpus > 0 else None, rep.count("done")))
+
+
+def _run_ray(args: argparse.Namespace, runs: _Runs, manifest: Path, tmp: Path, overrides: dict[str, Any],
+             ref: dict[str, bytes] | None) -> None:
+    """The Ray engine at each ``--workers`` count (a local Ray instance, started and shut down here)."""
+    try:
+        import ray
+    except ImportError:
+        print("Ray is not installed (pip install 'vidprop[ray]'): only the sequential engine was run")
+        return
+    counts = [int(x) for x in args.workers.split(",") if x.strip()]
+    if not counts:
+        return
+    from vidprop.batch import run_batch
+    from vidprop.engine import EngineOptions
+
+    cuda = args.device.startswith("cuda")
+    gpw = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if cuda else 0.0)
+    ncpu = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    runs.init_s = time.perf_counter() - t0
+    try:
+        for n in counts:
+            if args.cpus_per_worker:
+                cpw = args.cpus_per_worker
+            else:  # with GPUs one CPU each; on the CPU the machine's cores shared out
+                cpw = 1.0 if cuda else max(1.0, float(ncpu // n))
+            eng = EngineOptions(kind="ray", workers=n, gpus_per_worker=gpw, cpus_per_worker=cpw)
+            out = tmp / f"out-ray{n}"
+            t0 = time.perf_counter()
+            rep = run_batch(manifest, out, overrides=overrides, overlay=False, progress=False, engine=eng)
+            runs.record("ray", n, f"{int(cpw)} each", n * gpw, rep, time.perf_counter() - t0)
+            if ref is not None:
+                got = _masks(out)
+                same = sum(got.get(k) == v for k, v in ref.items())
+                runs.checks.append(f"ray x{n}: {same}/{len(ref)} masks byte-identical to the sequential run")
+    finally:
+        t0 = time.perf_counter()
+        ray.shutdown()
+        runs.shutdown_s = time.perf_counter() - t0
+
+
+def _print_runs(runs: _Runs, cuda: bool) -> None:
+    head = f"{'engine':<11}{'workers':>8}{'threads':>9}{'start-up s':>12}{'rows s':>9}{'rows/s':>9}{'frames/s':>10}"
+    head += f"{'frames/s/GPU':>14}" if cuda else ""
+    print(head)
+    for label, n, threads, startup, run, rps, fps, per_gpu, done in runs.rows:
+        line = f"{label:<11}{n:>8}{threads:>9}{startup:>12.2f}{run:>9.2f}{rps:>9.3f}{fps:>10.2f}"
+        line += f"{per_gpu:>14.2f}" if cuda and per_gpu is not None else ""
+        print(line + ("" if done == runs.videos else f"  ({done}/{runs.videos} rows done!)"))
+    if runs.init_s is not None:
+        print(f"Ray overhead: ray.init of a local instance {runs.init_s:.2f}s, shutdown {runs.shutdown_s:.2f}s "
+              "(start-up above: starting the actors and loading one model each, in parallel)")
+    for c in runs.checks:
+        print(c)
+    print("start-up = engine ready (model loaded); rows s = the rest of the run; rows/s and frames/s over that part")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     if args.lose_node and args.nodes < 2:
         p.error("--lose-node needs --nodes 2 or more (one is lost)")
@@ -92,14 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     from vidprop.batch import run_batch
 
     logging.getLogger("vidprop").setLevel(logging.WARNING)  # the figures, not every video's log lines
-    from vidprop.engine import EngineOptions
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    counts = [int(x) for x in args.workers.split(",") if x.strip()]
     cuda = args.device.startswith("cuda")
-    gpw = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if cuda else 0.0)
-    ncpu = os.cpu_count() or 1
+    runs = _Runs(videos=args.videos, total_frames=args.videos * args.frames)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = args.model
@@ -110,83 +208,20 @@ def main(argv: list[str] | None = None) -> int:
         manifest = _make_videos(tmp, args.videos, args.frames, args.width, args.height)
         overrides = {"frames": {"mode": "short_side", "short_side": args.short_side},
                      "extractor": {"model": model, "ensemble": args.ensemble, "device": args.device}}
-        total_frames = args.videos * args.frames
         if args.lose_node:
-            from vidprop.bench.batch_lose_node import run_lose_node
-
-            print(f"vidprop batch (segment, no overlay) on a simulated Ray cluster: {args.nodes} worker nodes of "
-                  f"{args.cpus_per_node} CPU(s), one worker each; {args.videos} synthetic {args.width}x{args.height} "
-                  f"videos x {args.frames} frames, short side {args.short_side}, ensemble {args.ensemble}, "
-                  f"{'model ' + args.model if args.model else args.architecture + ' random SD'}; "
-                  f"node {'killed' if args.kill else 'stopped'} when half the videos are done")
-            for line in run_lose_node(manifest, tmp, overrides=overrides, videos=args.videos, nodes=args.nodes,
-                                      cpus_per_node=args.cpus_per_node, graceful=not args.kill,
-                                      placement_timeout=args.placement_timeout, masks=_masks):
-                print(line)
-            return 0
+            return _lose_node(args, manifest, tmp, overrides)
         print(f"vidprop batch (segment, no overlay): {args.videos} synthetic {args.width}x{args.height} videos x "
-              f"{args.frames} frames = {total_frames} frames, short side {args.short_side}, ensemble {args.ensemble}, "
-              f"{'model ' + args.model if args.model else args.architecture + ' random SD'} on {args.device}; "
-              f"{ncpu} CPUs, torch {torch.__version__}")
-        rows = []
-
-        def record(label: str, workers: int, threads: str, gpus: float, rep: object, wall: float) -> None:
-            startup = float(rep.engine.get("startup_seconds", 0.0))  # type: ignore[attr-defined]
-            run = max(wall - startup, 1e-9)
-            fps = total_frames / run
-            rows.append((label, workers, threads, startup, run, args.videos / run, fps,
-                         fps / gpus if gpus > 0 else None, rep.count("done")))  # type: ignore[attr-defined]
-
+              f"{args.frames} frames = {runs.total_frames} frames, short side {args.short_side}, ensemble {args.ensemble}, "
+              f"{_model_text(args)} on {args.device}; {os.cpu_count() or 1} CPUs, torch {torch.__version__}")
         ref = None
         if not args.skip_sequential:
             out = tmp / "out-seq"
             t0 = time.perf_counter()
             rep = run_batch(manifest, out, overrides=overrides, overlay=False, progress=False)
-            record("sequential", 1, str(torch.get_num_threads()), 1.0 if cuda else 0.0, rep, time.perf_counter() - t0)
+            runs.record("sequential", 1, str(torch.get_num_threads()), 1.0 if cuda else 0.0, rep, time.perf_counter() - t0)
             ref = _masks(out)
-        try:
-            import ray
-        except ImportError:
-            print("Ray is not installed (pip install 'vidprop[ray]'): only the sequential engine was run")
-            ray = None
-        init_s = shutdown_s = None
-        checks = []
-        if ray is not None and counts:
-            t0 = time.perf_counter()
-            ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-            init_s = time.perf_counter() - t0
-            try:
-                for n in counts:
-                    if args.cpus_per_worker:
-                        cpw = args.cpus_per_worker
-                    else:  # with GPUs one CPU each; on the CPU the machine's cores shared out
-                        cpw = 1.0 if cuda else max(1.0, float(ncpu // n))
-                    eng = EngineOptions(kind="ray", workers=n, gpus_per_worker=gpw, cpus_per_worker=cpw)
-                    out = tmp / f"out-ray{n}"
-                    t0 = time.perf_counter()
-                    rep = run_batch(manifest, out, overrides=overrides, overlay=False, progress=False, engine=eng)
-                    record("ray", n, f"{int(cpw)} each", n * gpw, rep, time.perf_counter() - t0)
-                    if ref is not None:
-                        got = _masks(out)
-                        same = sum(got.get(k) == v for k, v in ref.items())
-                        checks.append(f"ray x{n}: {same}/{len(ref)} masks byte-identical to the sequential run")
-            finally:
-                t0 = time.perf_counter()
-                ray.shutdown()
-                shutdown_s = time.perf_counter() - t0
-    head = f"{'engine':<11}{'workers':>8}{'threads':>9}{'start-up s':>12}{'rows s':>9}{'rows/s':>9}{'frames/s':>10}"
-    head += f"{'frames/s/GPU':>14}" if cuda else ""
-    print(head)
-    for label, n, threads, startup, run, rps, fps, per_gpu, done in rows:
-        line = f"{label:<11}{n:>8}{threads:>9}{startup:>12.2f}{run:>9.2f}{rps:>9.3f}{fps:>10.2f}"
-        line += f"{per_gpu:>14.2f}" if cuda and per_gpu is not None else ""
-        print(line + ("" if done == args.videos else f"  ({done}/{args.videos} rows done!)"))
-    if init_s is not None:
-        print(f"Ray overhead: ray.init of a local instance {init_s:.2f}s, shutdown {shutdown_s:.2f}s "
-              "(start-up above: starting the actors and loading one model each, in parallel)")
-    for c in checks:
-        print(c)
-    print("start-up = engine ready (model loaded); rows s = the rest of the run; rows/s and frames/s over that part")
+        _run_ray(args, runs, manifest, tmp, overrides, ref)
+    _print_runs(runs, cuda)
     return 0
 
 

@@ -27,9 +27,7 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 __all__ = ["main"]
 
@@ -72,16 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-upsample", action="store_true", help="save the features at the model's stride")
     p.add_argument("--model", help="diffusers folder (default: a tiny random SD written to a temp folder)")
     args = p.parse_args(argv)
-    from vidprop.features.tiny import save_random_sd
+    from vidprop.bench.common import memory_runs
     from vidprop.io.synthetic import SyntheticScene, write_video
 
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    lengths = [int(n) for n in args.lengths.split(",")]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
-        model = args.model or str(save_random_sd(tmp_path / "tiny-sd"))
-        print(f"peak RSS of `vidprop extract` ({'tiny random SD' if not args.model else model}, frames {w}x{h}, "
+    with memory_runs(args.size, args.lengths, args.model) as runs:
+        w, h, lengths, tmp_path, model = runs.width, runs.height, runs.lengths, runs.tmp, runs.model
+        print(f"peak RSS of `vidprop extract` ({runs.model_label}, frames {w}x{h}, "
               f"model input short side {args.short_side}, ensemble {args.ensemble}, davis-fast preset, chunk {args.chunk}, "
               f"{'features at the model stride' if args.no_upsample else 'features upsampled to the frame size'}, "
               "float32 safetensors)")

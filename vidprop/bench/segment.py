@@ -53,18 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import torch
 
+    from vidprop.bench.common import random_sd_extractor, torch_device
     from vidprop.config import load_preset
-    from vidprop.features.dift import DiftExtractor, resolve_device, resolve_dtype
-    from vidprop.features.tiny import build_random_sd
     from vidprop.io.masks import write_indexed_png
     from vidprop.io.synthetic import SyntheticScene, write_video
     from vidprop.tasks.segment import Segmenter, segment_video
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device, dtype = torch_device(args.threads, args.device, args.dtype)
     cuda = device.type == "cuda"
-    dtype = resolve_dtype(args.dtype, device)
     frames = args.frames or (100 if cuda else 6)
     warmup = args.warmup_frames if args.warmup_frames is not None else (4 if cuda else 0)
     ensemble = args.ensemble or (8 if cuda else 1)
@@ -77,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                    "channels_last": args.channels_last, "compile": args.compile, "seed": args.seed},
     )
     t0 = time.perf_counter()
-    parts = build_random_sd("sd21", seed=args.seed, with_text_encoder=False)
-    parts["vae"].decoder = None  # only the encoder is used
-    ext = DiftExtractor(parts["unet"], parts["vae"], parts["scheduler"], config=cfg.extractor,
-                        prompt_embeds=torch.zeros(1, 77, 1024))
-    del parts
+    ext = random_sd_extractor("sd21", cfg.extractor, args.seed)
     segmenter = Segmenter(ext, cfg)
     built = time.perf_counter() - t0
     mw, mh = cfg.frames.target_size(w, h)
@@ -109,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                             overlay=not args.no_overlay, progress=True)
         if cuda:
             torch.cuda.synchronize(device)
-        prof = segmenter.last_profile
+        prof = res.timing
         written = len(list(res.output_dir.glob("*.png")))
 
     print(f"{res.num_frames} frames ({written} PNGs{', overlay.mp4' if res.overlay else ''}) in {prof.total:.2f} s: "

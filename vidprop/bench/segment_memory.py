@@ -22,9 +22,7 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 __all__ = ["main"]
 
@@ -59,17 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ensemble", type=int, default=1)
     p.add_argument("--model", help="diffusers folder (default: a tiny random SD written to a temp folder)")
     args = p.parse_args(argv)
-    from vidprop.features.tiny import save_random_sd
+    from vidprop.bench.common import memory_runs
     from vidprop.io.masks import write_indexed_png
     from vidprop.io.synthetic import SyntheticScene, write_video
 
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    lengths = [int(n) for n in args.lengths.split(",")]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
-        model = args.model or str(save_random_sd(tmp_path / "tiny-sd"))
-        print(f"peak RSS of `vidprop segment` ({'tiny random SD' if not args.model else model}, frames {w}x{h}, "
+    with memory_runs(args.size, args.lengths, args.model) as runs:
+        w, h, lengths, tmp_path, model = runs.width, runs.height, runs.lengths, runs.tmp, runs.model
+        print(f"peak RSS of `vidprop segment` ({runs.model_label}, frames {w}x{h}, "
               f"model input short side {args.short_side}, ensemble {args.ensemble}, DAVIS propagation preset)")
         base = ["--model", model, "--short-side", str(args.short_side), "--ensemble", str(args.ensemble),
                 "--no-progress", "--no-overlay"]
@@ -96,20 +91,20 @@ def main(argv: list[str] | None = None) -> int:
             n = lengths[-1]
             first_only = rows[-1][2]["peak_mb"]
             video = tmp_path / f"video{n}.mp4"
-            for label, start, extra in ((f"{k} annotations from frame 0", 0, []),
-                                        (f"{k} annotations from frame {n // 10}, --direction both", n // 10,
-                                         ["--direction", "both"])):
-                masks = tmp_path / f"masks-{start}"
+            for run, (label, start, extra) in enumerate((
+                    (f"{k} annotations from frame 0", 0, []),
+                    (f"{k} annotations from frame {n // 10}, --direction both", n // 10, ["--direction", "both"]))):
+                masks = tmp_path / f"masks-{run}"  # a video under 10 frames starts both runs at frame 0
                 masks.mkdir()
                 frames = [start + round(i * (n - 1 - start) / max(1, k - 1)) for i in range(k)]
                 for t in frames:
                     write_indexed_png(masks / f"{t:05d}.png", scene.frame(t)[1])
                 t0 = time.perf_counter()
                 info = _run([sys.executable, "-c", _CHILD, "-q", "segment", str(video), "--masks", str(masks),
-                             "--out", str(tmp_path / f"ann{start}"), *base, *extra])
+                             "--out", str(tmp_path / f"ann{run}"), *base, *extra])
                 if info is None:
                     return 1
-                written = len(list((tmp_path / f"ann{start}" / f"video{n}").glob("*.png")))
+                written = len(list((tmp_path / f"ann{run}" / f"video{n}").glob("*.png")))
                 print(f"  {n:>6} frames, {label}: peak RSS {info['peak_mb']:8.1f} MB "
                       f"({100 * (info['peak_mb'] - first_only) / first_only:+.1f}% vs the first-frame run), "
                       f"{1000 * info['seconds'] / n:6.1f} ms/frame, {written} masks written "

@@ -87,7 +87,7 @@ def build_session(args: argparse.Namespace):
     from vidprop.annotate.annotator import Annotator
     from vidprop.annotate.session import AnnotateSession
     from vidprop.cli.segment import segment_config_from_args
-    from vidprop.features.cache import FeatureCache, default_cache_dir
+    from vidprop.tasks.feature_cache import FeatureCache, default_cache_dir
     from vidprop.io.annotations import load_annotations, parse_mask_arg
     from vidprop.io.driver import VideoDriver
     from vidprop.tasks.segment import Segmenter

@@ -229,7 +229,7 @@ def add_feature_cache_arg(p: argparse.ArgumentParser, *, default_help: str = "no
 def check_feature_cache(args: argparse.Namespace) -> None:
     """A --feature-cache folder that cannot be written: one line, before the model loads."""
     if getattr(args, "feature_cache", None):
-        from vidprop.features.cache import FeatureCache
+        from vidprop.tasks.feature_cache import FeatureCache
 
         FeatureCache(args.feature_cache).check_writable()
 

@@ -105,7 +105,8 @@ def register_eval(ev: argparse._SubParsersAction) -> None:
 
 
 def run_spair_cmd(args: argparse.Namespace) -> int:
-    from vidprop.eval.pairs import check_protocol_boxes, read_spair, resolve_protocols, run_spair
+    from vidprop.eval.pck import check_protocol_boxes, resolve_protocols
+    from vidprop.eval.spair import read_spair, run_spair
     from vidprop.io.atomic import check_writable_target
     from vidprop.tasks.match import PairMatcher
     from pathlib import Path
@@ -149,7 +150,7 @@ def run_spair_cmd(args: argparse.Namespace) -> int:
 def run_hpatches_cmd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vidprop.eval.pairs import hpatches_keypoints, read_hpatches, run_hpatches
+    from vidprop.eval.hpatches import hpatches_keypoints, read_hpatches, run_hpatches
     from vidprop.io.atomic import check_writable_target
     from vidprop.tasks.match import PairMatcher
 

@@ -153,7 +153,7 @@ def _print(name: str, s: dict, out: str) -> None:
 
 
 def run_pfwillow_cmd(args: argparse.Namespace) -> int:
-    from vidprop.eval.pairs import resolve_protocols
+    from vidprop.eval.pck import resolve_protocols
     from vidprop.eval.pfwillow import read_pfwillow, run_pfwillow
 
     engine = _engine(args)
@@ -170,7 +170,7 @@ def run_pfwillow_cmd(args: argparse.Namespace) -> int:
 def run_cub_cmd(args: argparse.Namespace) -> int:
     from vidprop.errors import ConfigError
     from vidprop.eval.cub import PUBLISHED_CLASSES, cub_layout, read_cub, read_cub_release, run_cub
-    from vidprop.eval.pairs import resolve_protocols
+    from vidprop.eval.pck import resolve_protocols
 
     engine = _engine(args)
     layout, folder = cub_layout(args.root)

@@ -51,9 +51,27 @@ import numpy as np
 
 from vidprop.engine import EngineOptions
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.pairs import ALPHAS, PckProtocol, check_engine, pck_correct, rescale_points, resolve_protocols
-from vidprop.eval.pfwillow import HEDLIN_SPACE, method_settings, protocol_header, summarise_protocols
-from vidprop.eval.runs import run_record, write_results
+from vidprop.eval.pair_predict import (
+    GroupResult,
+    GroupUnit,
+    PairJob,
+    check_engine,
+    method_settings,
+    recorded_model,
+    run_groups,
+)
+from vidprop.eval.pck import (
+    ALPHAS,
+    HEDLIN_SPACE,
+    PckProtocol,
+    pck_correct,
+    protocol_header,
+    rescale_points,
+    resolve_protocols,
+    summarise_protocols,
+)
+from vidprop.eval.records import run_record
+from vidprop.eval.runs import write_results
 from vidprop.progress import progress_bar
 
 __all__ = [
@@ -289,6 +307,49 @@ def cub_correct(protocol: PckProtocol | str, pred: np.ndarray, gt: np.ndarray, t
                        alphas=alphas, threshold=thr)
 
 
+def _read_groups(root: str | Path, subsets: Sequence[int] | None, classes: int) -> tuple[str, list[CubSubset]]:
+    """The layout of ``root`` and its groups: the subsets picked, or the release's classes 1..``classes``."""
+    layout, folder = cub_layout(root)
+    if layout == "release":
+        if subsets is not None:
+            raise ConfigError(f"{root} is the CUB_200_2011 release: pick classes (--classes N), not subsets")
+        return layout, read_cub_release(folder, classes=classes)
+    return layout, read_cub(root, subsets=subsets)
+
+
+def _visible(s: CubSubset, i: int, j: int) -> np.ndarray:
+    """The keypoints visible in both images ``i`` and ``j`` of a group."""
+    return (s.keypoints[i, :, 2] > 0) & (s.keypoints[j, :, 2] > 0)
+
+
+def _score_group(s: CubSubset, result: GroupResult, names: Sequence[str], layout: str) -> list[list[Any]]:
+    """A group's csv rows: group, source, target, points, then each protocol's correct counts per alpha."""
+    part = []
+    for (i, j), pred, (h, w) in zip(group_pairs(s), result.predictions, result.target_hw):
+        vis = _visible(s, i, j)
+        row = [s.name, s.images[i].name, s.images[j].name, int(vis.sum())]
+        for name in names:
+            correct = cub_correct(name, pred, s.keypoints[j, vis, :2], (w, h),
+                                  None if s.boxes is None else s.boxes[j], layout=layout)
+            row += [int(correct[a].sum()) for a in ALPHAS]
+        part.append(row)
+    return part
+
+
+def _score_protocols(rows: Sequence[Sequence[Any]], names: Sequence[str], table: dict[str, PckProtocol],
+                     groups_word: str) -> dict[str, dict[str, Any]]:
+    """Each protocol's scores (:func:`~vidprop.eval.pck.summarise_protocols`), with the mean over groups of
+    their per-point PCK and the figure its paper published (the headline)."""
+    scored = summarise_protocols(rows, names, table, 0, 3, 4)
+    for name, block in scored.items():
+        per_group = block["per_category"]
+        block["mean_over_groups"] = {f"{a:g}": float(np.mean([v["per_point"][f"{a:g}"] for v in per_group.values()]))
+                                     for a in ALPHAS}
+        block["headline"] = _HEADLINE[name].replace("groups", groups_word)
+        block["headline_values"] = block["mean_over_groups"] if name == "dift" else block["overall"]["per_image"]
+    return scored
+
+
 def run_cub(
     matcher: Any,
     root: str | Path,
@@ -317,20 +378,12 @@ def run_cub(
     template's empty case.  ``protocols``: names of :data:`CUB_PROTOCOLS`, or
     "both" (default: the method's own, "dift" for DIFT, "hedlin" for attention).
     """
-    from vidprop.eval.pair_predict import GroupResult, GroupUnit, PairJob, recorded_model, run_groups
-
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
     elsewhere = check_engine(engine, matcher, attention)
     if elsewhere:
         root = Path(root).resolve()  # the workers read the images
-    layout, folder = cub_layout(root)
-    if layout == "release":
-        if subsets is not None:
-            raise ConfigError(f"{root} is the CUB_200_2011 release: pick classes (--classes N), not subsets")
-        data = read_cub_release(folder, classes=classes)
-    else:
-        data = read_cub(root, subsets=subsets)
+    layout, data = _read_groups(root, subsets, classes)
     table = CUB_PROTOCOLS[layout]
     main = table[names[0]]
     group_word, groups_word = ("subset", "subsets") if layout == "subsets" else ("class", "classes")
@@ -339,25 +392,13 @@ def run_cub(
     extra: dict[str, Any] = {"layout": layout, "subsets" if layout == "subsets" else "classes": [s.name for s in data]}
     header = [group_word, "source", "target", "points"] + protocol_header(names)
 
-    def visible(s: CubSubset, i: int, j: int) -> np.ndarray:
-        return (s.keypoints[i, :, 2] > 0) & (s.keypoints[j, :, 2] > 0)
-
     def unit(g: int) -> GroupUnit:
         s = data[g]
         return GroupUnit(s.name, category_prompt, tuple(
-            PairJob(s.images[i], s.images[j], s.keypoints[i, visible(s, i, j), :2]) for i, j in group_pairs(s)))
+            PairJob(s.images[i], s.images[j], s.keypoints[i, _visible(s, i, j), :2]) for i, j in group_pairs(s)))
 
     def score(g: int, result: GroupResult) -> list[list[Any]]:
-        s, part = data[g], []
-        for (i, j), pred, (h, w) in zip(group_pairs(s), result.predictions, result.target_hw):
-            vis = visible(s, i, j)
-            row = [s.name, s.images[i].name, s.images[j].name, int(vis.sum())]
-            for name in names:
-                correct = cub_correct(name, pred, s.keypoints[j, vis, :2], (w, h),
-                                      None if s.boxes is None else s.boxes[j], layout=layout)
-                row += [int(correct[a].sum()) for a in ALPHAS]
-            part.append(row)
-        return part
+        return _score_group(data[g], result, names, layout)
 
     def record(info: dict[str, Any]) -> dict[str, Any]:
         return run_record("CUB-200-2011", root, recorded_model(info, attention), **extra, pairs=n_pairs,
@@ -374,13 +415,7 @@ def run_cub(
         bar.close()
     info, encoded, matched = run.info, run.encoded, run.matched
     rows = [row for part in run.parts for row in part]
-    scored = summarise_protocols(rows, names, table, 0, 3, 4)
-    for name, block in scored.items():
-        per_group = block["per_category"]
-        block["mean_over_groups"] = {f"{a:g}": float(np.mean([v["per_point"][f"{a:g}"] for v in per_group.values()]))
-                                     for a in ALPHAS}
-        block["headline"] = _HEADLINE[name].replace("groups", groups_word)
-        block["headline_values"] = block["mean_over_groups"] if name == "dift" else block["overall"]["per_image"]
+    scored = _score_protocols(rows, names, table, groups_word)
     first = scored[names[0]]
     summary: dict[str, Any] = {
         "benchmark": "CUB-200-2011 (Neural Congealing's 14 subsets)" if layout == "subsets"

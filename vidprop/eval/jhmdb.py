@@ -39,6 +39,7 @@ from vidprop.config import TaskConfig
 from vidprop.engine import EngineOptions, open_engine
 from vidprop.errors import ConfigError, InputError
 from vidprop.eval.records import check_run_settings, run_record, write_run_record
+from vidprop.eval.video_worker import split_task_argument
 from vidprop.io.atomic import atomic_file, check_writable_target
 from vidprop.io.keypoints import read_jhmdb_mat
 from vidprop.io.driver import FrameRange, VideoDriver
@@ -256,8 +257,8 @@ def predict_video(tracker: Tracker, video: JhmdbVideo, gt: np.ndarray, path: Pat
     target = tracker.config.frames.target_size(w, h)
     coords, grid = [], None
     names = [str(j) for j in range(gt.shape[1])]
-    for _, fr in tracker._track_records(driver.records(target, as_float=tracker.config.frames.resize_as_float), names, gt[0].astype(np.float64).copy(), "draw",
-                                        progress, T):
+    for _, fr in tracker.track_records(driver.records(target, as_float=tracker.config.frames.resize_as_float), names, gt[0].astype(np.float64).copy(), "draw",
+                                       progress, T):
         coords.append(fr.grid_xy)
         grid = fr.grid
     data = {
@@ -319,19 +320,7 @@ def evaluate_jhmdb(
     engine = engine or EngineOptions()
     if engine.kind != "sequential":  # workers may run elsewhere: absolute paths
         root, out = root.resolve(), out.resolve()
-    keys = read_split(split)
-    if videos:
-        unknown = [v for v in videos if v not in keys]
-        if unknown:
-            raise InputError(f"--videos: {unknown[0]} is not listed in {split}")
-        keys = [k for k in keys if k in set(videos)]
-    items = find_videos(root, keys, split)
-    gts = [v.ground_truth() for v in items]  # checks every .mat before any model work
-    for v, g in zip(items, gts):
-        if g.shape[1] != len(JHMDB_JOINTS):
-            raise InputError(f"{v.mat}: 'pos_img' has {g.shape[1]} joints, JHMDB has {len(JHMDB_JOINTS)}")
-    from vidprop.eval.davis.runner import split_task_argument
-
+    items, gts = _read_videos(root, split, videos)
     loaded, build = split_task_argument(tracker, "tracker")
     if loaded is not None:
         config = loaded.config
@@ -350,27 +339,70 @@ def evaluate_jhmdb(
                               "the tracker (tracker=) to run on Ray workers")
         check_writable_target(out, True, folder=True)  # before loading the model
         factory = functools.partial(VideoWorker, config, tracker=loaded, build=build)
-        jobs = [(items[i], gts[i], _prediction_path(out, items[i].key)) for i in todo]
-        wants_gpu = not str(config.extractor.device).startswith("cpu")
-        bar = progress_bar(total=len(todo), unit="video", desc="jhmdb", enabled=progress, leave=True)
-        try:
-            with open_engine(factory, engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
-                if not overwrite and build is not None:  # a built tracker's settings, before any video runs
-                    check_run_settings(out / "config.yaml", eng.info["config"], "video", overwrite)
-                info = eng.info
-                write_run_record(out / "config.yaml", run_record(
-                    "JHMDB pose tracking", info["config"], info.get("revision"), root=root,
-                    split=str(Path(split).resolve()), device=info["device"], dtype=info["dtype"]))
-                for n, outcome in enumerate(eng.map(jobs), start=1):
-                    if outcome.error is not None:
-                        raise outcome.error
-                    i = todo[outcome.index]
-                    preds[i], dt = outcome.value
-                    bar.update(1)
-                    log.info("[%d/%d] %s: %d frames, %.2f frames/s", n, len(todo), items[i].key, len(gts[i]),
-                             len(gts[i]) / dt if dt > 0 else 0.0)
-        finally:
-            bar.close()
+        run = _JhmdbRun(root, split, out, engine, overwrite, build is not None)
+        _predict(run, factory, config, items, gts, preds, todo, progress)
+    return _score(items, gts, preds, resumed, out)
+
+
+@dataclass(frozen=True)
+class _JhmdbRun:
+    """Where a JHMDB run reads and writes, on which engine; ``built``: the tracker is built in the workers."""
+
+    root: Path
+    split: Path
+    out: Path
+    engine: EngineOptions
+    overwrite: bool
+    built: bool
+
+
+def _read_videos(root: Path, split: Path, videos: Sequence[str] | None) -> tuple[list[JhmdbVideo], list[np.ndarray]]:
+    """The split's videos (only ``videos`` when given) and their ground truth, every .mat checked."""
+    keys = read_split(split)
+    if videos:
+        unknown = [v for v in videos if v not in keys]
+        if unknown:
+            raise InputError(f"--videos: {unknown[0]} is not listed in {split}")
+        keys = [k for k in keys if k in set(videos)]
+    items = find_videos(root, keys, split)
+    gts = [v.ground_truth() for v in items]  # checks every .mat before any model work
+    for v, g in zip(items, gts):
+        if g.shape[1] != len(JHMDB_JOINTS):
+            raise InputError(f"{v.mat}: 'pos_img' has {g.shape[1]} joints, JHMDB has {len(JHMDB_JOINTS)}")
+    return items, gts
+
+
+def _predict(run: _JhmdbRun, factory: Any, config: TaskConfig, items: Sequence[JhmdbVideo],
+             gts: Sequence[np.ndarray], preds: list[dict[str, Any] | None], todo: Sequence[int],
+             progress: bool) -> None:
+    """Predict the videos ``todo`` on the engine into ``preds``, once the run's record is written."""
+    out = run.out
+    jobs = [(items[i], gts[i], _prediction_path(out, items[i].key)) for i in todo]
+    wants_gpu = not str(config.extractor.device).startswith("cpu")
+    bar = progress_bar(total=len(todo), unit="video", desc="jhmdb", enabled=progress, leave=True)
+    try:
+        with open_engine(factory, run.engine, max_rows=len(todo), wants_gpu=wants_gpu) as eng:
+            if not run.overwrite and run.built:  # a built tracker's settings, before any video runs
+                check_run_settings(out / "config.yaml", eng.info["config"], "video", run.overwrite)
+            info = eng.info
+            write_run_record(out / "config.yaml", run_record(
+                "JHMDB pose tracking", run.root, info["config"], revision=info.get("revision"),
+                split=str(Path(run.split).resolve()), device=info["device"], dtype=info["dtype"]))
+            for n, outcome in enumerate(eng.map(jobs), start=1):
+                if outcome.error is not None:
+                    raise outcome.error
+                i = todo[outcome.index]
+                preds[i], dt = outcome.value
+                bar.update(1)
+                log.info("[%d/%d] %s: %d frames, %.2f frames/s", n, len(todo), items[i].key, len(gts[i]),
+                         len(gts[i]) / dt if dt > 0 else 0.0)
+    finally:
+        bar.close()
+
+
+def _score(items: Sequence[JhmdbVideo], gts: Sequence[np.ndarray], preds: Sequence[dict[str, Any] | None],
+           resumed: int, out: Path) -> PckResult:
+    """PCK of every video's predictions, written to ``out/pck.csv``."""
     dists: list[list[np.ndarray]] = [[] for _ in JHMDB_JOINTS]
     for p, g in zip(preds, gts):
         assert p is not None

@@ -1,8 +1,7 @@
 """The models of the pair benchmarks as their runs handle them: loaded in a worker, reported to the driver.
 
-Shared by :mod:`vidprop.eval.pairs` (SPair-71k, HPatches) and
-:mod:`vidprop.eval.pair_predict` (the group-wise PF-WILLOW and CUB runs), so
-neither imports the other:
+Shared by :mod:`vidprop.eval.pair_predict` (the pair engine) and the workers
+of :mod:`vidprop.eval.spair` and :mod:`vidprop.eval.hpatches`:
 
 * :func:`load_matcher`, :func:`load_attention_matcher`: the model a worker
   uses, from a loaded one, a TaskConfig or a picklable callable that builds it;

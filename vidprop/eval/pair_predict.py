@@ -19,29 +19,80 @@ A :class:`GroupWorker` runs whole groups (:class:`GroupUnit`) on an engine
 (:mod:`vidprop.engine`): in this process, or on Ray workers that each load the
 matcher once; the driver scores what comes back, so the scores do not depend
 on where the groups ran.  :func:`run_groups` is that whole resumable run
-(record, finished groups read back, the others predicted, scored and saved).
+(record, finished groups read back, the others predicted, scored and saved);
+a benchmark whose workers score their groups themselves (SPair-71k,
+HPatches) gives its own ``worker`` returning :class:`GroupRows`.  Also here:
+:func:`check_engine` (where groups run; a loaded model stays in this process),
+:class:`FeatureCache` (per-image features of one group) and
+:func:`method_settings` (what ran, for a summary).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from vidprop.engine import EngineOptions, open_engine
+from vidprop.errors import ConfigError
 from vidprop.eval.pair_models import (
     attention_info,
     dtype_name,
+    is_loaded_attention,
+    is_loaded_matcher,
     load_attention_matcher,
     load_matcher,
     recorded_model,
     wants_gpu,
 )
+from vidprop.eval.runs import load_part, save_part, start_run
 
-__all__ = ["PairPredictor", "round_and_clip", "PairJob", "GroupUnit", "GroupResult", "GroupWorker", "recorded_model",
-           "GroupRun", "run_groups"]
+__all__ = ["PairPredictor", "round_and_clip", "PairJob", "GroupUnit", "GroupResult", "GroupRows", "GroupWorker",
+           "recorded_model", "GroupRun", "run_groups", "check_engine", "FeatureCache", "method_settings"]
+
+
+def check_engine(engine: EngineOptions | None, matcher: Any, attention: Any) -> bool:
+    """Whether groups run on another engine than this process; refuses a loaded model there (it cannot travel
+    to Ray workers: give a TaskConfig or a picklable callable that builds the matcher in each worker)."""
+    elsewhere = engine is not None and engine.kind != "sequential"
+    if elsewhere and (is_loaded_attention(attention) if attention is not None else is_loaded_matcher(matcher)):
+        raise ConfigError("on Ray workers, give the matcher's TaskConfig or a callable that builds it (each "
+                          "worker calls it once), not a loaded model")
+    return elsewhere
+
+
+class FeatureCache:
+    """Per-image feature cache; ``scope`` changes (a new category / sequence) empty it."""
+
+    def __init__(self, compute: Callable[[str], Any]) -> None:
+        self.compute = compute
+        self.items: OrderedDict[str, Any] = OrderedDict()
+        self.scope: Any = None
+        self.computed = 0
+
+    def get(self, key: str, scope: Any) -> Any:
+        if scope != self.scope:
+            self.items.clear()
+            self.scope = scope
+        if key not in self.items:
+            self.items[key] = self.compute(key)
+            self.computed += 1
+        return self.items[key]
+
+
+def method_settings(info: dict[str, Any], attention: Any) -> dict[str, Any]:
+    """What ran, for the summary (from what the workers report): the DIFT TaskConfig, or the attention
+    settings and model."""
+    if attention is None:
+        return {"config": info["config"].to_dict()}
+    settings = info.get("settings")
+    return {"attention": dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else None,
+            "model": None if info.get("model_id") is None else str(info["model_id"])}
 
 
 def round_and_clip(points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -137,6 +188,15 @@ class GroupResult:
     matched: int
 
 
+@dataclass(frozen=True)
+class GroupRows:
+    """What a worker that scores its own groups gives back: the group's csv rows and its counts."""
+
+    rows: list[list[Any]]
+    encoded: int
+    matched: int = 0
+
+
 class GroupWorker:
     """Predicts the pairs of one group at a time; built once per engine worker.
 
@@ -197,8 +257,8 @@ class GroupRun:
 def run_groups(
     out: Path,
     groups: Sequence[tuple[str, int]],
-    unit: Callable[[int], GroupUnit],
-    score: Callable[[int, GroupResult], list[list[Any]]],
+    unit: Callable[[int], Any],
+    score: Callable[[int, Any], list[list[Any]]],
     *,
     header: Sequence[str],
     record: Callable[[dict[str, Any]], dict[str, Any]],
@@ -208,6 +268,7 @@ def run_groups(
     elsewhere: bool,
     overwrite: bool,
     bar: Any,
+    worker: Callable[[], Any] | None = None,
 ) -> GroupRun:
     """The resumable run of a group-wise pair benchmark (:mod:`vidprop.eval.runs`) on an engine.
 
@@ -217,12 +278,12 @@ def run_groups(
     ``unit(g)``, predicted by a :class:`GroupWorker` (in this process, or on
     Ray workers when ``elsewhere``), scored by ``score(g, result)`` into its
     rows and saved as its part.  ``bar``: the run's progress bar (pairs).
+    ``worker``: the engine's worker factory instead of a :class:`GroupWorker`
+    (its results, e.g. :class:`GroupRows`, go to ``score`` as they are; they
+    carry ``encoded`` and ``matched``).
     """
-    from vidprop.engine import open_engine
-    from vidprop.eval.runs import load_part, save_part, start_run
-
-    factory = functools.partial(GroupWorker, matcher, attention=attention,
-                                on_pair=None if elsewhere else (lambda: bar.update(1)))
+    factory = worker or functools.partial(GroupWorker, matcher, attention=attention,
+                                          on_pair=None if elsewhere else (lambda: bar.update(1)))
     parts: list[list[list[Any]]] = [[] for _ in groups]
     encoded = matched = 0
     with open_engine(factory, engine, max_rows=len(groups), wants_gpu=wants_gpu(matcher)) as eng:

@@ -41,25 +41,33 @@ import numpy as np
 
 from vidprop.engine import EngineOptions
 from vidprop.errors import InputError
-from vidprop.eval.pairs import (
-    ALPHAS,
-    PckProtocol,
+from vidprop.eval.pair_predict import (
+    GroupResult,
+    GroupUnit,
+    PairJob,
     check_engine,
-    counts_to_records,
+    method_settings,
+    recorded_model,
+    run_groups,
+)
+from vidprop.eval.pck import (
+    ALPHAS,
+    HEDLIN_SPACE,
+    PckProtocol,
     box_threshold,
     pck_correct,
+    protocol_header,
     rescale_points,
     resolve_protocols,
-    summarise_pck,
+    summarise_protocols,
 )
-from vidprop.eval.runs import run_record, write_results
+from vidprop.eval.records import run_record
+from vidprop.eval.runs import write_results
 from vidprop.progress import progress_bar
 
 __all__ = [
-    "method_settings",
     "WillowPair",
     "WILLOW_PROTOCOLS",
-    "HEDLIN_SPACE",
     "HEDLIN_SLOTS",
     "read_pfwillow",
     "keypoint_box",
@@ -67,9 +75,6 @@ __all__ = [
     "willow_correct",
     "category_prompt_name",
     "run_pfwillow",
-    "counts_to_records",
-    "protocol_header",
-    "summarise_protocols",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,8 +105,6 @@ def keypoint_box(kps: np.ndarray) -> tuple[float, float, float, float]:
     return float(k[:, 0].min()), float(k[:, 1].min()), float(k[:, 0].max()), float(k[:, 1].max())
 
 
-#: Hedlin et al.'s evaluation space: every image (with its points) rescaled to this side, aspect ratio not kept.
-HEDLIN_SPACE = 512
 #: Keypoint slots per image in Hedlin et al.'s PF-WILLOW loader (their ``max_pts``); unused slots hold -1.
 HEDLIN_SLOTS = 40
 
@@ -151,25 +154,6 @@ def willow_correct(protocol: PckProtocol | str, pred: np.ndarray, gt: np.ndarray
         thr = box_threshold(keypoint_box(gt), trg_size, proto.space)
     return pck_correct(rescale_points(pred, trg_size, proto.space), rescale_points(gt, trg_size, proto.space),
                        alphas=alphas, threshold=thr)
-
-
-def protocol_header(names: Sequence[str], alphas: Sequence[float] = ALPHAS, kind: str = "correct") -> list[str]:
-    """Column names ``<protocol>:<kind>@<alpha>`` for each protocol, then each alpha."""
-    return [f"{n}:{kind}@{a:g}" for n in names for a in alphas]
-
-
-def summarise_protocols(rows: Sequence[Sequence[Any]], names: Sequence[str], protocols: dict[str, PckProtocol],
-                        group_col: int, n_col: int, first_count: int,
-                        alphas: Sequence[float] = ALPHAS) -> dict[str, dict[str, Any]]:
-    """Per protocol (rows hold each protocol's per-alpha counts one after the other, from ``first_count``):
-    its description, the published numbers it compares to, and :func:`summarise_pck` of its counts."""
-    out = {}
-    for k, name in enumerate(names):
-        proto = protocols[name]
-        out[name] = {"description": proto.description, "compare_to": proto.compare_to,
-                     **summarise_pck(counts_to_records(rows, group_col, n_col, first_count + k * len(alphas), alphas),
-                                     alphas)}
-    return out
 
 
 def _resolve(root: Path, name: str) -> Path:
@@ -230,6 +214,28 @@ def read_pfwillow(root: str | Path, *, limit: int | None = None, categories: Seq
     return pairs
 
 
+def _score_group(pairs: Sequence[WillowPair], result: Any, names: Sequence[str]) -> list[list[Any]]:
+    """A subset's csv rows (``result``: its :class:`~vidprop.eval.pair_predict.GroupResult`): pair, category,
+    points, then each protocol's correct counts per alpha."""
+    part = []
+    for p, pred, (h, w) in zip(pairs, result.predictions, result.target_hw):
+        row = [p.name, p.category, len(p.src_kps)]
+        for name in names:
+            correct = willow_correct(name, pred, p.trg_kps, (w, h))
+            row += [int(correct[a].sum()) for a in ALPHAS]
+        part.append(row)
+    return part
+
+
+def _score_protocols(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each protocol's scores, its headline PCK per image (both papers publish it on PF-WILLOW)."""
+    scored = summarise_protocols(rows, names, WILLOW_PROTOCOLS, 1, 2, 3)
+    for block in scored.values():
+        block["headline"] = "per image (the mean over pairs)"
+        block["headline_values"] = block["overall"]["per_image"]
+    return scored
+
+
 def run_pfwillow(
     matcher: Any,
     root: str | Path,
@@ -262,8 +268,6 @@ def run_pfwillow(
     first is the summary's main ``overall`` / ``per_category``; each is under
     ``protocols`` with its description and the published numbers it compares to.
     """
-    from vidprop.eval.pair_predict import GroupResult, GroupUnit, PairJob, recorded_model, run_groups
-
     method = "attention" if attention is not None else "dift"
     names = resolve_protocols(method, protocols)
     elsewhere = check_engine(engine, matcher, attention)
@@ -284,14 +288,7 @@ def run_pfwillow(
                          tuple(PairJob(p.src_path, p.trg_path, p.src_kps) for p in groups[cat]))
 
     def score(g: int, result: GroupResult) -> list[list[Any]]:
-        part = []
-        for p, pred, (h, w) in zip(groups[names_of[g]], result.predictions, result.target_hw):
-            row = [p.name, p.category, len(p.src_kps)]
-            for name in names:
-                correct = willow_correct(name, pred, p.trg_kps, (w, h))
-                row += [int(correct[a].sum()) for a in ALPHAS]
-            part.append(row)
-        return part
+        return _score_group(groups[names_of[g]], result, names)
 
     def record(info: dict[str, Any]) -> dict[str, Any]:
         return run_record("PF-WILLOW", root, recorded_model(info, attention), pairs=len(pairs), limit=limit,
@@ -311,10 +308,7 @@ def run_pfwillow(
     rows = [row for part in run.parts for row in part]
     order = {p.name: i for i, p in enumerate(pairs)}
     rows.sort(key=lambda r: order[r[0]])
-    scored = summarise_protocols(rows, names, WILLOW_PROTOCOLS, 1, 2, 3)
-    for block in scored.values():  # both papers publish PCK per image on PF-WILLOW
-        block["headline"] = "per image (the mean over pairs)"
-        block["headline_values"] = block["overall"]["per_image"]
+    scored = _score_protocols(rows, names)
     summary: dict[str, Any] = {
         "benchmark": "PF-WILLOW",
         "method": method,
@@ -351,15 +345,3 @@ def _with_pck(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[list
             row += counts + [f"{100.0 * c / n:.2f}" if n else "" for c in counts]
         out.append(row)
     return header, out
-
-
-def method_settings(info: dict[str, Any], attention: Any) -> dict[str, Any]:
-    """What ran, for the summary (from what the workers report): the DIFT TaskConfig, or the attention
-    settings and model."""
-    import dataclasses
-
-    if attention is None:
-        return {"config": info["config"].to_dict()}
-    settings = info.get("settings")
-    return {"attention": dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else None,
-            "model": None if info.get("model_id") is None else str(info["model_id"])}

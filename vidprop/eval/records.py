@@ -1,48 +1,35 @@
-"""What a video benchmark run records beside its results, and how a resumed run is checked against it.
+"""What a benchmark run records beside its results, and how a resumed video run is checked against it.
 
 ``OUT/config.yaml`` is written before any video is propagated: the vidprop
 version, the date, the benchmark and its dataset, the model and its revision,
 the preset, whether that is a published protocol, and the full effective
 settings.  Running again into the same folder resumes it only when the
-settings that decide results are the same (:func:`comparable_config`: the
+settings that decide results are the same (:func:`~vidprop.config.comparable_config`: the
 run-time fields (device, batch size, channels-last, compile) and the preset's
 name and description may differ); otherwise the run is refused unless
 ``overwrite``.
 
     check_run_settings(out / "config.yaml", cfg, "sequence", overwrite)
-    write_run_record(out / "config.yaml", run_record("DAVIS-2017 semi-supervised", cfg, revision, root=root,
+    write_run_record(out / "config.yaml", run_record("DAVIS-2017 semi-supervised", root, cfg, revision=revision,
                                                      set="val", sequences=names))
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from vidprop.config import RUNTIME_FIELDS, TaskConfig
+from vidprop.config import TaskConfig, comparable_config
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["comparable_config", "holds_results", "check_run_settings", "protocol_note", "run_record", "write_run_record"]
-
-
-def comparable_config(cfg: TaskConfig | dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide results, from a TaskConfig or a recorded ``config`` dict (older records too)."""
-    from vidprop.config import with_defaults
-
-    d = cfg.to_dict() if isinstance(cfg, TaskConfig) else cfg
-    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in with_defaults(d).items()}
-    for key in RUNTIME_FIELDS:
-        d.get("extractor", {}).pop(key, None)
-    for key in ("name", "description", "published"):
-        d.pop(key, None)
-    d.get("propagation", {}).pop("chunk_size", None)  # a removed setting that never changed results
-    d.setdefault("sequences", {})
-    return d
+__all__ = ["holds_results", "check_run_settings", "protocol_note", "run_record", "write_run_record"]
 
 
 def holds_results(folder: str | Path, record: str = "config.yaml") -> bool:
@@ -88,18 +75,33 @@ def protocol_note(cfg: TaskConfig) -> str:
         f" ({cfg.description})" if cfg.description else " (settings changed from a preset, or a custom config)")
 
 
-def run_record(benchmark: str, cfg: TaskConfig, revision: str | None, *, root: str | Path,
+def run_record(benchmark: str, root: str | Path, model: Any, /, *, revision: str | None = None,
                **fields: Any) -> dict[str, Any]:
-    """The record of a run: version, date, benchmark, dataset ``root``, ``fields`` (set, videos, device ...),
-    then the model, its ``revision`` (as loaded; else the configured one), the preset and the settings."""
+    """What a run is, written to its ``config.yaml`` before any work: the benchmark, its dataset ``root``,
+    ``fields`` (set, videos, pairs, device ...), the vidprop version and the date, and the model:
+
+    * a TaskConfig (the video benchmarks): the model, its ``revision`` (as loaded; else the configured
+      one), the preset, whether it is published and the settings, after ``fields``;
+    * a PairMatcher (the pair benchmarks): its backbone, model, weights, revision and preset before
+      ``fields``, its TaskConfig after them;
+    * Hedlin et al.'s AttentionMatcher (it has ``settings``, no ``config``): its model and precision
+      before ``fields``, its settings after them.
+    """
     from vidprop import __version__
 
+    stamp = {"vidprop_version": __version__, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    where = {"benchmark": benchmark, "root": str(Path(root).resolve())}
+    if isinstance(model, TaskConfig):
+        return {**stamp, **where, **fields, **_task_fields(model, revision)}
+    if getattr(model, "config", None) is None and hasattr(model, "settings"):
+        head, tail = _attention_fields(model)
+    else:
+        head, tail = _matcher_fields(model)
+    return {**where, **stamp, **head, **fields, **tail}
+
+
+def _task_fields(cfg: TaskConfig, revision: str | None) -> dict[str, Any]:
     return {
-        "vidprop_version": __version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "benchmark": benchmark,
-        "root": str(Path(root).resolve()),
-        **fields,
         "model": cfg.extractor.model,
         "revision": revision or cfg.extractor.revision,
         "preset": cfg.name,
@@ -107,6 +109,28 @@ def run_record(benchmark: str, cfg: TaskConfig, revision: str | None, *, root: s
         "protocol_note": protocol_note(cfg),
         "config": cfg.to_dict(),
     }
+
+
+def _matcher_fields(matcher: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    cfg = matcher.config
+    return {
+        "backbone": cfg.extractor.backbone,
+        "model": cfg.extractor.model,
+        "weights": cfg.extractor.weights,
+        "revision": getattr(matcher.extractor, "model_revision", None) or cfg.extractor.revision,
+        "preset": cfg.name,
+        "published": bool(getattr(cfg, "published", False)),
+    }, {"config": cfg.to_dict()}
+
+
+def _attention_fields(matcher: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    settings = matcher.settings
+    return {
+        "method": "attention",
+        "model": None if getattr(matcher, "model_id", None) is None else str(matcher.model_id),
+        "dtype": str(getattr(matcher, "dtype", "")).replace("torch.", "") or None,
+    }, {"attention": json.loads(json.dumps(dataclasses.asdict(settings) if dataclasses.is_dataclass(settings)
+                                           else settings))}
 
 
 def write_run_record(path: str | Path, record: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 A run folder holds:
 
     OUT/config.yaml         written before any work: what ran (settings, model, revision, vidprop
-                            version, date, benchmark, dataset root)
+                            version, date, benchmark, dataset root; :func:`~vidprop.eval.records.run_record`)
     OUT/parts/<group>.csv   one file per finished group (written atomically)
     OUT/pairs.csv, OUT/summary.json   the results, written at the end
 
@@ -14,7 +14,6 @@ groups; other settings are refused unless ``overwrite`` (which starts over).
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import json
 import logging
 import re
@@ -26,49 +25,9 @@ from vidprop.eval.records import holds_results
 from vidprop.errors import ConfigError, InputError
 from vidprop.io.atomic import atomic_file
 
-__all__ = ["start_run", "load_part", "save_part", "write_results", "run_record"]
+__all__ = ["start_run", "load_part", "save_part", "write_results"]
 
 log = logging.getLogger(__name__)
-
-
-def run_record(benchmark: str, root: str | Path, matcher: Any, **extra: Any) -> dict[str, Any]:
-    """What a run is: benchmark, dataset, settings, model and where it came from.
-
-    ``matcher``: a PairMatcher (its TaskConfig is recorded), or Hedlin et al.'s
-    AttentionMatcher (its settings, model and precision are recorded)."""
-    from vidprop import __version__
-
-    cfg = getattr(matcher, "config", None)
-    if cfg is None and hasattr(matcher, "settings"):
-        import dataclasses
-
-        settings = matcher.settings
-        return {
-            "benchmark": benchmark,
-            "root": str(Path(root).resolve()),
-            "vidprop_version": __version__,
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "method": "attention",
-            "model": None if getattr(matcher, "model_id", None) is None else str(matcher.model_id),
-            "dtype": str(getattr(matcher, "dtype", "")).replace("torch.", "") or None,
-            **extra,
-            "attention": json.loads(json.dumps(dataclasses.asdict(settings) if dataclasses.is_dataclass(settings)
-                                               else settings)),
-        }
-    return {
-        "benchmark": benchmark,
-        "root": str(Path(root).resolve()),
-        "vidprop_version": __version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "backbone": cfg.extractor.backbone,
-        "model": cfg.extractor.model,
-        "weights": cfg.extractor.weights,
-        "revision": getattr(matcher.extractor, "model_revision", None) or cfg.extractor.revision,
-        "preset": cfg.name,
-        "published": bool(getattr(cfg, "published", False)),
-        **extra,
-        "config": cfg.to_dict(),
-    }
 
 
 def _what(record: dict[str, Any]) -> dict[str, Any]:

@@ -30,27 +30,13 @@ import numpy as np
 
 from vidprop.errors import InputError
 from vidprop.eval.davis.dataset import VOID_LABEL, read_ids
-from vidprop.eval.davis.metrics import BOUND_TH, db_eval_boundary, db_eval_iou, db_statistics
+from vidprop.eval.davis.metrics import BOUND_TH, db_eval_boundary, db_eval_iou
+from vidprop.eval.davis.scoring import ObjectScore, object_score
 from vidprop.io.atomic import atomic_file
 
-__all__ = ["ObjectJF", "ResultScore", "score_result", "write_score_csvs"]
+__all__ = ["ResultScore", "score_result", "write_score_csvs"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ObjectJF:
-    object_id: int
-    j_mean: float
-    j_recall: float
-    j_decay: float
-    f_mean: float
-    f_recall: float
-    f_decay: float
-
-    @property
-    def jf_mean(self) -> float:
-        return (self.j_mean + self.f_mean) / 2.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +47,7 @@ class ResultScore:
     frames: tuple[str, ...]
     j: np.ndarray
     f: np.ndarray
-    objects: tuple[ObjectJF, ...]
+    objects: tuple[ObjectScore, ...]  # sequence: the result folder's name
     skipped: tuple[str, ...]  # annotated frames left out
 
     @property
@@ -142,7 +128,7 @@ def score_result(result: str | Path, gt: str | Path, *, all_frames: bool = False
             j[k, t] = db_eval_iou(g, q)[0]
             f[k, t] = db_eval_boundary(g, q, bound_th=bound_th)[0]
         frames_gt.append(p.stem)
-    objects = tuple(ObjectJF(oid, *db_statistics(j[k]), *db_statistics(f[k])) for k, oid in enumerate(order))
+    objects = tuple(object_score(result.name, oid, j[k], f[k]) for k, oid in enumerate(order))
     left = tuple(s for s in sorted(skipped) if s in {p.stem for p in gt_files})
     return ResultScore(tuple(order), tuple(frames_gt), j, f, objects, left)
 

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 from vidprop.engine import EngineOptions
 from vidprop.errors import ConfigError, InputError
-from vidprop.eval.davis.runner import SegmenterWorker, UnwrittenUnits, segment_run, segmenting_engine
+from vidprop.eval.video_worker import SegmenterWorker, UnwrittenUnits, segment_run, segmenting_engine
 from vidprop.eval.records import run_record
 from vidprop.io.atomic import atomic_file
 from vidprop.io.video import IMAGE_EXTENSIONS
@@ -219,7 +219,7 @@ def run_ytvos(
     log.info("YouTube-VOS %s: %d video(s), %d to propagate into %s", split, len(items), len(todo), out)
 
     def record(cfg: Any, revision: str | None) -> dict[str, Any]:
-        return run_record("YouTube-VOS semi-supervised", cfg, revision, root=root, split=split,
+        return run_record("YouTube-VOS semi-supervised", root, cfg, revision=revision, split=split,
                           videos=[v.name for v in items], all_frames=any(v.all_frames for v in items),
                           annotation_mode="objects")
 

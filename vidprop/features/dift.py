@@ -31,6 +31,7 @@ import torch
 from vidprop.config import DEFAULT_MODEL, ExtractorConfig
 from vidprop.errors import ConfigError, ModelLoadError
 from vidprop.features.base import check_images
+from vidprop.features.hooks import run_to_layer
 from vidprop.features.hub import HubUnavailableError, download_hint, load_from_hub
 
 __all__ = ["DiftExtractor", "accelerate_available", "move_module", "resolve_device", "resolve_dtype", "frame_generator", "load_sd_components"]
@@ -112,14 +113,6 @@ def _compile_regions(unet: Any, vae: Any) -> None:
         if block is not None:
             block.forward = torch.compile(block.forward)
     vae.encoder.forward = torch.compile(vae.encoder.forward)
-
-
-class _StopForward(Exception):
-    """Raised by the up-block hook to end the U-Net forward early."""
-
-    def __init__(self, output: torch.Tensor) -> None:
-        super().__init__()
-        self.output = output
 
 
 def _load_error(model: str, component: str, exc: BaseException) -> ModelLoadError:
@@ -419,21 +412,11 @@ class DiftExtractor:
             x_t = (a * latents.float() + s * eps.float()).to(self.dtype)
         if self.config.channels_last:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
-        block = self.unet.up_blocks[up_ft_index]
-
-        def hook(_module: Any, _inp: Any, output: Any) -> None:
-            raise _StopForward(output[0] if isinstance(output, tuple) else output)
-
-        handle = block.register_forward_hook(hook)
         timestep = torch.full((x_t.shape[0],), t, device=self.device, dtype=torch.long)
         emb = prompt_embeds.to(self.device, self.dtype).expand(x_t.shape[0], -1, -1)
-        try:
-            self._unet_call(x_t, timestep, encoder_hidden_states=emb)
-        except _StopForward as stop:
-            return stop.output
-        finally:
-            handle.remove()
-        raise RuntimeError("the U-Net forward ended without reaching the hooked up-block")  # pragma: no cover
+        return run_to_layer(self.unet.up_blocks[up_ft_index],
+                            lambda: self._unet_call(x_t, timestep, encoder_hidden_states=emb),
+                            "the hooked up-block of the U-Net")
 
     @torch.inference_mode()
     def extract(

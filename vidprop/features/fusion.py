@@ -46,15 +46,12 @@ from vidprop.config import ExtractorConfig
 from vidprop.errors import ConfigError
 from vidprop.features.base import check_images
 from vidprop.features.dift import DiftExtractor, load_sd_components, resolve_device, resolve_dtype
+from vidprop.features.hooks import StopForward, layer_output, run_until_stopped
 from vidprop.features.vit import VitExtractor, load_vit
 
 __all__ = ["SdDinoExtractor", "crop_boxes", "decoder_layer", "joint_pca", "pca_basis", "project", "shared_noise"]
 
 log = logging.getLogger(__name__)
-
-
-class _Stop(Exception):
-    pass
 
 
 def decoder_layer(unet: Any, block: int) -> tuple[Any, int]:
@@ -207,17 +204,14 @@ class SdDinoExtractor:
         handles = []
         for k, (module, _) in enumerate(self.layers):
             def hook(_m: Any, _i: Any, out: Any, k: int = k) -> None:
-                if isinstance(out, (tuple, list)):
-                    out = out[0]
+                out = layer_output(out)
                 got[k] = getattr(out, "sample", out).float()
                 if len(got) == len(self.layers):
-                    raise _Stop
+                    raise StopForward
             handles.append(module.register_forward_hook(hook))
         ts = torch.full((x_t.shape[0],), self.config.t, device=sd.device, dtype=torch.long)
         try:
-            sd.unet(x_t, ts, encoder_hidden_states=emb)
-        except _Stop:
-            pass
+            run_until_stopped(lambda: sd.unet(x_t, ts, encoder_hidden_states=emb))
         finally:
             for h in handles:
                 h.remove()

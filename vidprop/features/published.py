@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from vidprop.features.hooks import StopForward, run_until_stopped
+
 __all__ = ["PublishedDift", "enable_published_attention_slicing"]
 
 
@@ -46,10 +48,6 @@ def enable_published_attention_slicing(unet: Any) -> None:
             procs[name] = SlicedAttnProcessor(max(1, module.heads // 2))
     for name, proc in procs.items():  # pragma: no cover
         unet.get_submodule(name).set_processor(proc)
-
-
-class _Stop(Exception):
-    pass
 
 
 def _to_fp32(module: Any, device: torch.device) -> Any:
@@ -130,13 +128,11 @@ class PublishedDift:
         def hook(_module: Any, _inp: Any, output: Any) -> None:
             captured["ft"] = output[0] if isinstance(output, tuple) else output
             if not self.full_forward:
-                raise _Stop
+                raise StopForward
 
         handle = self.unet.up_blocks[up_ft_index].register_forward_hook(hook)
         try:
-            self.unet(latents_noisy, ts, encoder_hidden_states=self.prompt_embeds.repeat(E, 1, 1))
-        except _Stop:
-            pass
+            run_until_stopped(lambda: self.unet(latents_noisy, ts, encoder_hidden_states=self.prompt_embeds.repeat(E, 1, 1)))
         finally:
             handle.remove()
         return captured["ft"].mean(0, keepdim=True)  # 1, c, h, w

@@ -41,6 +41,7 @@ from vidprop.config import BACKBONE_DEFAULT_MODELS, ExtractorConfig
 from vidprop.errors import ConfigError, ModelLoadError
 from vidprop.features.base import check_images
 from vidprop.features.dift import resolve_device, resolve_dtype
+from vidprop.features.hooks import run_to_layer
 from vidprop.features.posembed import POS_RULES, use_published_pos_embedding
 
 __all__ = ["VitExtractor", "NORMALISATION", "transformer_blocks", "load_vit", "save_random_vit"]
@@ -92,12 +93,6 @@ def load_vit(kind: str, model: str, *, revision: str | None = None, torch_dtype:
                 f"{model}`), copy the folder here and pass --model /path/to/folder, or set HF_HUB_OFFLINE=1 "
                 "to use the local Hugging Face cache")
         raise ModelLoadError(f"could not load {kind} model '{model}': {reason[:300]}; {hint}") from exc
-
-
-class _Stop(Exception):
-    def __init__(self, output: torch.Tensor) -> None:
-        super().__init__()
-        self.output = output
 
 
 class VitExtractor:
@@ -182,17 +177,7 @@ class VitExtractor:
     @torch.inference_mode()
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 -> (B, N, C) tokens of the chosen block (all tokens, before any final norm)."""
-        def hook(_m: Any, _i: Any, out: Any) -> None:
-            raise _Stop(out[0] if isinstance(out, (tuple, list)) else out)
-
-        handle = self.blocks[self.layer].register_forward_hook(hook)
-        try:
-            self._call(self.normalise(images))
-        except _Stop as stop:
-            return stop.output
-        finally:
-            handle.remove()
-        raise RuntimeError("the forward ended without reaching the hooked block")  # pragma: no cover
+        return run_to_layer(self.blocks[self.layer], lambda: self._call(self.normalise(images)), "the hooked block")
 
     @torch.inference_mode()
     def extract(self, images: torch.Tensor, *, indices: Sequence[int] | None = None, prompt: str | None = None) -> torch.Tensor:

@@ -40,7 +40,7 @@ import numpy as np
 from vidprop.errors import InputError
 
 __all__ = ["VideoInfo", "FrameReader", "open_video", "IMAGE_EXTENSIONS", "BACKENDS", "list_frames",
-           "check_video_file"]
+           "check_video_file", "open_pyav"]
 
 log = logging.getLogger(__name__)
 
@@ -242,18 +242,27 @@ def _iter_folder(files: list[Path]) -> Iterator[np.ndarray]:
         yield arr
 
 
-def _iter_pyav(path: Path, skip: int = 0) -> Iterator[np.ndarray]:
+def open_pyav(path: Path) -> tuple[Any, Any]:
+    """``(container, stream)`` of ``path``'s first video stream, for the streaming and the seeking reader.
+
+    Raises :class:`InputError` (nothing left open) when it cannot be opened or has no video stream."""
     import av
 
     try:
         container = av.open(str(path))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - av.error.* kinds
         raise InputError(f"{path}: cannot open this video ({exc})") from exc
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path}: has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _iter_pyav(path: Path, skip: int = 0) -> Iterator[np.ndarray]:
+    container, stream = open_pyav(path)
     try:
-        if not container.streams.video:
-            raise InputError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         for i, frame in enumerate(container.decode(stream)):
             if i < skip:
                 continue

@@ -22,8 +22,6 @@ __all__ = [
     "labels_nearest_exact",
     "labels_bilinear",
     "norm_mask",
-    "decode_dino",
-    "decode_crw",
 ]
 
 
@@ -71,30 +69,3 @@ def norm_mask(soft: torch.Tensor) -> torch.Tensor:
     rng = mx - mn
     scaled = torch.where(rng > 0, (soft - mn) / torch.where(rng > 0, rng, torch.ones_like(rng)), torch.zeros_like(soft))
     return torch.where(mx > 0, scaled, soft)
-
-
-def _ids_lut(ids: Sequence[int]) -> np.ndarray:
-    return np.asarray([0, *ids], dtype=np.uint8)
-
-
-def decode_dino(soft: torch.Tensor, stride: int, out_size: tuple[int, int], ids: Sequence[int]) -> np.ndarray:
-    """Protocol A output: soft (K, h, w) -> index mask (H, W) uint8 at ``out_size`` = (W, H).
-
-    Bilinear upsampling by the stride (align_corners=False), per-channel
-    min-max normalisation, argmax, ids restored, NEAREST resize to the
-    original frame size.
-    """
-    up = F.interpolate(soft[None].float(), scale_factor=stride, mode="bilinear", align_corners=False)[0]
-    idx = torch.argmax(norm_mask(up), dim=0).to(torch.uint8).cpu().numpy()
-    lab = _ids_lut(ids)[idx]
-    if (lab.shape[1], lab.shape[0]) != tuple(out_size):
-        lab = np.asarray(Image.fromarray(lab).resize(tuple(out_size), Image.NEAREST))
-    return lab
-
-
-def decode_crw(soft: torch.Tensor, out_size: tuple[int, int], ids: Sequence[int]) -> np.ndarray:
-    """Protocol B output for masks: bilinear resize of soft (K, h, w) to ``out_size`` = (W, H), argmax."""
-    w, h = out_size
-    up = F.interpolate(soft[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
-    idx = torch.argmax(up, dim=0).to(torch.uint8).cpu().numpy()
-    return _ids_lut(ids)[idx]

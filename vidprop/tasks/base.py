@@ -103,12 +103,12 @@ def check_output_folder(out_dir: Path) -> None:
 
 @contextmanager
 def background_output(
-    task: PropagationTask, folder: Path, info: Any, overlay: bool, reader: Any
+    profile: Profile, folder: Path, info: Any, overlay: bool, reader: Any
 ) -> Iterator[tuple[Any, Any]]:
     """Yield (BackgroundWriter, overlay VideoWriter or None) writing into ``folder``.
 
     On success the overlay is closed on the writer thread, every job is
-    waited for (an error in one is raised here) and the task's last profile
+    waited for (an error in one is raised here) and the run's ``profile``
     gets the wait for the writer, the reader's and writer's busy time and the
     wall time of the block; on an error the writer stops without running
     what is left.
@@ -126,7 +126,7 @@ def background_output(
     except BaseException:
         writer.__exit__(RuntimeError, None, None)
         raise
-    prof = task.last_profile
+    prof = profile
     prof.add("write", writer.wait_seconds)
     prof.background = {"decode+resize": reader.busy_seconds, "write": writer.busy_seconds}
     prof.wall = time.perf_counter() - started
@@ -146,7 +146,6 @@ class PropagationTask:
     def __init__(self, extractor: FeatureExtractor, config: TaskConfig) -> None:
         self.extractor = extractor
         self.config = config
-        self.last_profile = Profile()
 
     @classmethod
     def from_pretrained(
@@ -196,18 +195,19 @@ class PropagationTask:
 
     def _features(
         self, records: Iterable[FrameRecord], need: Callable[[FrameRecord], bool] | None = None,
-        cached: Any = None,
+        cached: Any = None, profile: Profile | None = None,
     ) -> Iterator[tuple[FrameRecord, torch.Tensor | None]]:
         """Yield (record, features (C, h, w)) in order, extracting ``batch_size`` frames at a time.
 
         Records for which ``need`` is false get no features (None) and are
         not extracted.  Each frame is extracted with its video index, so its
         features do not depend on batching or on where the run started.
-        ``cached`` (a :class:`~vidprop.features.cache.CachedFeatures`): read
+        ``cached`` (a :class:`~vidprop.tasks.feature_cache.CachedFeatures`): read
         each frame's features from it (by video index) instead of extracting.
+        ``profile``: the run's Profile, which gets the "decode" and "extract" times.
         """
         ext = self.extractor
-        prof = self.last_profile
+        prof = Profile() if profile is None else profile
         if cached is not None:
             for rec in records:
                 t0 = time.perf_counter()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
@@ -119,23 +119,30 @@ class Tracker(PropagationTask):
     def _run(
         self, frames: Iterable, names: list[str], pts: np.ndarray, outside: Outside, progress: bool, total: int | None
     ) -> Iterator[TrackFrame]:
-        return (fr for _, fr in self._track_records(self._records(frames), names, pts, outside, progress, total))
+        return (fr for _, fr in self.track_records(self._records(frames), names, pts, outside, progress, total))
 
-    def _track_records(
+    def track_records(
         self, records: Iterable[FrameRecord], names: list[str], pts: np.ndarray, outside: Outside, progress: bool,
-        total: int | None, cached: Any = None,
+        total: int | None, cached: Any = None, profile: Profile | None = None,
     ) -> Iterator[tuple[FrameRecord, TrackFrame]]:
-        """Yield (record, TrackFrame) per frame; the first record's frame holds the given keypoints."""
+        """Yield (record, TrackFrame) per frame: the run loop of :meth:`run`, ``track``, ``batch`` and ``eval jhmdb``.
+
+        The first record's frame holds the given keypoints ``pts`` ((J, 2)
+        pixels, named ``names``; the array is modified where a keypoint
+        vanishes).  ``cached``: as :meth:`Segmenter.segment_records`'s.
+        ``profile``: the run's :class:`~vidprop.tasks.base.Profile`, filled as
+        the frames go (default: a new one, not kept).
+        """
         cfg = self.config
         ext = self.extractor
-        prof = self.last_profile = Profile()
+        prof = Profile() if profile is None else profile
         prop = Propagator(cfg.propagation)
         bar = progress_bar(total=total, unit="frame", desc="track", enabled=progress)
         size = grid = None
         scale = np.ones(2)
         n = 0
         try:
-            for rec, f in self._features(records, cached=cached):
+            for rec, f in self._features(records, cached=cached, profile=prof):
                 assert f is not None and rec.frame is not None and rec.model_input is not None
                 t0 = time.perf_counter()
                 h, w = rec.frame.shape[:2]
@@ -187,6 +194,8 @@ class TrackResult:
     csv: Path
     overlay: Path | None
     profile: str = ""
+    #: The run's timings (``profile`` is their summary); each run has its own.
+    timing: Profile = field(default_factory=Profile, compare=False, repr=False)
 
 
 @dataclass
@@ -207,7 +216,7 @@ class TrackJob:
         target = check_model_input(tracker.config, vinfo.width, vinfo.height, source=str(vinfo.path))
         cached = None
         if feature_cache is not None:
-            from vidprop.features.cache import as_cache
+            from vidprop.tasks.feature_cache import as_cache
 
             cached = as_cache(feature_cache).features(driver.path, tracker, name=self.name, backend=driver.backend,
                                                       progress=progress)
@@ -221,11 +230,12 @@ class TrackJob:
         vis: list[np.ndarray] = []
         frame_names: list[str] = []
         indices: list[int] = []
+        prof = Profile()  # this run's: the loop, the reader and the writer fill it
         with atomic_dir(out_dir, overwrite=self.overwrite) as tmp:
-            with background_output(tracker, tmp, vinfo, overlay, driver) as (writer, vw):
+            with background_output(prof, tmp, vinfo, overlay, driver) as (writer, vw):
                 records = driver.records(target, tracker.config.frames.interpolation, as_float=tracker.config.frames.resize_as_float)
-                for rec, fr in tracker._track_records(records, list(kps.names), kps.xy.copy(), "vanish", progress,
-                                                      driver.num_frames, cached=cached):
+                for rec, fr in tracker.track_records(records, list(kps.names), kps.xy.copy(), "vanish", progress,
+                                                     driver.num_frames, cached=cached, profile=prof):
                     xys.append(fr.xy)
                     vis.append(fr.visible)
                     frame_names.append(rec.name)
@@ -251,15 +261,16 @@ class TrackJob:
             write_tracks_csv(tmp / "keypoints.csv", kps.names, xy, visible, frame_indices=indices)
             write_source_record(tmp, vinfo, frames=len(xy), task="track",
                                 first_frame=min(indices, default=0))  # lets `vidprop view` find the frames
-        prof = tracker.last_profile.summary()
-        log.info("wrote keypoints of %d frames to %s (%s)", len(xy), out_dir, prof)
+        summary = prof.summary()
+        log.info("wrote keypoints of %d frames to %s (%s)", len(xy), out_dir, summary)
         return TrackResult(
             output_dir=out_dir,
             num_frames=len(xy),
             json=out_dir / "keypoints.json",
             csv=out_dir / "keypoints.csv",
             overlay=out_dir / "overlay.mp4" if overlay else None,
-            profile=prof,
+            profile=summary,
+            timing=prof,
         )
 
 

@@ -31,11 +31,15 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from vidprop.errors import ConfigError, VidpropError
+from vidprop.errors import ConfigError
+from vidprop.view.responses import NO_STORE, exception_handlers, frame_response
 
-__all__ = ["create_app", "STATIC_DIR"]
+if TYPE_CHECKING:
+    from vidprop.view.results import ResultsIndex, SegmentDetail, TrackDetail
+
+__all__ = ["create_app", "ViewApi", "STATIC_DIR"]
 
 log = logging.getLogger(__name__)
 
@@ -56,160 +60,168 @@ def create_app(results: str | Path | None = None, match: Any = None):
     """
     _starlette()
     from starlette.applications import Starlette
-    from starlette.exceptions import HTTPException
-    from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from vidprop.view.results import ResultsIndex, SegmentDetail, TrackDetail
+    from vidprop.view.results import ResultsIndex
 
     if (results is None) == (match is None):
         raise ValueError("give either a results folder or a match session")
     index = ResultsIndex(results) if results is not None else None
-    nocache = {"Cache-Control": "no-store"}
+    api = ViewApi(index, match)
+    routes = [
+        Route("/", api.page),
+        Route("/api/info", api.info),
+        Route("/api/results", api.results_list),
+        Route("/api/results/{name}", api.result_detail),
+        Route("/api/results/{name}/frame/{index:int}", api.result_frame),
+        Route("/api/results/{name}/mask/{index:int}", api.result_mask),
+        Route("/api/results/{name}/keypoints", api.result_keypoints),
+        Route("/api/match", api.match_info),
+        Route("/api/match/image/{which}", api.match_image),
+        Route("/api/match/click", api.match_click),
+        Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers=exception_handlers(500))
+    app.state.index = index
+    app.state.match = match
+    return app
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=nocache)
+
+def _abort(status: int, message: str) -> NoReturn:
+    from starlette.exceptions import HTTPException
+
+    raise HTTPException(status, message)
+
+
+def _json(body: Any) -> Any:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(body, headers=NO_STORE)
+
+
+def _frame_index(request: Any, n: int) -> int:
+    i = request.path_params["index"]
+    if not 0 <= i < n:
+        _abort(404, f"no frame {i} (frames 0..{n - 1})")
+    return i
+
+
+class ViewApi:
+    """The route handlers of ``vidprop view``: a results folder's (``index``) or an image pair's (``match``).
+
+    Each handler takes a Starlette request; see the module docstring for the routes.
+    """
+
+    def __init__(self, index: "ResultsIndex | None", match: Any) -> None:
+        self.index = index
+        self.match = match
 
     # ------------------------------------------------------------------ helpers
-    def need_index() -> ResultsIndex:
-        if index is None:
-            raise HTTPException(404, "no results folder is served (this is the match view)")
-        return index
+    def need_index(self) -> "ResultsIndex":
+        if self.index is None:
+            _abort(404, "no results folder is served (this is the match view)")
+        return self.index
 
-    def detail_of(request: Request) -> SegmentDetail | TrackDetail:
-        d = need_index().detail(request.path_params["name"])
+    def detail_of(self, request: Any) -> "SegmentDetail | TrackDetail":
+        d = self.need_index().detail(request.path_params["name"])
         if d is None:
-            raise HTTPException(404, "unknown result")
+            _abort(404, "unknown result")
         return d
 
-    def frame_index(request: Request, n: int) -> int:
-        i = request.path_params["index"]
-        if not 0 <= i < n:
-            raise HTTPException(404, f"no frame {i} (frames 0..{n - 1})")
-        return i
+    def need_match(self) -> Any:
+        if self.match is None:
+            _abort(404, "no image pair is served (start with vidprop view --match SRC TGT)")
+        return self.match
 
     # ------------------------------------------------------------------ pages
-    def page(request: Request) -> Response:
-        return FileResponse(STATIC_DIR / "index.html", headers=nocache)
+    def page(self, request: Any) -> Any:
+        from starlette.responses import FileResponse
 
-    def info(request: Request) -> Response:
-        if index is not None:
-            return JSONResponse({"mode": "results", "root": index.root.name, "single": index.single}, headers=nocache)
-        return JSONResponse({"mode": "match", **match.describe()}, headers=nocache)
+        return FileResponse(STATIC_DIR / "index.html", headers=NO_STORE)
+
+    def info(self, request: Any) -> Any:
+        if self.index is not None:
+            return _json({"mode": "results", "root": self.index.root.name, "single": self.index.single})
+        return _json({"mode": "match", **self.match.describe()})
 
     # ------------------------------------------------------------------ results
-    def results_list(request: Request) -> Response:
-        return JSONResponse(_finite(need_index().listing()), headers=nocache)
+    def results_list(self, request: Any) -> Any:
+        return _json(_finite(self.need_index().listing()))
 
-    def result_detail(request: Request) -> Response:
-        d = detail_of(request)
+    def result_detail(self, request: Any) -> Any:
+        d = self.detail_of(request)
         body = d.describe()
-        scores = _scores_of(need_index(), d.name)
+        scores = _scores_of(self.need_index(), d.name)
         if scores:
             body["scores"] = scores
-        return JSONResponse(_finite(body), headers=nocache)
+        return _json(_finite(body))
 
-    def result_frame(request: Request) -> Response:
-        d = detail_of(request)
+    def result_frame(self, request: Any) -> Any:
+        from vidprop.view.results import SegmentDetail
+
+        d = self.detail_of(request)
         names = [p.stem for p in d.masks] if isinstance(d, SegmentDetail) else d.frames
-        i = frame_index(request, len(names))
+        i = _frame_index(request, len(names))
         if d.source.frames is None:
-            raise HTTPException(404, d.source.note)
+            _abort(404, d.source.note)
         try:
-            data, media = d.source.frames.get(i + d.source.offset, names[i])
+            return frame_response(d.source.frames, i + d.source.offset, names[i])
         except IndexError as exc:
-            raise HTTPException(404, str(exc)) from None
-        return Response(data, media_type=media, headers={"Cache-Control": "no-cache"})
+            _abort(404, str(exc))
 
-    def result_mask(request: Request) -> Response:
-        d = detail_of(request)
+    def result_mask(self, request: Any) -> Any:
+        from starlette.responses import FileResponse
+
+        from vidprop.view.results import SegmentDetail
+
+        d = self.detail_of(request)
         if not isinstance(d, SegmentDetail):
-            raise HTTPException(404, "a track result has no masks")
-        i = frame_index(request, len(d.masks))
+            _abort(404, "a track result has no masks")
+        i = _frame_index(request, len(d.masks))
         path = d.masks[i]
         if not path.is_file():
-            raise HTTPException(404, f"mask {path.name} is gone")
+            _abort(404, f"mask {path.name} is gone")
         download = request.query_params.get("download") not in (None, "", "0", "false")
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"},
                             filename=path.name if download else None,
                             content_disposition_type="attachment" if download else "inline")
 
-    def result_keypoints(request: Request) -> Response:
-        d = detail_of(request)
+    def result_keypoints(self, request: Any) -> Any:
+        from vidprop.view.results import TrackDetail
+
+        d = self.detail_of(request)
         if not isinstance(d, TrackDetail):
-            raise HTTPException(404, "a segment result has no keypoints")
-        return JSONResponse(_finite(d.data), headers=nocache)
+            _abort(404, "a segment result has no keypoints")
+        return _json(_finite(d.data))
 
     # ------------------------------------------------------------------ match
-    def need_match():
-        if match is None:
-            raise HTTPException(404, "no image pair is served (start with vidprop view --match SRC TGT)")
-        return match
+    def match_info(self, request: Any) -> Any:
+        return _json(self.need_match().describe())
 
-    def match_info(request: Request) -> Response:
-        return JSONResponse(need_match().describe(), headers=nocache)
+    def match_image(self, request: Any) -> Any:
+        from starlette.responses import Response
 
-    def match_image(request: Request) -> Response:
         which = request.path_params["which"]
-        images = need_match().images
+        images = self.need_match().images
         if which not in images:
-            raise HTTPException(404, "image must be source or target")
+            _abort(404, "image must be source or target")
         return Response(images[which], media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
 
-    def match_click(request: Request) -> Response:
-        m = need_match()
+    def match_click(self, request: Any) -> Any:
+        m = self.need_match()
         w, h = m.source.shape[1], m.source.shape[0]
         try:
             x, y = float(request.query_params["x"]), float(request.query_params["y"])
         except KeyError:
-            raise HTTPException(400, "give the source pixel as ?x=X&y=Y") from None
+            _abort(400, "give the source pixel as ?x=X&y=Y")
         except ValueError:
-            raise HTTPException(400, "x and y must be numbers") from None
+            _abort(400, "x and y must be numbers")
         if not (math.isfinite(x) and math.isfinite(y)):
-            raise HTTPException(400, "x and y must be finite numbers")
+            _abort(400, "x and y must be finite numbers")
         if not (0 <= round(x) < w and 0 <= round(y) < h):
-            raise HTTPException(400, f"({x:g}, {y:g}) is outside the {w}x{h} source image")
-        return JSONResponse(m.click(x, y), headers=nocache)
-
-    # ------------------------------------------------------------------ errors
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 500)
-        detail = getattr(exc, "detail", "") or "error"
-        if status == 404 and detail == "Not Found":
-            detail = "not found"
-        return error(status, str(detail))
-
-    async def vidprop_error(request: Request, exc: Exception) -> Response:
-        log.warning("%s: %s", request.url.path, exc)
-        return error(500, str(exc))
-
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        log.error("%s: %s: %s", request.url.path, type(exc).__name__, exc, exc_info=exc)
-        return error(500, f"internal error ({type(exc).__name__})")
-
-    routes = [
-        Route("/", page),
-        Route("/api/info", info),
-        Route("/api/results", results_list),
-        Route("/api/results/{name}", result_detail),
-        Route("/api/results/{name}/frame/{index:int}", result_frame),
-        Route("/api/results/{name}/mask/{index:int}", result_mask),
-        Route("/api/results/{name}/keypoints", result_keypoints),
-        Route("/api/match", match_info),
-        Route("/api/match/image/{which}", match_image),
-        Route("/api/match/click", match_click),
-        Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
-    ]
-    app = Starlette(routes=routes, exception_handlers={
-        HTTPException: http_error,
-        VidpropError: vidprop_error,
-        Exception: internal_error,
-    })
-    app.state.index = index
-    app.state.match = match
-    return app
+            _abort(400, f"({x:g}, {y:g}) is outside the {w}x{h} source image")
+        return _json(m.click(x, y))
 
 
 def _scores_of(index: Any, name: str) -> dict[str, Any] | None:

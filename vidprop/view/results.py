@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from vidprop.errors import InputError
+from vidprop.io.davis_layout import davis_frames_dir
 from vidprop.io.source import read_source_record
 from vidprop.view.frames import FolderFrames, FrameSource, VideoFrames
 
@@ -291,9 +292,7 @@ def _find_source(folder: Path, name: str, extra: Path | None = None) -> Source:
             rec = yaml.safe_load(cfg.read_text()) or {}
             root = rec.get("root") if isinstance(rec, dict) else None
             if isinstance(root, str) and "DAVIS" in str(rec.get("benchmark", "")):
-                from vidprop.eval.davis import RESOLUTION
-
-                candidates.append(Path(root) / "JPEGImages" / RESOLUTION / name)
+                candidates.append(davis_frames_dir(Path(root), name))
         except Exception as exc:  # noqa: BLE001 - a broken config.yaml only loses this hint
             log.debug("%s: %s", cfg, exc)
     for n, path in enumerate(candidates):

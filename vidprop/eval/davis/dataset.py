@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from vidprop.errors import ConfigError, InputError
+from vidprop.io.davis_layout import RESOLUTION
 
 __all__ = ["SETS", "VOID_LABEL", "RESOLUTION", "DavisSequence", "read_set", "find_sequences", "read_ids"]
 
@@ -17,7 +18,6 @@ __all__ = ["SETS", "VOID_LABEL", "RESOLUTION", "DavisSequence", "read_set", "fin
 SETS = ("val", "train", "test-dev")
 #: Void label of the annotations (set to 0: not excluded in the semi-supervised task).
 VOID_LABEL = 255
-RESOLUTION = "480p"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from vidprop.eval.davis.dataset import SETS, VOID_LABEL, DavisSequence, find_seq
 from vidprop.eval.davis.metrics import BOUND_TH, jf_frame, boundary_radius, db_statistics, disk
 from vidprop.progress import progress_bar
 
-__all__ = ["ObjectScore", "SequenceScore", "DavisScores", "score_sequence", "score_davis"]
+__all__ = ["ObjectScore", "object_score", "SequenceScore", "DavisScores", "score_sequence", "score_davis"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ class ObjectScore:
     @property
     def jf_mean(self) -> float:
         return (self.j_mean + self.f_mean) / 2.0
+
+
+def object_score(sequence: str, object_id: int, j: np.ndarray, f: np.ndarray) -> ObjectScore:
+    """An object's J and F statistics (Mean, Recall, Decay; the toolkit's ``db_statistics``) from its per-frame
+    J and F."""
+    return ObjectScore(sequence, object_id, *db_statistics(j), *db_statistics(f))
 
 
 @dataclass(frozen=True)
@@ -155,9 +161,7 @@ def score_sequence(seq: DavisSequence, results: str | Path, bound_th: float = BO
     for k in range(1, k_objects + 1):
         for t in range(n):
             j_all[k - 1, t], f_all[k - 1, t] = jf_frame(gt[t] == k, pr[t] == k, kernel)
-        jm, jr, jd = db_statistics(j_all[k - 1])
-        fm, fr, fd = db_statistics(f_all[k - 1])
-        objects.append(ObjectScore(seq.name, k, jm, jr, jd, fm, fr, fd))
+        objects.append(object_score(seq.name, k, j_all[k - 1], f_all[k - 1]))
     return SequenceScore(seq.name, k_objects, tuple(p.stem for p in scored), j_all, f_all, tuple(objects))
 
 

@@ -1,59 +1,25 @@
-"""extract_images / extract_video on the tiny random SD: saved features equal the extractor's, resume, errors."""
+"""extract_images on the tiny random SD: saved features equal the extractor's (as DIFT's script), resume, errors; inputs sorted into images or videos."""
 
 from __future__ import annotations
 
 import errno
 import os
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from vidprop.config import load_preset
 from vidprop.errors import ConfigError, InputError, OutputExistsError, WriteError
-from vidprop.features import store
-from vidprop.features.store import load_features, open_video_features, read_meta
+from vidprop.io import feature_store as store
+from vidprop.io.feature_store import load_features, read_meta
 from vidprop.tasks.extract import (
     FeatureSaver,
     SaveOptions,
     classify_inputs,
     extract_images,
-    extract_video,
     upsample_features,
 )
-
-
-@pytest.fixture(scope="module")
-def saver(tiny_sd_path):
-    """DIFT-script settings at 64x64 (stride 16 -> 4x4 features), ensemble 2, loaded once."""
-    cfg = load_preset("dift").override(extractor={"model": str(tiny_sd_path), "ensemble": 2},
-                                       frames={"width": 64, "height": 64})
-    return FeatureSaver.from_pretrained(config=cfg)
-
-
-@pytest.fixture(scope="module")
-def video_saver(tiny_sd_path):
-    """Video settings: short side 64 (stride 8), ensemble 1."""
-    cfg = load_preset("davis").override(extractor={"model": str(tiny_sd_path), "ensemble": 1},
-                                        frames={"short_side": 64})
-    return FeatureSaver.from_pretrained(config=cfg)
-
-
-def _smooth(rng, h, w):
-    img = cv2.resize(rng.random((6, 8, 3)), (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 255
-    return img.astype(np.uint8)
-
-
-@pytest.fixture()
-def images(tmp_path):
-    rng = np.random.default_rng(0)
-    d = tmp_path / "imgs"
-    d.mkdir()
-    for name, (h, w) in {"a": (50, 70), "b": (64, 64), "c": (40, 90)}.items():
-        Image.fromarray(_smooth(rng, h, w)).save(d / f"{name}.png")
-    return d
 
 
 def _dift_script_features(ext, path, size=(64, 64)):
@@ -245,87 +211,6 @@ def test_no_model_is_loaded_when_everything_is_complete(saver, images, tmp_path)
     lazy = FeatureSaver(saver.config)  # no extractor
     res = extract_images([images / "a.png"], tmp_path / "out", saver=lazy)
     assert not lazy.loaded and len(res.skipped) == 1
-
-
-# --------------------------------------------------------------------------- videos
-@pytest.fixture()
-def frame_folder(tmp_path):
-    rng = np.random.default_rng(1)
-    d = tmp_path / "walk" / "frames"
-    d.mkdir(parents=True)
-    base = _smooth(rng, 72, 128)
-    for i in range(11):
-        Image.fromarray(np.roll(base, 3 * i, axis=1)).save(d / f"f{i:03d}.png")
-    return d
-
-
-def _reference_video(ext, folder):
-    """vidprop's video path: each frame resized with OpenCV bilinear (short side 64: 128x72 -> 96x64), noise seeded by frame index."""
-    out = []
-    for i, f in enumerate(sorted(folder.iterdir())):
-        small = cv2.resize(np.array(Image.open(f).convert("RGB")), (96, 64), interpolation=cv2.INTER_LINEAR)
-        out.append(ext.extract(torch.from_numpy(small).permute(2, 0, 1)[None].contiguous(), indices=[i])[0])
-    return torch.stack(out)  # (T, C, h, w)
-
-
-def test_video_chunks_and_index(video_saver, frame_folder, tmp_path):
-    res = extract_video(frame_folder, tmp_path / "out", saver=video_saver, options=SaveOptions(chunk=4))
-    folder = tmp_path / "out" / "walk"  # a generic frame-folder name takes its parent's
-    assert res.output == folder and res.frames_extracted == res.frames_total == 11
-    assert [p.name for p in res.written] == ["chunk_00000.safetensors", "chunk_00001.safetensors", "chunk_00002.safetensors"]
-    ref = _reference_video(video_saver.extractor, frame_folder)  # (11, 16, 8, 12)
-    video = open_video_features(folder)
-    assert len(video) == 11 and video.names == [f"f{i:03d}" for i in range(11)]
-    assert torch.equal(torch.stack(list(video)), ref)  # exactly, frame by frame
-    x, index = load_features(folder)
-    assert torch.equal(x, ref)
-    assert [(c["start"], c["count"]) for c in index["chunks"]] == [(0, 4), (4, 4), (8, 3)]
-    assert index["frames"][9] == {"index": 9, "name": "f009", "file": "chunk_00002.safetensors", "offset": 1}
-    assert index["feature_shape"] == [16, 8, 12] and index["frame_size"] == [128, 72] and index["model_size"] == [96, 64]
-    s = index["settings"]
-    assert (s["t"], s["up_ft_index"], s["ensemble"], s["stride"], s["chunk"], s["resize"]) == (51, 2, 1, 8, 4, "opencv_linear")
-    chunk, meta = load_features(folder / "chunk_00002.safetensors")
-    assert chunk.shape == (3, 16, 8, 12) and meta["frame_names"] == ["f008", "f009", "f010"] and meta["start"] == 8
-
-
-def test_video_resume_and_one_file_per_frame(video_saver, frame_folder, tmp_path, caplog):
-    out = tmp_path / "out"
-    opts = SaveOptions(chunk=1, format="npz", save_dtype="float16")
-    res = extract_video(frame_folder, out, saver=video_saver, options=opts, name="clip")
-    folder = out / "clip"
-    assert sorted(p.name for p in res.written) == [f"f{i:03d}.npz" for i in range(11)]
-    again = extract_video(frame_folder, out, saver=video_saver, options=opts, name="clip")
-    assert again.written == [] and len(again.skipped) == 11
-    (folder / "index.json").unlink()  # an interrupted run: no index yet ...
-    (folder / "f004.npz").unlink()  # ... a frame missing ...
-    data = (folder / "f007.npz").read_bytes()
-    (folder / "f007.npz").write_bytes(data[: len(data) // 2])  # ... and one cut short
-    res = extract_video(frame_folder, out, saver=video_saver, options=opts, name="clip")
-    assert sorted(p.name for p in res.written) == ["f004.npz", "f007.npz"] and res.frames_extracted == 2
-    assert "redoing an incomplete feature file" in caplog.text
-    x, _ = load_features(folder)
-    assert torch.equal(x, _reference_video(video_saver.extractor, frame_folder).half())
-    with pytest.raises(OutputExistsError, match="chunk: 1 -> 4"):
-        extract_video(frame_folder, out, saver=video_saver, options=SaveOptions(chunk=4, format="npz", save_dtype="float16"), name="clip")
-    res = extract_video(frame_folder, out, saver=video_saver, options=SaveOptions(chunk=4, format="npz", save_dtype="float16", overwrite=True),
-                        name="clip")
-    assert sorted(p.name for p in folder.iterdir()) == ["chunk_00000.npz", "chunk_00001.npz", "chunk_00002.npz", "index.json"]
-
-
-def test_video_file_and_errors(video_saver, tmp_path):
-    from vidprop.io.synthetic import SyntheticScene, write_video
-
-    video = write_video(SyntheticScene(width=96, height=64, num_frames=5, num_objects=1, seed=0), tmp_path / "v.mp4")
-    res = extract_video(video, tmp_path / "out", saver=video_saver, options=SaveOptions(chunk=2))
-    assert res.frames_total == 5 and len(open_video_features(tmp_path / "out" / "v")) == 5
-    assert [c["count"] for c in load_features(tmp_path / "out" / "v")[1]["chunks"]] == [2, 2, 1]
-    with pytest.raises(ConfigError, match="safetensors or npz"):
-        extract_video(video, tmp_path / "out", saver=video_saver, options=SaveOptions(format="pt"))
-    with pytest.raises(OutputExistsError, match="format: 'safetensors' -> 'npz'"):
-        extract_video(video, tmp_path / "out", saver=video_saver, options=SaveOptions(chunk=2, format="npz"))
-    (tmp_path / "junk.mp4").write_bytes(b"junk")
-    with pytest.raises(InputError, match="junk.mp4"):
-        extract_video(tmp_path / "junk.mp4", tmp_path / "out", saver=video_saver)
 
 
 def test_classify_inputs(images, frame_folder, tmp_path):

@@ -11,7 +11,7 @@ from PIL import Image
 from vidprop.cli import main
 from vidprop.config import load_preset
 from vidprop.errors import InputError
-from vidprop.features.cache import FeatureCache, default_cache_dir
+from vidprop.tasks.feature_cache import FeatureCache, default_cache_dir
 from vidprop.io.masks import write_indexed_png
 from vidprop.io.synthetic import SyntheticScene, write_frame_folder, write_video
 from vidprop.tasks.segment import Segmenter, segment_video

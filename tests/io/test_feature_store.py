@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from vidprop.errors import InputError, WriteError
-from vidprop.features import store
-from vidprop.features.store import (
+from vidprop.io import feature_store as store
+from vidprop.io.feature_store import (
     FileStatus,
     inspect_file,
     load_features,

@@ -1,6 +1,6 @@
 """A feature cache: a video's features computed once per (video, backbone, settings), then read back.
 
-    from vidprop.features.cache import FeatureCache
+    from vidprop.tasks.feature_cache import FeatureCache
     cache = FeatureCache("~/.cache/vidprop/features")
     video = cache.features("clip.mp4", segmenter)      # extracts on the first call, reads afterwards
     f5 = video.frame(5)                                 # (C, h, w) on the extractor's device
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from vidprop.errors import ConfigError, InputError, VidpropError
-from vidprop.features.store import VideoFeatures, open_video_features
+from vidprop.io.feature_store import VideoFeatures, open_video_features
 
 __all__ = ["FeatureCache", "CachedFeatures", "default_cache_dir", "as_cache"]
 
