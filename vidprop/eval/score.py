@@ -31,7 +31,7 @@ import numpy as np
 from vidprop.errors import InputError
 from vidprop.eval.davis.dataset import VOID_LABEL, read_ids
 from vidprop.eval.davis.metrics import BOUND_TH, db_eval_boundary, db_eval_iou
-from vidprop.eval.davis.scoring import ObjectScore, object_score
+from vidprop.eval.davis.scoring import ObjectMeans, ObjectScore, object_score
 from vidprop.io.atomic import atomic_file
 
 __all__ = ["ResultScore", "score_result", "write_score_csvs"]
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ResultScore:
+class ResultScore(ObjectMeans):
     """Per-frame J and F ((K, n) for the K objects ``ids`` and n ``frames``) and per-object statistics."""
 
     ids: tuple[int, ...]
@@ -49,18 +49,6 @@ class ResultScore:
     f: np.ndarray
     objects: tuple[ObjectScore, ...]  # sequence: the result folder's name
     skipped: tuple[str, ...]  # annotated frames left out
-
-    @property
-    def j_mean(self) -> float:
-        return float(np.mean([o.j_mean for o in self.objects])) if self.objects else float("nan")
-
-    @property
-    def f_mean(self) -> float:
-        return float(np.mean([o.f_mean for o in self.objects])) if self.objects else float("nan")
-
-    @property
-    def jf_mean(self) -> float:
-        return (self.j_mean + self.f_mean) / 2.0
 
     def summary(self) -> str:
         left = f", annotated frame(s) {', '.join(self.skipped)} not scored" if self.skipped else ""

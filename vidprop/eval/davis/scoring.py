@@ -17,7 +17,7 @@ from vidprop.eval.davis.dataset import SETS, VOID_LABEL, DavisSequence, find_seq
 from vidprop.eval.davis.metrics import BOUND_TH, jf_frame, boundary_radius, db_statistics, disk
 from vidprop.progress import progress_bar
 
-__all__ = ["ObjectScore", "object_score", "SequenceScore", "DavisScores", "score_sequence", "score_davis"]
+__all__ = ["ObjectMeans", "ObjectScore", "object_score", "SequenceScore", "DavisScores", "score_sequence", "score_davis"]
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,9 @@ def object_score(sequence: str, object_id: int, j: np.ndarray, f: np.ndarray) ->
     return ObjectScore(sequence, object_id, *db_statistics(j), *db_statistics(f))
 
 
-@dataclass(frozen=True)
-class SequenceScore:
-    """Per-frame and per-object scores of one sequence."""
+class ObjectMeans:
+    """Mean J, F and J&F over ``self.objects`` (:class:`ObjectScore` s): a sequence's, or a scored result's."""
 
-    name: str
-    num_objects: int
-    frame_names: tuple[str, ...]  # the scored frames (first and last dropped)
-    j: np.ndarray  # (K, n) per-frame J
-    f: np.ndarray  # (K, n) per-frame F
     objects: tuple[ObjectScore, ...]
 
     @property
@@ -73,6 +67,18 @@ class SequenceScore:
     @property
     def jf_mean(self) -> float:
         return (self.j_mean + self.f_mean) / 2.0
+
+
+@dataclass(frozen=True)
+class SequenceScore(ObjectMeans):
+    """Per-frame and per-object scores of one sequence."""
+
+    name: str
+    num_objects: int
+    frame_names: tuple[str, ...]  # the scored frames (first and last dropped)
+    j: np.ndarray  # (K, n) per-frame J
+    f: np.ndarray  # (K, n) per-frame F
+    objects: tuple[ObjectScore, ...]
 
 
 @dataclass(frozen=True)
