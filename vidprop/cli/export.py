@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vidprop.io.atomic import check_writable_target
-    from vidprop.io.exports import EXPORT_TARGETS, export_folder, parse_formats, result_folders
+    from vidprop.io.exports import EXPORT_TARGETS, export_results, parse_formats, result_folders
     from vidprop.io.formats.labels import read_labels
 
     formats = parse_formats(args.format)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             if f != "png":
                 check_writable_target(folder / EXPORT_TARGETS[f], args.overwrite)
     for folder in folders:
-        done = export_folder(folder, formats, overwrite=args.overwrite, labels=labels)
+        done = export_results(folder, formats, overwrite=args.overwrite, labels=labels)
         written = ", ".join(str(p) for p in done.values()) or "nothing (png is what the folder holds)"
         print(f"{folder}: wrote {written}")
     return 0

@@ -13,8 +13,8 @@ each written by :mod:`vidprop.io.formats`:
 
 Object names and colours go to every format from ``OUT/NAME/labels.json``
 (written by a run that had names or colours) and ``--labels``.
-:func:`export_results` converts a result folder, or every result folder
-under a folder (what ``batch`` and ``eval`` write).
+:func:`export_results` converts one result folder; :func:`result_folders`
+finds every result folder under a folder (what ``batch`` and ``eval`` write).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ __all__ = [
     "read_coco_masks",
     "youtube_vos_folder",
     "export_results",
-    "export_folder",
     "result_folders",
     "COCO_FILE",
     "EXPORT_TARGETS",
@@ -123,7 +122,7 @@ def result_folders(path: str | Path) -> list[Path]:
     return subs
 
 
-def export_folder(
+def export_results(
     results: str | Path,
     formats: Iterable[str],
     *,
@@ -184,15 +183,3 @@ def export_folder(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %d frames of %s as %s", len(pngs), folder, ", ".join(fmts) or "png (nothing to do)")
     return done
-
-
-def export_results(
-    results: str | Path,
-    formats: Iterable[str],
-    *,
-    overwrite: bool = False,
-    name: str | None = None,
-    labels: LabelMap | None = None,
-) -> dict[str, Path]:
-    """:func:`export_folder` of one result folder (kept for the single-folder callers)."""
-    return export_folder(results, formats, overwrite=overwrite, name=name, labels=labels)
