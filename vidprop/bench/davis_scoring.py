@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from vidprop.io.davis_layout import davis_annotations_dir, davis_frames_dir
+
 __all__ = ["main", "make_synthetic_davis", "reference_score"]
 
 
@@ -71,8 +73,8 @@ def make_synthetic_davis(
     jpg = root / "_frame.jpg"  # at the masks' size: `vidprop eval davis` can propagate on this layout too
     Image.new("RGB", (width, height), (90, 90, 90)).save(jpg, quality=80)
     for name in names:
-        img_dir = root / "JPEGImages" / "480p" / name
-        ann_dir = root / "Annotations" / "480p" / name
+        img_dir = davis_frames_dir(root, name)
+        ann_dir = davis_annotations_dir(root, name)
         res_dir = results / name
         for d in (img_dir, ann_dir, res_dir):
             d.mkdir(parents=True, exist_ok=True)
@@ -169,7 +171,7 @@ def reference_score(root: str | Path, results: str | Path, set: str = "val") -> 
     J: dict[str, list[float]] = {"M": [], "R": [], "D": []}
     F: dict[str, list[float]] = {"M": [], "R": [], "D": []}
     for name in names:
-        anns = sorted((root / "Annotations" / "480p" / name).glob("*.png"))
+        anns = sorted(davis_annotations_dir(root, name).glob("*.png"))
         gts = np.stack([np.array(Image.open(p)) for p in anns]).astype(np.float64)
         gts[gts == 255] = 0
         k = int(gts[0].max())

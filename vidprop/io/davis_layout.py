@@ -1,4 +1,4 @@
-"""The DAVIS-2017 folder layout's one fixed name, shared by the DAVIS reader and the viewer.
+"""The DAVIS-2017 folder layout, shared by the DAVIS reader, the viewer and the synthetic layouts.
 
 ``ROOT/JPEGImages/<RESOLUTION>/<sequence>/00000.jpg ...`` holds a sequence's
 frames and ``ROOT/Annotations/<RESOLUTION>/<sequence>/`` its masks.  It lives
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["RESOLUTION", "davis_frames_dir"]
+__all__ = ["RESOLUTION", "davis_annotations_dir", "davis_frames_dir"]
 
 #: The frame resolution vidprop reads from a DAVIS-2017 folder.
 RESOLUTION = "480p"
@@ -19,3 +19,8 @@ RESOLUTION = "480p"
 def davis_frames_dir(root: Path, sequence: str) -> Path:
     """``root/JPEGImages/480p/sequence``: the frames of one DAVIS sequence."""
     return Path(root) / "JPEGImages" / RESOLUTION / sequence
+
+
+def davis_annotations_dir(root: Path, sequence: str) -> Path:
+    """``root/Annotations/480p/sequence``: the masks of one DAVIS sequence."""
+    return Path(root) / "Annotations" / RESOLUTION / sequence

@@ -129,14 +129,15 @@ def write_davis_layout(scenes: dict[str, SyntheticScene], root: str | Path, set:
     and ``Annotations/480p/<name>/00000.png ...`` (indexed PNGs of every frame, so it can be scored)."""
     from PIL import Image
 
+    from vidprop.io.davis_layout import davis_annotations_dir, davis_frames_dir
     from vidprop.io.masks import write_indexed_png
 
     root = Path(root)
     (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
     (root / "ImageSets" / "2017" / f"{set}.txt").write_text("".join(f"{n}\n" for n in scenes))
     for name, scene in scenes.items():
-        img_dir = root / "JPEGImages" / "480p" / name
-        ann_dir = root / "Annotations" / "480p" / name
+        img_dir = davis_frames_dir(root, name)
+        ann_dir = davis_annotations_dir(root, name)
         img_dir.mkdir(parents=True, exist_ok=True)
         ann_dir.mkdir(parents=True, exist_ok=True)
         for t, (img, mask) in enumerate(scene.frames()):

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from vidprop.errors import ConfigError, InputError
-from vidprop.io.davis_layout import RESOLUTION
+from vidprop.io.davis_layout import RESOLUTION, davis_annotations_dir, davis_frames_dir
 
 __all__ = ["SETS", "VOID_LABEL", "RESOLUTION", "DavisSequence", "read_set", "find_sequences", "read_ids"]
 
@@ -65,8 +65,8 @@ def find_sequences(
     root = Path(root)
     out = []
     for name in names:
-        img_dir = root / "JPEGImages" / RESOLUTION / name
-        ann_dir = root / "Annotations" / RESOLUTION / name
+        img_dir = davis_frames_dir(root, name)
+        ann_dir = davis_annotations_dir(root, name)
         images = tuple(sorted(img_dir.glob("*.jpg"))) if img_dir.is_dir() else ()
         if not images:
             raise InputError(f"sequence {name}: no frames in {img_dir} (expected 00000.jpg ...)")
